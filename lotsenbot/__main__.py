@@ -1,0 +1,7 @@
+"""``python -m lotsenbot`` — the same as the ``lotsenbot`` command."""
+
+import sys
+
+from lotsenbot.cli import main
+
+sys.exit(main())

@@ -1,0 +1,364 @@
+"""Configuration: pydantic models of ``config.toml`` and one load function.
+
+The key names are a stable interface: municipalities keep their config files across upgrades,
+so keys are only ever added, never renamed. Every problem is reported as one
+:class:`ConfigError` naming the file, the key and what is wrong; the CLI turns it into exit
+code 2 instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from datetime import time
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from lotsenbot.core.durations import parse_duration
+
+MATRIX_ID = re.compile(r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-]+(:\d+)?$")
+ROOM_ID = re.compile(r"^!.+:[A-Za-z0-9.\-]+(:\d+)?$")
+DEPARTMENT_ID = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,39}$")
+
+ENV_PASSWORD = "LOTSENBOT_MATRIX_PASSWORD"
+ENV_ACCESS_TOKEN = "LOTSENBOT_MATRIX_ACCESS_TOKEN"
+ENV_PICKLE_KEY = "LOTSENBOT_PICKLE_KEY"
+ENV_CONFIG = "LOTSENBOT_CONFIG"
+
+
+class ConfigError(Exception):
+    """A configuration problem, already phrased for the admin who has to fix it."""
+
+    def __init__(self, path: Path | str, key: str | None, problem: str) -> None:
+        self.path = str(path)
+        self.key = key
+        self.problem = problem
+        where = f"{self.path}: {key}: " if key else f"{self.path}: "
+        super().__init__(where + problem)
+
+
+def _check_user_id(value: str) -> str:
+    if not MATRIX_ID.match(value):
+        raise ValueError(f"„{value}“ ist keine gültige Matrix-ID (Form: @name:server.de)")
+    return value
+
+
+def _check_room_id(value: str) -> str:
+    if not ROOM_ID.match(value):
+        raise ValueError(f"„{value}“ ist keine gültige Raum-ID (Form: !abc123:server.de)")
+    return value
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MatrixConfig(_Section):
+    homeserver: str
+    user_id: str
+    password: str | None = None
+    access_token: str | None = None
+    device_id: str | None = None
+    device_name: str = "lotsenbot"
+    store_path: Path = Path("store")
+    pickle_key: str | None = None
+    allowed_servers: list[str] = Field(default_factory=list)
+    sync_timeout_ms: int = Field(default=30_000, ge=1_000, le=120_000)
+
+    @field_validator("homeserver")
+    @classmethod
+    def _homeserver(cls, value: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("muss mit http:// oder https:// beginnen, z. B. https://matrix.stadt.de")
+        return value.rstrip("/")
+
+    @field_validator("user_id")
+    @classmethod
+    def _user(cls, value: str) -> str:
+        return _check_user_id(value)
+
+    @model_validator(mode="after")
+    def _credentials(self) -> MatrixConfig:
+        if not self.password and not self.access_token:
+            raise ValueError(
+                f"password oder access_token fehlt (auch über {ENV_PASSWORD} "
+                f"bzw. {ENV_ACCESS_TOKEN} möglich)"
+            )
+        if self.access_token and not self.device_id:
+            raise ValueError("zu access_token gehört auch device_id")
+        return self
+
+    @property
+    def server_name(self) -> str:
+        return self.user_id.split(":", 1)[1]
+
+    @property
+    def effective_allowed_servers(self) -> list[str]:
+        """The servers whose users are served; none configured means the bot's own server."""
+        return list(self.allowed_servers) or [self.server_name]
+
+
+class DatabaseConfig(_Section):
+    path: Path = Path("lotsenbot.db")
+
+
+OfficeDay = Literal["mo", "di", "mi", "do", "fr", "sa", "so"]
+
+
+class OfficeHours(_Section):
+    """Office hours per weekday as "HH:MM-HH:MM"; missing days are closed."""
+
+    mo: str | None = "08:00-16:00"
+    di: str | None = "08:00-16:00"
+    mi: str | None = "08:00-16:00"
+    do: str | None = "08:00-16:00"
+    fr: str | None = "08:00-13:00"
+    sa: str | None = None
+    so: str | None = None
+
+    @field_validator("*")
+    @classmethod
+    def _span(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        parse_span(value)
+        return value
+
+    def spans(self) -> dict[int, tuple[time, time | None]]:
+        """Weekday (0 = Monday) → (start, end); end None means midnight (24:00)."""
+        out: dict[int, tuple[time, time | None]] = {}
+        for index, day in enumerate(("mo", "di", "mi", "do", "fr", "sa", "so")):
+            value = getattr(self, day)
+            if value:
+                out[index] = parse_span(value)
+        return out
+
+
+def parse_span(value: str) -> tuple[time, time | None]:
+    match = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", value)
+    if not match:
+        raise ValueError(f"„{value}“: erwartet wird z. B. \"08:00-16:00\"")
+    h1, m1, h2, m2 = (int(g) for g in match.groups())
+    if h1 > 23 or m1 > 59 or m2 > 59 or h2 > 24 or (h2 == 24 and m2):
+        raise ValueError(f"„{value}“ ist keine gültige Uhrzeit-Spanne")
+    start = time(h1, m1)
+    end = None if h2 == 24 else time(h2, m2)
+    if end is not None and end <= start:
+        raise ValueError(f"„{value}“: das Ende muss nach dem Beginn liegen")
+    return start, end
+
+
+class BotConfig(_Section):
+    language: Literal["de", "en"] = "de"
+    timezone: str = "Europe/Berlin"
+    prefix: str = Field(default="!", min_length=1, max_length=3)
+    coordinators: list[str] = Field(default_factory=list)
+    coordinator_room: str | None = None
+    state: str = "NW"
+    office_hours: OfficeHours = Field(default_factory=OfficeHours)
+    max_message_length: int = Field(default=16_000, ge=100, le=65_536)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unbekannte Zeitzone „{value}“ (z. B. Europe/Berlin)") from exc
+        return value
+
+    @field_validator("coordinators")
+    @classmethod
+    def _coordinators(cls, value: list[str]) -> list[str]:
+        return [_check_user_id(v) for v in value]
+
+    @field_validator("coordinator_room")
+    @classmethod
+    def _room(cls, value: str | None) -> str | None:
+        return _check_room_id(value) if value else None
+
+    @field_validator("state")
+    @classmethod
+    def _state(cls, value: str) -> str:
+        states = {
+            "BB", "BE", "BW", "BY", "HB", "HE", "HH", "MV",
+            "NI", "NW", "RP", "SH", "SL", "SN", "ST", "TH",
+        }  # fmt: skip
+        if value.upper() not in states:
+            raise ValueError(f"„{value}“ ist kein Bundesland-Kürzel ({', '.join(sorted(states))})")
+        return value.upper()
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class DepartmentConfig(_Section):
+    id: str
+    name: str = Field(min_length=1)
+    description: str = ""
+    keywords: list[str] = Field(default_factory=list)
+    pilots: list[str] = Field(default_factory=list)
+    room: str | None = None
+    specialist: bool = False
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not DEPARTMENT_ID.match(value):
+            raise ValueError(
+                f"„{value}“: nur Kleinbuchstaben, Ziffern, - und _ (z. B. \"it\", \"buergeramt\")"
+            )
+        return value
+
+    @field_validator("pilots")
+    @classmethod
+    def _pilots(cls, value: list[str]) -> list[str]:
+        return [_check_user_id(v) for v in value]
+
+    @field_validator("room")
+    @classmethod
+    def _room(cls, value: str | None) -> str | None:
+        return _check_room_id(value) if value else None
+
+
+Duration = Annotated[str, Field(pattern=r"^\s*\d+\s*[smhd]\s*$")]
+
+
+class TicketsConfig(_Section):
+    claim_within: Duration = "4h"
+    answer_within: Duration = "2d"
+    reopen_days: int = Field(default=14, ge=0, le=365)
+    working_time: Literal["office", "always"] = "office"
+
+
+class MeetupsConfig(_Section):
+    reminders: list[Duration] = Field(default_factory=lambda: ["24h", "1h"])
+
+
+class PrivacyConfig(_Section):
+    ticket_contents_days: int = Field(default=180, ge=1)
+    unanswered_questions_days: int = Field(default=90, ge=1)
+    feedback_days: int = Field(default=365, ge=1)
+    signups_days: int = Field(default=180, ge=1)
+    delivery_records_days: int = Field(default=30, ge=1)
+    handled_events_days: int = Field(default=30, ge=1)
+    per_person_stats: bool = False
+
+
+class LoggingConfig(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    json_format: bool = False
+    log_message_bodies: bool = False
+
+
+class Config(_Section):
+    matrix: MatrixConfig
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    bot: BotConfig = Field(default_factory=BotConfig)
+    departments: list[DepartmentConfig] = Field(default_factory=list)
+    tickets: TicketsConfig = Field(default_factory=TicketsConfig)
+    meetups: MeetupsConfig = Field(default_factory=MeetupsConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    source: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _unique_departments(self) -> Config:
+        seen: set[str] = set()
+        for dep in self.departments:
+            if dep.id in seen:
+                raise ValueError(f"Abteilungs-ID „{dep.id}“ kommt doppelt vor")
+            seen.add(dep.id)
+        return self
+
+    def department(self, department_id: str) -> DepartmentConfig | None:
+        return next((d for d in self.departments if d.id == department_id), None)
+
+    def durations(self) -> dict[str, float]:
+        return {
+            "claim_within": parse_duration(self.tickets.claim_within).total_seconds(),
+            "answer_within": parse_duration(self.tickets.answer_within).total_seconds(),
+        }
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1:] = [f"{parts[-1]}[{item + 1}]" if parts else f"[{item + 1}]"]
+        else:
+            parts.append(item)
+    return ".".join(parts)
+
+
+def _resolve(base: Path, value: Path) -> Path:
+    return value if value.is_absolute() else (base / value).resolve()
+
+
+def default_config_path() -> Path:
+    return Path(os.environ.get(ENV_CONFIG) or "config.toml")
+
+
+def load_config(path: Path | str) -> Config:
+    """Read, validate and complete a config file; raise :class:`ConfigError` on any problem."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(path, None, "Datei nicht gefunden") from None
+    except OSError as exc:
+        raise ConfigError(path, None, f"kann nicht gelesen werden ({exc.strerror})") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(path, None, "ist nicht UTF-8-kodiert") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, None, f"kein gültiges TOML: {exc}") from None
+
+    matrix = data.get("matrix")
+    if isinstance(matrix, dict):
+        if os.environ.get(ENV_PASSWORD):
+            matrix["password"] = os.environ[ENV_PASSWORD]
+        if os.environ.get(ENV_ACCESS_TOKEN):
+            matrix["access_token"] = os.environ[ENV_ACCESS_TOKEN]
+        if os.environ.get(ENV_PICKLE_KEY):
+            matrix["pickle_key"] = os.environ[ENV_PICKLE_KEY]
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = _location(error["loc"]) or None
+        message = error["msg"]
+        message = message.removeprefix("Value error, ")
+        if error["type"] == "missing":
+            message = "fehlt (Pflichtangabe)"
+        elif error["type"] == "extra_forbidden":
+            message = "unbekannter Schlüssel (Tippfehler? Siehe config.example.toml)"
+        elif error["type"] == "string_pattern_mismatch" and "Duration" not in message:
+            value = error.get("input")
+            message = f'ungültiger Wert {value!r}: erwartet z. B. "90s", "4h", "2d"'
+        extra = len(exc.errors()) - 1
+        if extra:
+            message += f" (und {extra} weitere Fehler)"
+        raise ConfigError(path, key, message) from None
+
+    base = path.resolve().parent
+    matrix_cfg = config.matrix.model_copy(
+        update={"store_path": _resolve(base, config.matrix.store_path)}
+    )
+    database_cfg = config.database.model_copy(update={"path": _resolve(base, config.database.path)})
+    return config.model_copy(
+        update={"matrix": matrix_cfg, "database": database_cfg, "source": path.resolve()}
+    )

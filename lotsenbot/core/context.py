@@ -1,0 +1,113 @@
+"""What a handler gets: the event, the person, the open transaction, texts, and a way to answer."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import aiosqlite
+
+from lotsenbot.core.clock import iso
+from lotsenbot.core.outbox import Envelope
+from lotsenbot.core.roles import Person
+from lotsenbot.core.types import Incoming, OutMessage
+from lotsenbot.texts import Catalogue
+
+if TYPE_CHECKING:
+    from lotsenbot.core.services import Services
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Context:
+    incoming: Incoming
+    person: Person
+    conn: aiosqlite.Connection  # inside the event's write transaction
+    t: Catalogue
+    now: datetime
+    services: Services
+    outgoing: list[Envelope] = field(default_factory=list)
+
+    @property
+    def sender(self) -> str:
+        return self.incoming.sender
+
+    @property
+    def room_id(self) -> str:
+        return self.incoming.room_id
+
+    def _mentions_for_reply(self) -> tuple[str, ...]:
+        # In a group room the answer names its asker; in a direct chat nobody needs a ping.
+        return () if self.incoming.is_direct else (self.incoming.sender,)
+
+    def reply(self, markdown: str, /, **meta: Any) -> None:
+        """Answer in the room the event came from."""
+        self.outgoing.append(
+            Envelope(
+                "room",
+                self.incoming.room_id,
+                OutMessage(
+                    markdown=markdown,
+                    meta=meta,
+                    mentions=self._mentions_for_reply(),
+                    reply_to=None if self.incoming.is_direct else self.incoming.event_id,
+                ),
+            )
+        )
+
+    def reply_message(self, message: OutMessage) -> None:
+        self.outgoing.append(Envelope("room", self.incoming.room_id, message))
+
+    def send_to_user(self, user_id: str, message: OutMessage, purpose: str = "notify") -> None:
+        """Send to a person's direct chat with the bot (created on demand by the transport)."""
+        self.outgoing.append(Envelope("user", user_id, message, purpose))
+
+    def send_to_room(self, room_id: str, message: OutMessage, purpose: str = "notify") -> None:
+        self.outgoing.append(Envelope("room", room_id, message, purpose))
+
+    async def audit(self, action: str, subject: str | None, details: dict[str, Any]) -> None:
+        await audit(self.conn, self.now, self.sender, action, subject, details)
+
+    # Short-lived conversational state, e.g. the numbered choices of "Meinten Sie …?".
+    async def remember_choice(self, kind: str, payload: Any, ttl: timedelta) -> None:
+        await self.conn.execute(
+            "INSERT OR REPLACE INTO pending_choices (user_id, room_id, kind, payload, expires_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (self.sender, self.room_id, kind, json.dumps(payload), iso(self.now + ttl)),
+        )
+
+    async def recall_choice(self, kind: str, *, consume: bool = False) -> Any | None:
+        async with self.conn.execute(
+            "SELECT payload FROM pending_choices"
+            " WHERE user_id = ? AND room_id = ? AND kind = ? AND expires_at > ?",
+            (self.sender, self.room_id, kind, iso(self.now)),
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is not None and consume:
+            await self.forget_choice(kind)
+        return json.loads(row[0]) if row is not None else None
+
+    async def forget_choice(self, kind: str) -> None:
+        await self.conn.execute(
+            "DELETE FROM pending_choices WHERE user_id = ? AND room_id = ? AND kind = ?",
+            (self.sender, self.room_id, kind),
+        )
+
+
+async def audit(
+    conn: aiosqlite.Connection,
+    now: datetime,
+    actor: str,
+    action: str,
+    subject: str | None,
+    details: dict[str, Any],
+) -> None:
+    """Record a privileged action: who, when, what."""
+    await conn.execute(
+        "INSERT INTO audit_log (at, actor, action, subject, details) VALUES (?, ?, ?, ?, ?)",
+        (iso(now), actor, action, subject, json.dumps(details, ensure_ascii=False)),
+    )

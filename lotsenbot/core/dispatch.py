@@ -1,0 +1,227 @@
+"""From an accepted event to state changes and replies, in one transaction.
+
+For each event: find the person (users of other servers are ignored), then in one write
+transaction run the command or the first message handler that takes it, enqueue its
+replies, and mark the event handled. A user error rolls back the handler's changes and
+answers with the catalogue text and an error code; an unexpected exception does the same
+with an apology and is logged with the event id; a database that is busy or failing
+leaves the event pending, to be tried again.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Iterable
+
+from rapidfuzz import process
+from rapidfuzz.distance import Levenshtein
+
+from lotsenbot.core.clock import iso
+from lotsenbot.core.context import Context
+from lotsenbot.core.errors import PermissionDenied, UserError
+from lotsenbot.core.inbox import Inbox
+from lotsenbot.core.markdown import escape
+from lotsenbot.core.roles import Person
+from lotsenbot.core.router import CommandTable, Router, fold
+from lotsenbot.core.services import Services
+from lotsenbot.core.types import Incoming, Role
+
+log = logging.getLogger(__name__)
+
+ERROR_META = "de.lotsenbot.error"
+
+
+class TransientError(Exception):
+    """The event could not be handled now (database busy, write failed); try again later."""
+
+
+class Dispatcher:
+    def __init__(self, services: Services, routers: Iterable[Router], inbox: Inbox) -> None:
+        self.services = services
+        self.inbox = inbox
+        core = Router("core")
+        core.command("hilfe", aliases=("help",), args="[Befehl]")(self._help)
+        self.routers = [core, *routers]
+        self.table = CommandTable(self.routers)
+        self._message_handlers = sorted(
+            (h for r in self.routers for h in r.message_handlers), key=lambda item: item[0]
+        )
+
+    @property
+    def prefix(self) -> str:
+        return self.services.config.bot.prefix
+
+    async def handle(self, incoming: Incoming, attempts: int = 0) -> None:
+        """Handle one inbox event; raise TransientError when it must be tried again."""
+        services = self.services
+        now = services.clock.now()
+        person = services.roles.person(incoming.sender)
+        try:
+            async with services.db.transaction() as conn:
+                ctx = Context(incoming, person or _nobody(incoming.sender), conn,
+                              services.texts, now, services)  # fmt: skip
+                status = "ignored"
+                error: str | None = None
+                if person is not None:
+                    await self._touch_user(ctx)
+                    await conn.execute("SAVEPOINT handler")
+                    try:
+                        handled = await self._route(ctx)
+                        status = "done" if handled else "ignored"
+                    except UserError as exc:
+                        await conn.execute("ROLLBACK TO handler")
+                        ctx.outgoing.clear()
+                        self._error_reply(ctx, exc.code, exc.text_key, exc.params)
+                        status = "done"
+                    except sqlite3.OperationalError:
+                        raise
+                    except Exception as exc:
+                        await conn.execute("ROLLBACK TO handler")
+                        ctx.outgoing.clear()
+                        log.exception("Fehler bei Ereignis %s", incoming.event_id)
+                        self._error_reply(ctx, "internal", "core.error.internal", {})
+                        status, error = "failed", type(exc).__name__
+                    await conn.execute("RELEASE handler")
+                for number, envelope in enumerate(ctx.outgoing):
+                    key = f"evt:{incoming.event_id}:{number}"
+                    await services.outbox.enqueue(conn, key, envelope)
+                await self.inbox.finish(conn, incoming.event_id, status, now, error)
+        except (sqlite3.OperationalError, sqlite3.DatabaseError) as exc:
+            log.warning("Datenbank nicht verfügbar bei %s: %s", incoming.event_id, exc)
+            raise TransientError(str(exc)) from exc
+        if ctx.outgoing:
+            services.outbox.wake()
+
+    async def _touch_user(self, ctx: Context) -> None:
+        if ctx.incoming.kind != "message":
+            return
+        await ctx.conn.execute(
+            "INSERT INTO users (user_id, first_seen, last_seen) VALUES (?, ?, ?)"
+            " ON CONFLICT (user_id) DO UPDATE SET last_seen = excluded.last_seen",
+            (ctx.sender, iso(ctx.now), iso(ctx.now)),
+        )
+
+    async def _route(self, ctx: Context) -> bool:
+        incoming = ctx.incoming
+        if incoming.kind == "reaction":
+            return await _first(h(ctx) for r in self.routers for h in r.reaction_handlers)
+        if incoming.kind == "redaction":
+            return await _first(h(ctx) for r in self.routers for h in r.redaction_handlers)
+        if incoming.kind == "poll_response":
+            return await _first(h(ctx) for r in self.routers for h in r.poll_handlers)
+        if incoming.kind != "message":
+            return False  # edits and files: nothing to do, on purpose
+        body = incoming.body.strip()
+        if not body:
+            return False
+        limit = self.services.config.bot.max_message_length
+        if len(incoming.body) > limit:
+            raise UserError("core.error.too_long", limit=limit)
+        if body.startswith(self.prefix) and len(body) > len(self.prefix):
+            await self._command(ctx, body[len(self.prefix) :])
+            return True
+        if not (incoming.is_direct or incoming.mentions_bot):
+            return False
+        for _, handler in self._message_handlers:
+            if await handler(ctx):
+                return True
+        if incoming.is_direct:
+            ctx.reply(ctx.t("core.not_understood", prefix=self.prefix))
+            return True
+        return False
+
+    async def _command(self, ctx: Context, text: str) -> None:
+        found = self.table.match(text)
+        if found is None:
+            raise_unknown(ctx, text, self.table.names_for(ctx.person.roles), self.prefix)
+            return
+        command, args = found
+        if not command.allowed_for(ctx.person.roles):
+            raise PermissionDenied()
+        await command.handler(ctx, args)
+
+    def _error_reply(self, ctx: Context, code: str, key: str, params: dict[str, object]) -> None:
+        text = ctx.t(key, prefix=self.prefix, **params)
+        ctx.reply(text, **{ERROR_META: {"code": code}})
+
+    async def _help(self, ctx: Context, args: str) -> None:
+        roles = ctx.person.roles
+        t = ctx.t
+        if args.strip():
+            found = self.table.match(args.strip().removeprefix(self.prefix))
+            if found is None or not found[0].allowed_for(roles):
+                raise_unknown(ctx, args.strip(), self.table.names_for(roles), self.prefix)
+                return
+            command = found[0]
+            lines = [f"**{self.prefix}{command.name}** {command.args}".rstrip(),
+                     "", t(command.help_key)]  # fmt: skip
+            if command.aliases:
+                lines += ["", t("core.help.aliases", aliases=", ".join(
+                    f"`{self.prefix}{a}`" for a in command.aliases))]  # fmt: skip
+            ctx.reply("\n".join(lines), **{"de.lotsenbot.help": {"command": command.name}})
+            return
+        role_key = (
+            "coordinator" if Role.COORDINATOR in roles else "pilot" if Role.PILOT in roles
+            else "staff"
+        )  # fmt: skip
+        lines = [t("core.help.title"), "", t(f"core.help.intro_{role_key}"), ""]
+        for router in self.routers:
+            visible = [c for c in router.commands if c.allowed_for(roles) and not c.hidden]
+            if not visible:
+                continue
+            lines.append(f"**{t(f'{router.feature}.title')}**")
+            for command in visible:
+                usage = f"{self.prefix}{command.name} {command.args}".rstrip()
+                lines.append(f"- `{usage}` – {t(command.help_key)}")
+            lines.append("")
+        lines.append(t("core.help.footer", prefix=self.prefix))
+        visible_names = [c.name for c in self.table.commands
+                         if c.allowed_for(roles) and not c.hidden]  # fmt: skip
+        ctx.reply(
+            "\n".join(lines),
+            **{"de.lotsenbot.help": {"role": role_key, "commands": visible_names}},
+        )
+
+
+def raise_unknown(ctx: Context, text: str, names: list[str], prefix: str) -> None:
+    word = fold(text.split()[0]) if text.split() else ""
+    suggestion = closest(word, names)
+    if suggestion:
+        key, params = "core.error.unknown_command_suggest", {"suggestion": f"{prefix}{suggestion}"}
+    else:
+        key, params = "core.error.unknown_command", {}
+    ctx.reply(
+        ctx.t(key, prefix=prefix, command=escape(_shorten(word)), **params),
+        **{ERROR_META: {"code": "unknown_command", "suggestion": suggestion}},
+    )
+
+
+def closest(word: str, names: list[str]) -> str | None:
+    """The known command a mistyped word most likely meant, or None if nothing is close."""
+    if not word or not names:
+        return None
+    single = {fold(n.split()[0]): n.split()[0] for n in names}
+    match = process.extractOne(word, list(single), scorer=Levenshtein.normalized_similarity)
+    if match is None:
+        return None
+    candidate, score, _ = match
+    if score >= 0.5 or (len(word) >= 4 and candidate.startswith(word[:4])):
+        return single[candidate]
+    return None
+
+
+def _shorten(word: str, limit: int = 40) -> str:
+    word = "".join(ch for ch in word if ch.isprintable())
+    return word if len(word) <= limit else word[:limit] + "…"
+
+
+async def _first(results: Iterable[object]) -> bool:
+    for awaitable in results:
+        if await awaitable:  # type: ignore[misc]
+            return True
+    return False
+
+
+def _nobody(user_id: str) -> Person:
+    return Person(user_id, frozenset(), ())

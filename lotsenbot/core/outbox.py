@@ -1,0 +1,88 @@
+"""The persistent outbox: every bot message is a row before it is a Matrix event.
+
+Features and jobs enqueue inside the transaction that changes their state, so a state
+change and the message about it commit together. ``dedup_key`` is unique: enqueuing the
+same logical message twice (a retried event, a reminder after a restart) is a no-op, and
+the Matrix transaction id derived from it lets the homeserver drop a resend after a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import aiosqlite
+
+from lotsenbot.core.clock import iso
+from lotsenbot.core.types import OutMessage
+
+TargetKind = str  # "user" | "room"
+
+
+def txn_id_for(dedup_key: str) -> str:
+    return "lb" + hashlib.sha256(dedup_key.encode("utf-8")).hexdigest()[:40]
+
+
+@dataclass(frozen=True)
+class Envelope:
+    target_kind: TargetKind
+    target: str
+    message: OutMessage
+    purpose: str = "reply"
+
+
+class Outbox:
+    """Enqueue side of the outbox; the transport's sender drains it."""
+
+    def __init__(self, now: Callable[[], datetime]) -> None:
+        self._now = now
+        self._wake = asyncio.Event()
+
+    async def enqueue(
+        self,
+        conn: aiosqlite.Connection,
+        dedup_key: str,
+        envelope: Envelope,
+        not_before: datetime | None = None,
+    ) -> bool:
+        """Insert one message; return False if a message with this key already exists."""
+        now = self._now()
+        attachment = envelope.message.attachment
+        cursor = await conn.execute(
+            "INSERT OR IGNORE INTO outbox (dedup_key, target_kind, target, content, attachment,"
+            " attachment_name, attachment_mime, purpose, next_attempt_at, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                dedup_key,
+                envelope.target_kind,
+                envelope.target,
+                envelope.message.to_json(),
+                attachment.data if attachment else None,
+                attachment.filename if attachment else None,
+                attachment.mimetype if attachment else None,
+                envelope.purpose,
+                iso(not_before or now),
+                iso(now),
+            ),
+        )
+        inserted = cursor.rowcount > 0
+        await cursor.close()
+        return inserted
+
+    def wake(self) -> None:
+        """Tell the sender that new rows are due (call after the transaction committed)."""
+        self._wake.set()
+
+    async def wait(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        self._wake.clear()
+
+
+def backoff(attempt: int, base: float = 1.0, cap: float = 300.0) -> timedelta:
+    """Exponential backoff for transient failures: 1 s, 2 s, 4 s … capped."""
+    return timedelta(seconds=min(cap, base * (2 ** max(0, attempt - 1))))

@@ -1,0 +1,161 @@
+"""Commands declared once, with their German name, English alias, role and argument help.
+
+Each feature owns a :class:`Router` and declares its commands on it; the
+:class:`Dispatcher` includes the routers, so the core never lists features by hand. The
+help text is generated from the declarations and filtered by the asker's roles.
+Multi-word names ("faq neu", "treffen ändern") are declared like any other command; the
+longest matching name wins.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from lotsenbot.core.types import Role
+
+if TYPE_CHECKING:
+    from lotsenbot.core.context import Context
+
+Handler = Callable[["Context", str], Awaitable[None]]
+EventHandler = Callable[["Context"], Awaitable[bool]]
+
+ALL_ROLES: tuple[Role, ...] = (Role.STAFF, Role.PILOT, Role.COORDINATOR)
+
+
+def fold(name: str) -> str:
+    """Lower-case, and spell umlauts and ß the way people without a German keyboard do."""
+    name = unicodedata.normalize("NFC", name.strip().lower())
+    for src, dst in (("ä", "ae"), ("ö", "oe"), ("ü", "ue"), ("ß", "ss")):
+        name = name.replace(src, dst)
+    return " ".join(name.split())
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str  # German, as shown in help
+    handler: Handler
+    feature: str
+    roles: tuple[Role, ...]
+    args: str = ""  # argument help, e.g. "<Nr> <Text>"
+    help_key: str = ""  # catalogue key of the one-line description
+    aliases: tuple[str, ...] = ()  # English and other spellings
+    hidden: bool = False
+
+    def names(self) -> list[str]:
+        return [self.name, *self.aliases]
+
+    def allowed_for(self, roles: Iterable[Role]) -> bool:
+        return any(role in self.roles for role in roles)
+
+
+@dataclass
+class Router:
+    """A feature's set of commands and event handlers."""
+
+    feature: str
+    commands: list[Command] = field(default_factory=list)
+    message_handlers: list[tuple[int, EventHandler]] = field(default_factory=list)
+    reaction_handlers: list[EventHandler] = field(default_factory=list)
+    redaction_handlers: list[EventHandler] = field(default_factory=list)
+    poll_handlers: list[EventHandler] = field(default_factory=list)
+
+    def command(
+        self,
+        name: str,
+        *,
+        roles: Iterable[Role] = ALL_ROLES,
+        args: str = "",
+        help_key: str | None = None,
+        aliases: Iterable[str] = (),
+        hidden: bool = False,
+    ) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            key = help_key or f"{self.feature}.cmd.{fold(name).replace(' ', '_')}"
+            self.commands.append(
+                Command(
+                    name=name,
+                    handler=handler,
+                    feature=self.feature,
+                    roles=tuple(roles),
+                    args=args,
+                    help_key=key,
+                    aliases=tuple(aliases),
+                    hidden=hidden,
+                )
+            )
+            return handler
+
+        return register
+
+    def on_message(self, priority: int = 100) -> Callable[[EventHandler], EventHandler]:
+        """Plain text that is no command; handlers run by priority until one returns True."""
+
+        def register(handler: EventHandler) -> EventHandler:
+            self.message_handlers.append((priority, handler))
+            return handler
+
+        return register
+
+    def on_reaction(self, handler: EventHandler) -> EventHandler:
+        self.reaction_handlers.append(handler)
+        return handler
+
+    def on_redaction(self, handler: EventHandler) -> EventHandler:
+        self.redaction_handlers.append(handler)
+        return handler
+
+    def on_poll_response(self, handler: EventHandler) -> EventHandler:
+        self.poll_handlers.append(handler)
+        return handler
+
+
+class CommandTable:
+    """All commands of all features, looked up by folded name."""
+
+    def __init__(self, routers: Iterable[Router]) -> None:
+        self.commands: list[Command] = []
+        self._by_name: dict[str, Command] = {}
+        for router in routers:
+            for command in router.commands:
+                self.commands.append(command)
+                for name in command.names():
+                    for spelling in {fold(name), name.lower()}:
+                        if spelling in self._by_name:
+                            raise ValueError(f"Befehl {name!r} ist doppelt deklariert")
+                        self._by_name[spelling] = command
+        self._max_words = max((len(n.split()) for n in self._by_name), default=1)
+
+    def match(self, text: str) -> tuple[Command, str] | None:
+        """Find the command at the start of ``text`` (without prefix); return it and its args."""
+        head, _, _ = text.partition("\n")
+        words = head.split()
+        for count in range(min(self._max_words, len(words)), 0, -1):
+            candidate = fold(" ".join(words[:count]))
+            command = self._by_name.get(candidate)
+            if command is not None:
+                return command, _rest_after_words(text, count)
+        return None
+
+    def names_for(self, roles: Iterable[Role]) -> list[str]:
+        roles = tuple(roles)
+        return [
+            name
+            for command in self.commands
+            if command.allowed_for(roles) and not command.hidden
+            for name in command.names()
+        ]
+
+
+def _rest_after_words(text: str, count: int) -> str:
+    """The text after the first ``count`` words, keeping line breaks of the rest."""
+    position = 0
+    for _ in range(count):
+        while position < len(text) and text[position] in " \t":
+            position += 1
+        while position < len(text) and not text[position].isspace():
+            position += 1
+    rest = text[position:].lstrip(" \t")
+    return rest.removeprefix("\n").rstrip()

@@ -1,0 +1,103 @@
+"""Markdown → Matrix message content: a plain ``body`` and sanitised HTML.
+
+markdown-it-py renders with raw HTML disabled (``js-default`` preset: no inline HTML, no
+linkify), and nh3 (ammonia) then keeps only the tags and attributes the Matrix spec
+recommends for ``formatted_body``, and only http(s)/mailto links. Room-wide mentions are
+neutralised in the plain body so that clients with legacy push rules do not ping
+``@room``; explicit ``m.mentions`` is set on every message by the sender.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import nh3
+from markdown_it import MarkdownIt
+
+from lotsenbot.core.types import OutMessage
+
+_MD = MarkdownIt("js-default", {"breaks": True, "html": False, "linkify": False}).enable("table")
+
+ALLOWED_TAGS = {
+    "a", "b", "blockquote", "br", "code", "del", "em", "h1", "h2", "h3", "h4", "h5", "h6",
+    "hr", "i", "li", "ol", "p", "pre", "s", "strong", "sub", "sup", "table", "tbody", "td",
+    "th", "thead", "tr", "u", "ul", "details", "summary", "span",
+}  # fmt: skip
+ALLOWED_ATTRIBUTES = {"a": {"href"}, "ol": {"start"}, "code": {"class"}}
+ALLOWED_SCHEMES = {"http", "https", "mailto"}
+
+_ROOM_PING = re.compile(r"@room\b", re.IGNORECASE)
+_ZERO_WIDTH_JOINER = "\u2060"
+
+
+def sanitize_html(html: str) -> str:
+    return nh3.clean(
+        html,
+        tags=ALLOWED_TAGS,
+        attributes=ALLOWED_ATTRIBUTES,
+        url_schemes=ALLOWED_SCHEMES,
+        link_rel="noopener noreferrer",
+        strip_comments=True,
+    )
+
+
+def render_html(markdown: str) -> str:
+    return sanitize_html(_MD.render(markdown)).strip()
+
+
+_MD_MARKUP = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|<>~&@:])")
+
+
+def plain_text(markdown: str) -> str:
+    """A readable plain-text ``body``: Markdown escapes and emphasis markers removed."""
+    text = _MD_MARKUP.sub(r"\1", markdown)
+    text = re.sub(r"\*\*(.+?)\*\*", r"\1", text)
+    text = re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"\1", text)
+    return text
+
+
+def defuse_room_ping(text: str) -> str:
+    return _ROOM_PING.sub(lambda m: "@" + _ZERO_WIDTH_JOINER + m.group(0)[1:], text)
+
+
+def message_content(message: OutMessage) -> dict[str, Any]:
+    """The ``m.room.message`` content of a bot message (always ``m.notice``)."""
+    html = defuse_room_ping(render_html(message.markdown))
+    content: dict[str, Any] = {
+        "msgtype": "m.notice",
+        "body": defuse_room_ping(plain_text(message.markdown)),
+        "format": "org.matrix.custom.html",
+        "formatted_body": html,
+        "m.mentions": {"user_ids": sorted(set(message.mentions))},
+    }
+    if message.reply_to:
+        content["m.relates_to"] = {"m.in_reply_to": {"event_id": message.reply_to}}
+    for key, value in message.meta.items():
+        content[key] = value
+    return content
+
+
+def poll_content(message: OutMessage) -> dict[str, Any]:
+    """An MSC3381 poll start in the unstable form Element renders, with a text fallback."""
+    assert message.poll is not None
+    poll = message.poll
+    fallback = plain_text(message.markdown)
+    content: dict[str, Any] = {
+        "org.matrix.msc3381.poll.start": {
+            "question": {"org.matrix.msc1767.text": poll.question, "body": poll.question,
+                         "msgtype": "m.text"},
+            "kind": "org.matrix.msc3381.poll.disclosed",
+            "max_selections": poll.max_selections,
+            "answers": [
+                {"id": answer_id, "org.matrix.msc1767.text": text}
+                for answer_id, text in poll.answers
+            ],
+        },
+        "org.matrix.msc1767.text": fallback,
+        "body": fallback,
+        "m.mentions": {"user_ids": sorted(set(message.mentions))},
+    }  # fmt: skip
+    for key, value in message.meta.items():
+        content[key] = value
+    return content

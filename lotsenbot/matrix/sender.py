@@ -1,0 +1,254 @@
+"""Delivers the outbox: the one sending path for every bot message.
+
+Each row is sent with a transaction id derived from its dedup key, so a resend after a
+crash (sent, but not yet marked sent) is recognised by the homeserver and not shown twice.
+Rate limits (M_LIMIT_EXCEEDED / 429) pause the sender for ``retry_after_ms``; transient
+errors back off per row; permanent errors are recorded. Rows for different targets are
+sent concurrently, rows for the same target strictly in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from nio import RoomSendError, RoomSendResponse, UploadResponse
+
+from lotsenbot.core.clock import iso
+from lotsenbot.core.outbox import Outbox, backoff, txn_id_for
+from lotsenbot.core.types import Attachment, OutMessage
+from lotsenbot.matrix.format import message_content, poll_content
+from lotsenbot.matrix.transport import MatrixTransport, RoomCreationFailed
+from lotsenbot.storage.db import Database
+
+log = logging.getLogger(__name__)
+
+PERMANENT = {"M_FORBIDDEN", "M_NOT_FOUND", "M_UNKNOWN", "M_BAD_JSON", "M_NOT_JSON",
+             "M_TOO_LARGE", "M_INVALID_PARAM"}  # fmt: skip
+MAX_ATTEMPTS = 12
+CONCURRENCY = 4
+
+
+class RateLimited(Exception):
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"rate limited for {retry_after:.1f}s")
+        self.retry_after = retry_after
+
+
+class PermanentFailure(Exception):
+    pass
+
+
+class Sender:
+    def __init__(
+        self,
+        db: Database,
+        outbox: Outbox,
+        transport: MatrixTransport,
+        now: Callable[[], datetime],
+        on_sent: Callable[[str, float], None] | None = None,
+    ) -> None:
+        self.db = db
+        self.outbox = outbox
+        self.transport = transport
+        self.now = now
+        self.on_sent = on_sent
+        self._paused_until: datetime | None = None
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.outbox.wake()
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            delivered = await self.drain_once()
+            if not delivered:
+                await self.outbox.wait(timeout=await self._seconds_to_next_due())
+
+    async def _seconds_to_next_due(self) -> float:
+        row = await self.db.fetchone(
+            "SELECT MIN(next_attempt_at) AS due FROM outbox WHERE status = 'pending'"
+        )
+        if row is None or row["due"] is None:
+            return 30.0
+        due = datetime.fromisoformat(row["due"].replace("Z", "+00:00"))
+        return max(0.05, min(30.0, (due - self.now()).total_seconds()))
+
+    async def drain_once(self) -> int:
+        """Send what is due now; return how many rows were settled (sent or failed)."""
+        now = self.now()
+        if self._paused_until and now < self._paused_until:
+            await self._pause((self._paused_until - now).total_seconds())
+            return 0
+        rows = await self.db.fetchall(
+            "SELECT * FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?"
+            " ORDER BY id LIMIT 200",
+            (iso(now),),
+        )
+        if not rows:
+            return 0
+        lanes: dict[tuple[str, str], list[Any]] = {}
+        for row in rows:
+            lanes.setdefault((row["target_kind"], row["target"]), []).append(row)
+        semaphore = asyncio.Semaphore(CONCURRENCY)
+        settled = 0
+
+        async def lane(items: list[Any]) -> None:
+            nonlocal settled
+            async with semaphore:
+                for row in items:
+                    if self._stopping.is_set() or self._paused_until:
+                        return
+                    if await self._deliver(row):
+                        settled += 1
+                    else:
+                        return  # keep the order within this target
+
+        await asyncio.gather(*(lane(items) for items in lanes.values()))
+        return settled
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        self._paused_until = None
+
+    async def _deliver(self, row: Any) -> bool:
+        """Try one row; True when it is settled (sent or permanently failed)."""
+        started = asyncio.get_running_loop().time()
+        try:
+            room_id = await self._room_for(row)
+            event_id = await self._send(row, room_id)
+        except RateLimited as exc:
+            self._paused_until = self.now() + timedelta(seconds=exc.retry_after)
+            await self._reschedule(row, self._paused_until, f"rate limited {exc.retry_after:.1f}s",
+                                   count=False)  # fmt: skip
+            log.info("Ratenbegrenzung: Pause für %.1f s", exc.retry_after)
+            return False
+        except (PermanentFailure, RoomCreationFailed) as exc:
+            if row["target_kind"] == "user" and row["attempts"] < 1:
+                # The direct chat may be gone (left, forgotten): forget it and try a new one.
+                await self.db.execute("DELETE FROM dm_rooms WHERE user_id = ?", (row["target"],))
+                await self._reschedule(row, self.now(), str(exc), reset_room=True)
+                return False
+            await self._fail(row, str(exc))
+            return True
+        except Exception as exc:
+            attempts = row["attempts"] + 1
+            if attempts >= MAX_ATTEMPTS:
+                await self._fail(row, f"{type(exc).__name__}: {exc}")
+                return True
+            await self._reschedule(row, self.now() + backoff(attempts), f"{exc}")
+            log.warning("Senden von #%s fehlgeschlagen (%s), neuer Versuch", row["id"], exc)
+            return False
+        await self.db.execute(
+            "UPDATE outbox SET status = 'sent', event_id = ?, sent_at = ?, room_id = ?,"
+            " attachment = NULL WHERE id = ?",
+            (event_id, iso(self.now()), room_id, row["id"]),
+        )
+        if self.on_sent:
+            self.on_sent(row["purpose"], asyncio.get_running_loop().time() - started)
+        return True
+
+    async def _room_for(self, row: Any) -> str:
+        if row["target_kind"] == "room":
+            return str(row["target"])
+        user_id = str(row["target"])
+        found = await self.db.fetchone("SELECT room_id FROM dm_rooms WHERE user_id = ?", (user_id,))
+        if found is not None:
+            return str(found["room_id"])
+        room_id = await self.transport.create_direct_room(user_id)
+        await self.db.execute(
+            "INSERT INTO dm_rooms (user_id, room_id, created_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (user_id) DO UPDATE SET room_id = excluded.room_id",
+            (user_id, room_id, iso(self.now())),
+        )
+        return room_id
+
+    async def _send(self, row: Any, room_id: str) -> str:
+        attachment = None
+        if row["attachment"] is not None:
+            attachment = Attachment(row["attachment_name"], row["attachment_mime"],
+                                    bytes(row["attachment"]))  # fmt: skip
+        message = OutMessage.from_json(row["content"], attachment)
+        txn = txn_id_for(row["dedup_key"])
+        if message.poll is not None:
+            return await self._room_send(room_id, "org.matrix.msc3381.poll.start",
+                                         poll_content(message), txn)  # fmt: skip
+        content = message_content(message)
+        if attachment is not None:
+            # The text goes first; the file follows with its own, derived transaction id.
+            await self._room_send(room_id, "m.room.message", content, txn)
+            file_content = await self._upload(room_id, attachment)
+            file_content.update({k: v for k, v in message.meta.items()})
+            return await self._room_send(room_id, "m.room.message", file_content, txn + "f")
+        return await self._room_send(room_id, "m.room.message", content, txn)
+
+    async def _upload(self, room_id: str, attachment: Attachment) -> dict[str, Any]:
+        client = self.transport.client
+        room = client.rooms.get(room_id)
+        encrypt = bool(room and room.encrypted)
+        response, keys = await client.upload(
+            io.BytesIO(attachment.data),
+            content_type=attachment.mimetype,
+            filename=attachment.filename,
+            encrypt=encrypt,
+            filesize=len(attachment.data),
+        )
+        if not isinstance(response, UploadResponse):
+            self._raise_for(response)
+        content: dict[str, Any] = {
+            "msgtype": "m.file",
+            "body": attachment.filename,
+            "filename": attachment.filename,
+            "info": {"mimetype": attachment.mimetype, "size": len(attachment.data)},
+            "m.mentions": {},
+        }
+        if encrypt and keys is not None:
+            content["file"] = {**keys, "url": response.content_uri}
+        else:
+            content["url"] = response.content_uri
+        return content
+
+    async def _room_send(self, room_id: str, event_type: str, content: dict[str, Any],
+                         txn: str) -> str:  # fmt: skip
+        response = await self.transport.client.room_send(
+            room_id, event_type, content, tx_id=txn, ignore_unverified_devices=True
+        )
+        if isinstance(response, RoomSendResponse):
+            return str(response.event_id)
+        self._raise_for(response)
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _raise_for(response: Any) -> None:
+        code = getattr(response, "status_code", None)
+        if code in ("M_LIMIT_EXCEEDED", 429):
+            raise RateLimited((getattr(response, "retry_after_ms", None) or 1000) / 1000)
+        if code in PERMANENT:
+            raise PermanentFailure(f"{code}: {getattr(response, 'message', '')}")
+        if isinstance(response, RoomSendError) or code:
+            raise ConnectionError(f"{code}: {getattr(response, 'message', '')}")
+        raise ConnectionError(str(response))
+
+    async def _reschedule(self, row: Any, when: datetime, error: str, *, count: bool = True,
+                          reset_room: bool = False) -> None:  # fmt: skip
+        await self.db.execute(
+            "UPDATE outbox SET attempts = attempts + ?, next_attempt_at = ?, last_error = ?"
+            + (", room_id = NULL" if reset_room else "")
+            + " WHERE id = ?",
+            (1 if count else 0, iso(when), error[:500], row["id"]),
+        )
+
+    async def _fail(self, row: Any, error: str) -> None:
+        log.error("Nachricht #%s an %s endgültig fehlgeschlagen: %s", row["id"], row["target"],
+                  error)  # fmt: skip
+        await self.db.execute(
+            "UPDATE outbox SET status = 'failed', last_error = ?, attachment = NULL WHERE id = ?",
+            (error[:500], row["id"]),
+        )

@@ -1,0 +1,394 @@
+"""The Matrix side: login, the sync loop, invites, and turning events into ``Incoming``.
+
+Everything Matrix-specific stays here and in the sibling modules; features never import
+nio. The sync loop hands each batch to a callback that stores the events durably and only
+then saves the sync token, so a crash between receiving and handling loses nothing.
+Homeserver errors and timeouts back off exponentially, never in a hot loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nio import (
+    AsyncClient,
+    AsyncClientConfig,
+    JoinError,
+    LoginResponse,
+    MegolmEvent,
+    RoomCreateError,
+    RoomPreset,
+    SyncError,
+    SyncResponse,
+    WhoamiError,
+)
+from nio.store import SqliteStore
+
+from lotsenbot.config import MatrixConfig
+from lotsenbot.core.types import Incoming
+
+log = logging.getLogger(__name__)
+
+SESSION_FILE = "session.json"
+PICKLE_KEY_FILE = "pickle.key"
+POLL_RESPONSE_TYPES = ("org.matrix.msc3381.poll.response", "m.poll.response")
+FILE_MSGTYPES = ("m.image", "m.file", "m.audio", "m.video", "m.location")
+
+
+class AuthenticationFailed(Exception):
+    """The access token is invalid or revoked, or login failed: the admin has to act."""
+
+
+@dataclass(frozen=True)
+class Invite:
+    room_id: str
+    inviter: str | None
+    is_direct: bool
+
+
+@dataclass(frozen=True)
+class SyncBatch:
+    next_batch: str
+    events: list[Incoming]
+    invites: list[Invite]
+    left_rooms: list[str]
+    direct_rooms: dict[str, str]  # room_id -> the other member, for 1:1 rooms seen in the batch
+
+
+BatchHandler = Callable[[SyncBatch], Awaitable[None]]
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def pickle_key(config: MatrixConfig) -> str:
+    """The key that encrypts the crypto store: configured, or generated once and kept."""
+    if config.pickle_key:
+        return config.pickle_key
+    path = config.store_path / PICKLE_KEY_FILE
+    if path.exists():
+        return path.read_text("utf-8").strip()
+    key = secrets.token_urlsafe(32)
+    _write_private(path, key)
+    return key
+
+
+class MatrixTransport:
+    def __init__(self, config: MatrixConfig) -> None:
+        self.config = config
+        config.store_path.mkdir(parents=True, exist_ok=True)
+        client_config = AsyncClientConfig(
+            encryption_enabled=True,
+            store=SqliteStore,
+            store_name="crypto.db",
+            pickle_key=pickle_key(config),
+            store_sync_tokens=False,  # the bot keeps its sync token in its own database
+            max_limit_exceeded=0,  # rate limits are handled by the outbox, visibly
+            max_timeouts=0,  # and timeouts by our own backoff
+            request_timeout=30,
+        )
+        self.client = AsyncClient(
+            config.homeserver,
+            config.user_id,
+            store_path=str(config.store_path),
+            config=client_config,
+        )
+        self._stopping = asyncio.Event()
+        self.user_id = config.user_id
+
+    # -- session ---------------------------------------------------------------------------
+
+    @property
+    def _session_path(self) -> Path:
+        return self.config.store_path / SESSION_FILE
+
+    def _saved_session(self) -> dict[str, str] | None:
+        try:
+            data = json.loads(self._session_path.read_text("utf-8"))
+        except (FileNotFoundError, ValueError):
+            return None
+        return data if data.get("user_id") == self.config.user_id else None
+
+    async def login(self) -> None:
+        """Log in once and keep the same device across restarts (needed for encryption)."""
+        cfg = self.config
+        if cfg.access_token:
+            self.client.restore_login(cfg.user_id, cfg.device_id or "", cfg.access_token)
+            await self._check_token()
+            return
+        saved = self._saved_session()
+        if saved is not None:
+            self.client.restore_login(cfg.user_id, saved["device_id"], saved["access_token"])
+            try:
+                await self._check_token()
+                return
+            except AuthenticationFailed:
+                log.warning("Gespeicherte Sitzung ungültig, melde mich mit Passwort neu an")
+                self.client.device_id = saved["device_id"]
+        response = await self.client.login(password=cfg.password, device_name=cfg.device_name)
+        if not isinstance(response, LoginResponse):
+            raise AuthenticationFailed(f"Anmeldung fehlgeschlagen: {response.message}")
+        _write_private(
+            self._session_path,
+            json.dumps(
+                {
+                    "user_id": response.user_id,
+                    "device_id": response.device_id,
+                    "access_token": response.access_token,
+                }
+            ),
+        )
+        log.info("Angemeldet als %s (Gerät %s)", response.user_id, response.device_id)
+
+    async def _check_token(self) -> None:
+        response = await self.client.whoami()
+        if isinstance(response, WhoamiError):
+            if response.status_code in ("M_UNKNOWN_TOKEN", "M_MISSING_TOKEN", "M_FORBIDDEN"):
+                raise AuthenticationFailed(f"Zugangstoken ungültig: {response.message}")
+            raise ConnectionError(f"whoami fehlgeschlagen: {response.message}")
+
+    # -- sync ------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def sync_forever(self, since: str | None, on_batch: BatchHandler) -> None:
+        """Sync until stop(); raise AuthenticationFailed when the token stops working."""
+        delay = 1.0
+        token = since
+        sync_filter = {"room": {"timeline": {"limit": 100}}, "presence": {"types": []}}
+        while not self._stopping.is_set():
+            sync_task = asyncio.ensure_future(
+                self.client.sync(
+                    timeout=self.config.sync_timeout_ms if token else 0,
+                    since=token,
+                    sync_filter=sync_filter,
+                    full_state=token is None,
+                )
+            )
+            stop_task = asyncio.ensure_future(self._stopping.wait())
+            try:
+                await asyncio.wait({sync_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stop_task.cancel()
+            if self._stopping.is_set():
+                sync_task.cancel()
+                with contextlib.suppress(BaseException):
+                    await sync_task
+                return
+            try:
+                response = sync_task.result()
+            except Exception as exc:  # connection refused, timeouts, bad gateway …
+                log.warning("Sync fehlgeschlagen (%s), neuer Versuch in %.0f s", exc, delay)
+                await self._sleep(delay)
+                delay = min(delay * 2, 60.0)
+                continue
+            if isinstance(response, SyncError):
+                if response.status_code in ("M_UNKNOWN_TOKEN", "M_MISSING_TOKEN"):
+                    raise AuthenticationFailed(f"Zugangstoken ungültig: {response.message}")
+                retry = (response.retry_after_ms or 0) / 1000
+                log.warning("Sync-Fehler %s, neuer Versuch in %.0f s", response.message, delay)
+                await self._sleep(max(delay, retry))
+                delay = min(delay * 2, 60.0)
+                continue
+            delay = 1.0
+            batch = self._convert(response)
+            await on_batch(batch)
+            token = response.next_batch
+            await self._crypto_housekeeping()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def _crypto_housekeeping(self) -> None:
+        client = self.client
+        if not client.olm:
+            return
+        try:
+            await client.send_to_device_messages()
+            if client.should_upload_keys:
+                await client.keys_upload()
+            if client.should_query_keys:
+                await client.keys_query()
+            if client.should_claim_keys:
+                await client.keys_claim(client.get_users_for_key_claiming())
+        except Exception as exc:
+            log.warning("Schlüsselverwaltung fehlgeschlagen: %s", exc)
+
+    # -- events ----------------------------------------------------------------------------
+
+    def _convert(self, response: SyncResponse) -> SyncBatch:
+        events: list[Incoming] = []
+        direct: dict[str, str] = {}
+        for room_id, info in response.rooms.join.items():
+            room = self.client.rooms.get(room_id)
+            members = set(room.users) | set(room.invited_users) if room else set()
+            others = sorted(members - {self.user_id})
+            is_direct = len(members) <= 2 and len(others) == 1
+            if is_direct:
+                direct[room_id] = others[0]
+            for event in info.timeline.events:
+                incoming = self._incoming(room_id, event, is_direct)
+                if incoming is not None:
+                    events.append(incoming)
+        invites = [self._invite(room_id, info.invite_state)
+                   for room_id, info in response.rooms.invite.items()]  # fmt: skip
+        return SyncBatch(response.next_batch, events, invites,
+                         list(response.rooms.leave), direct)  # fmt: skip
+
+    def _invite(self, room_id: str, state: list[Any]) -> Invite:
+        inviter = None
+        is_direct = False
+        for event in state:
+            source = getattr(event, "source", None) or {}
+            if source.get("type") == "m.room.member" and source.get("state_key") == self.user_id:
+                inviter = source.get("sender")
+                is_direct = bool(source.get("content", {}).get("is_direct"))
+        return Invite(room_id, inviter, is_direct)
+
+    def _incoming(self, room_id: str, event: Any, is_direct: bool) -> Incoming | None:
+        """Reduce a timeline event to an Incoming, or None for events the bot ignores."""
+        encrypted = bool(getattr(event, "decrypted", False))
+        if isinstance(event, MegolmEvent):
+            log.info("Ereignis %s in %s noch nicht entschlüsselbar", event.event_id, room_id)
+            return None
+        source: dict[str, Any] = getattr(event, "source", None) or {}
+        sender = source.get("sender")
+        event_id = source.get("event_id")
+        event_type = source.get("type")
+        content = source.get("content")
+        if not isinstance(sender, str) or not isinstance(event_id, str) or sender == self.user_id:
+            return None
+        if not isinstance(content, dict) or not isinstance(event_type, str):
+            return None
+        origin_ts = source.get("origin_server_ts")
+        base: dict[str, Any] = {
+            "event_id": event_id,
+            "room_id": room_id,
+            "sender": sender,
+            "is_direct": is_direct,
+            "origin_ts": origin_ts if isinstance(origin_ts, int) else 0,
+            "encrypted": encrypted,
+        }
+        relates = content.get("m.relates_to")
+        relates = relates if isinstance(relates, dict) else {}
+        related_id = relates.get("event_id") if isinstance(relates.get("event_id"), str) else None
+        if event_type == "m.reaction":
+            key = relates.get("key")
+            if relates.get("rel_type") != "m.annotation" or not related_id or not isinstance(
+                key, str
+            ):
+                return None
+            return Incoming(kind="reaction", relates_to=related_id, key=key[:64], **base)
+        if event_type == "m.room.redaction":
+            redacts = source.get("redacts") or content.get("redacts")
+            if not isinstance(redacts, str):
+                return None
+            return Incoming(kind="redaction", relates_to=redacts, **base)
+        if event_type in POLL_RESPONSE_TYPES:
+            body = content.get("org.matrix.msc3381.poll.response") or content.get("m.selections")
+            answers = body.get("answers") if isinstance(body, dict) else body
+            if not related_id or not isinstance(answers, list):
+                return None
+            clean = tuple(a for a in answers if isinstance(a, str))[:20]
+            return Incoming(kind="poll_response", relates_to=related_id, answers=clean, **base)
+        if event_type != "m.room.message":
+            return None
+        msgtype = content.get("msgtype")
+        if msgtype == "m.notice" or not isinstance(msgtype, str):
+            return None  # other bots speak in notices; answering them risks loops
+        if relates.get("rel_type") == "m.replace":
+            return Incoming(kind="edit", relates_to=related_id, msgtype=msgtype, **base)
+        if msgtype in FILE_MSGTYPES or msgtype == "m.sticker":
+            return Incoming(kind="file", msgtype=msgtype, **base)
+        body = content.get("body")
+        if not isinstance(body, str):
+            return None
+        formatted = content.get("formatted_body")
+        return Incoming(
+            kind="message",
+            body=body,
+            formatted_body=formatted if isinstance(formatted, str) else None,
+            msgtype=msgtype,
+            mentions_bot=self._mentions_me(content, body),
+            **base,
+        )
+
+    def _mentions_me(self, content: dict[str, Any], body: str) -> bool:
+        mentions = content.get("m.mentions")
+        if isinstance(mentions, dict):
+            ids = mentions.get("user_ids")
+            return isinstance(ids, list) and self.user_id in ids
+        localpart = self.user_id[1:].split(":", 1)[0]
+        return self.user_id in body or body.lower().startswith(localpart.lower())
+
+    # -- rooms -----------------------------------------------------------------------------
+
+    async def join(self, room_id: str) -> bool:
+        response = await self.client.join(room_id)
+        if isinstance(response, JoinError):
+            log.warning("Beitritt zu %s fehlgeschlagen: %s", room_id, response.message)
+            return False
+        return True
+
+    async def decline(self, room_id: str) -> None:
+        await self.client.room_leave(room_id)
+        with contextlib.suppress(Exception):
+            await self.client.room_forget(room_id)
+
+    async def create_direct_room(self, user_id: str) -> str:
+        response = await self.client.room_create(
+            is_direct=True, invite=[user_id], preset=RoomPreset.trusted_private_chat
+        )
+        if isinstance(response, RoomCreateError):
+            raise RoomCreationFailed(response.status_code or "", response.message)
+        await self._mark_direct(user_id, response.room_id)
+        return response.room_id
+
+    async def _mark_direct(self, user_id: str, room_id: str) -> None:
+        """Record the room in the bot's ``m.direct`` account data, as clients do."""
+        from nio.api import Api
+
+        path = Api._build_path(["user", self.user_id, "account_data", "m.direct"])
+        try:
+            response = await self.client.send(
+                "GET", path, headers={"Authorization": f"Bearer {self.client.access_token}"}
+            )
+            current = await response.json() if response.status == 200 else {}
+            if not isinstance(current, dict):
+                current = {}
+            rooms = current.setdefault(user_id, [])
+            if room_id not in rooms:
+                rooms.append(room_id)
+            await self.client.send(
+                "PUT",
+                path,
+                json.dumps(current),
+                headers={"Authorization": f"Bearer {self.client.access_token}"},
+            )
+        except Exception as exc:  # cosmetic for clients; never fail a delivery over it
+            log.debug("m.direct nicht aktualisiert: %s", exc)
+
+    async def close(self) -> None:
+        """Close the connection; the device stays logged in (never logout on shutdown)."""
+        await self.client.close()
+
+
+class RoomCreationFailed(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
