@@ -45,8 +45,8 @@ def discover(folder: Path = MIGRATIONS_DIR) -> list[Migration]:
             raise ValueError(f"Migrationsdatei mit ungültigem Namen: {file.name}")
         migrations.append(Migration(int(match.group(1)), match.group(2), file.read_text("utf-8")))
     versions = [m.version for m in migrations]
-    if versions != list(range(1, len(versions) + 1)):
-        raise ValueError(f"Migrationen müssen lückenlos ab 1 nummeriert sein: {versions}")
+    if len(set(versions)) != len(versions):
+        raise ValueError(f"Migrationsnummern kommen doppelt vor: {versions}")
     return migrations
 
 
