@@ -51,7 +51,8 @@ _MD_MARKUP = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|<>~&@:])")
 
 def plain_text(markdown: str) -> str:
     """A readable plain-text ``body``: Markdown escapes and emphasis markers removed."""
-    text = _MD_MARKUP.sub(r"\1", markdown)
+    text = re.sub(r"(?m)^#{1,6}\s+", "", markdown)
+    text = _MD_MARKUP.sub(r"\1", text)
     text = re.sub(r"\*\*(.+?)\*\*", r"\1", text)
     text = re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"\1", text)
     return text
