@@ -110,8 +110,13 @@ class Dispatcher:
             return await _first(h(ctx) for r in self.routers for h in r.redaction_handlers)
         if incoming.kind == "poll_response":
             return await _first(h(ctx) for r in self.routers for h in r.poll_handlers)
+        if incoming.kind == "file":
+            if incoming.is_direct:
+                ctx.reply(ctx.t("core.files_unsupported"))
+                return True
+            return False
         if incoming.kind != "message":
-            return False  # edits and files: nothing to do, on purpose
+            return False  # edits of earlier messages: ignored on purpose, never re-run
         body = incoming.body.strip()
         if not body:
             return False

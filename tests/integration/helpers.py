@@ -154,8 +154,8 @@ class MatrixUser:
             config=config,
         )
         self._changed = asyncio.Condition()
-        self.client.add_event_callback(self._record, Event)  # type: ignore[arg-type]
-        self.client.add_event_callback(self._on_invite, InviteMemberEvent)  # type: ignore[arg-type]
+        self.client.add_event_callback(self._record, Event)
+        self.client.add_event_callback(self._on_invite, InviteMemberEvent)
 
     # ----------------------------------------------------------------- session
 
@@ -248,14 +248,21 @@ class MatrixUser:
             )
 
         room = self.client.rooms.get(room_id)
-        if room is not None and user_id in room.users:
+        if room is not None and user_id in room.users and user_id not in room.invited_users:
             return
         await self.wait_for_event(joined, room_id=room_id, since=0, consume=False, timeout=timeout)
 
     # ----------------------------------------------------------------- sending
 
     async def send(self, room_id: str, event_type: str, content: Mapping[str, Any]) -> str:
-        """Send any room event; returns its event id or raises MatrixRequestError."""
+        """Send any room event; returns its event id or raises MatrixRequestError.
+
+        In an encrypted room the device lists are brought up to date first, so a member who
+        just joined gets the room key instead of an undecryptable message.
+        """
+        room = self.client.rooms.get(room_id)
+        if room is not None and room.encrypted and self.client.should_query_keys:
+            await self.client.keys_query()
         response = await self.client.room_send(
             room_id, event_type, dict(content), ignore_unverified_devices=True
         )
