@@ -1,0 +1,470 @@
+"""Routing a staff request to the department whose pilots should handle it.
+
+Staff describe their need in one sentence; coordinators describe each department
+with a name, one or two sentences and up to ten keywords.  That is very little
+text, so the router adds three things to plain word overlap:
+
+* **Topics.** A small built-in thesaurus groups the everyday words of municipal
+  IT, security, data protection, organisation, HR and digitalisation work
+  ("Tastatur", "Bildschirm", "Dockingstation" → *hardware*).  A department owns a
+  topic when its own name, description or keywords use words of the topic, so
+  the thesaurus never names a department and works for any coordinator's wording.
+* **German word forms.** The shared analyser (:mod:`lotsenbot.nlp`) stems,
+  splits compounds into parts the department texts use ("Dienstlaptop" →
+  "laptop"), repairs typos towards known words and applies synonym groups.
+  Compounds it leaves whole still match department terms they start or end with.
+* **Hints.** Departments of the closest FAQ entries add evidence, and the
+  requester's own department catches everything that is no specialist topic.
+
+Uncertainty is a first-class outcome: with weak evidence or a close runner-up
+the decision is ``triage`` and coordinators decide, because a wrong department
+costs a colleague more time than a short wait for a human choice.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from lotsenbot.nlp import CONCEPT_PREFIX, Analyzer, SynonymSet, Vocabulary, normalize, tokenize
+
+__all__ = [
+    "DepartmentLike",
+    "RoutingDecision",
+    "RoutingSettings",
+    "TopicRouter",
+    "route",
+]
+
+
+class DepartmentLike(Protocol):
+    """The part of ``[[departments]]`` the router reads (``DepartmentConfig`` fits)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def keywords(self) -> Sequence[str]: ...
+    @property
+    def specialist(self) -> bool: ...
+
+
+Decision = Literal["route", "triage"]
+Reason = Literal["topic", "own_department", "uncertain", "no_match", "no_departments"]
+
+
+@dataclass(frozen=True)
+class RoutingDecision:
+    """Where a request goes, and the evidence for it.
+
+    ``scores`` holds every department's score (text evidence plus FAQ hints) so
+    that a triage message can show coordinators the candidates; ``reason`` says
+    which rule decided, for the ticket history and for tuning:
+
+    * ``topic``: the text (and hints) clearly point to ``department``;
+    * ``own_department``: no clear specialist topic, so the requester's own pilots;
+    * ``uncertain``: two departments are close, coordinators decide;
+    * ``no_match``: too little evidence and no known requester department.
+    """
+
+    decision: Decision
+    department: str | None
+    scores: dict[str, float]
+    reason: Reason
+
+
+@dataclass(frozen=True)
+class RoutingSettings:
+    """Weights and thresholds; the defaults were tuned on the dev half of the
+    evaluation set in ``tests/data/routing_eval`` (see ``bench/routing_eval.py``).
+    """
+
+    name_weight: float = 3.0
+    keyword_weight: float = 3.0
+    description_weight: float = 1.5
+    # A topic shared by query and department is weaker evidence than a shared word;
+    # a department using several words of a topic owns it more, up to the cap.
+    topic_weight: float = 1.5
+    topic_cap: float = 3.0
+    # A compound left whole by the analyser, matched by its head (last part), by
+    # its modifier, or as part of a longer department compound.
+    head_factor: float = 0.7
+    modifier_factor: float = 0.5
+    part_of_factor: float = 0.5
+    min_part_length: int = 5
+    # Analyser alternatives below this weight are ignored on the request side.
+    min_alternative_weight: float = 0.8
+    # Several words of the request on one topic count up to this many times.
+    topic_hits_cap: float = 2.0
+    # Score added for FAQ hints of a department (hint scores are 0..1, summed, capped at 1).
+    hint_weight: float = 3.0
+    # A department is chosen only with at least this score ...
+    min_score: float = 4.0
+    # ... supported by this much evidence (2 per exact name/keyword hit, 1 per other
+    # matching word of the request, topic or FAQ hint), unless the score alone
+    # reaches ``strong_score`` ...
+    min_evidence: int = 2
+    strong_score: float = 6.0
+    # ... and this lead over the runner-up, absolute and relative to the winner.
+    min_margin: float = 1.0
+    min_relative_margin: float = 0.15
+
+
+_TOPIC_PREFIX = CONCEPT_PREFIX + "thema_"
+
+# Topic thesaurus: words as people write them, analysed like everything else so
+# inflected forms meet. Deliberately about *kinds of things*, not departments.
+_TOPICS: Mapping[str, str] = {
+    "stoerung": (
+        "Störung gestört kaputt defekt Fehler Fehlermeldung Fehlercode Absturz abgestürzt "
+        "stürzt hängt ausgefallen Ausfall Reparatur reparieren Ersatz klemmt eingefroren"
+    ),
+    "hardware": (
+        "Rechner Computer PC Laptop Notebook Bildschirm Monitor Drucker Scanner Tastatur Maus "
+        "Kamera Webcam Headset Dockingstation Telefon Diensthandy Smartphone Tablet Gerät "
+        "Hardware Kopierer Beamer Lautsprecher Mikrofon Akku"
+    ),
+    "netzwerk": (
+        "Netzwerk Netz WLAN VPN Internet Netzlaufwerk Laufwerk Server Verbindung LAN Kabel "
+        "Fernzugriff Citrix"
+    ),
+    "zugang": (
+        "Passwort Kennwort Benutzerkonto Konto Zugang Zugangsdaten Login einloggen gesperrt "
+        "Berechtigung Zugriff Zugriffsrechte Rechte Postfach Gruppenpostfach Benutzername"
+    ),
+    "software": (
+        "Software Installation installieren Update Lizenz Programm Anwendung Treiber Adobe Browser"
+    ),
+    "bedrohung": (
+        "Phishing Spam Virus Viren Trojaner Schadsoftware Malware Ransomware verdächtig "
+        "gehackt Angriff Hacker Betrug Betrüger Erpressung Sicherheitsvorfall Sicherheitslücke "
+        "Anhang Absender Link Virenscanner Bitcoin angeblich gefälscht Fälschung seltsam "
+        "merkwürdig dubios komisch"
+    ),
+    "datentraeger": (
+        "USB Stick USB-Stick Festplatte Datenträger Cloud Dropbox WeTransfer Speicherkarte "
+        "privat Privatgerät gestohlen verloren Diebstahl verschlüsseln Verschlüsselung"
+    ),
+    "personenbezug": (
+        "personenbezogen DSGVO Datenschutz Bürgerdaten Kundendaten Sozialdaten Gesundheitsdaten "
+        "Telefonnummer Adresse Foto Fotos aufzeichnen Aufzeichnung veröffentlichen weitergeben "
+        "Weitergabe löschen Löschung Löschfrist aufbewahren Aufbewahrung Einwilligung Auskunft "
+        "Auskunftsersuchen Betroffene schwärzen Datenpanne Empfänger"
+    ),
+    "organisation": (
+        "zuständig Zuständigkeit Ablauf Abläufe Prozess Geschäftsprozess Dienstanweisung "
+        "Regelung Organigramm Aktenplan Ablage Formular Vorlage Vordruck Umstrukturierung "
+        "Zeichnungsbefugnis Unterschriftenregelung Geschäftsverteilungsplan Posteingang "
+        "Postlauf Organisationsuntersuchung Stellenbemessung Personalbemessung Amtsleitung "
+        "Dienstsiegel"
+    ),
+    "fortbildung": (
+        "Fortbildung Schulung Seminar Kurs Kurse E-Learning Weiterbildung Workshop Training "
+        "Lehrgang Qualifizierung Fortbildungsprogramm Webinar"
+    ),
+    "dienstrecht": (
+        "Arbeitszeit Urlaub Resturlaub Teilzeit Homeoffice Telearbeit Zeiterfassung Gleitzeit "
+        "Überstunden Stunden Einarbeitung Auszubildende Bewerbung Bewerber Dienstreise "
+        "Krankmeldung Elternzeit"
+    ),
+    "digitalisierung": (
+        "online digital digitalisieren Digitalisierung OZG Onlinedienst Online-Dienst "
+        "Bürgerportal Servicekonto BundID E-Akte papierlos Papier Medienbruch Chatbot KI "
+        "ChatGPT Pilotprojekt Idee Strategie automatisieren Automatisierung Onlinezugang "
+        "Digitallotse Lotse"
+    ),
+}
+
+# "geht nicht", "druckt nicht mehr", "kein Freizeichen": a fault report, whereas
+# "Wie funktioniert …?" is a how-to question for the pilots of one's own department.
+_FAULT_VERBS = frozenset(
+    normalize(verb)
+    for verb in (
+        "geht", "gehen", "funktioniert", "funktionieren", "startet", "starten", "druckt",
+        "drucken", "lädt", "laden", "öffnet", "öffnen", "reagiert", "läuft", "laufen",
+        "verbindet", "komme", "kommt", "klappt",
+    )
+)  # fmt: skip
+_NEGATIONS = frozenset({"nicht", "kein", "keine", "keinen", "keiner", "nichts"})
+_FAULT = _TOPIC_PREFIX + "stoerung"
+
+
+def _reports_fault(text: str) -> bool:
+    tokens = tokenize(text)
+    if not any(token in _NEGATIONS for token in tokens):
+        return False
+    return "mehr" in tokens or any(token in _FAULT_VERBS for token in tokens)
+
+
+def topic_synonyms() -> SynonymSet:
+    """The routing topics as synonym groups, so the analyser emits them as concepts."""
+    return SynonymSet([(_TOPIC_PREFIX + name, words.split()) for name, words in _TOPICS.items()])
+
+
+# One query signal: index term -> (factor, whether it is the word as written).
+_Reach = dict[str, tuple[float, bool]]
+
+
+@dataclass
+class _DepartmentIndex:
+    id: str
+    specialist: bool
+    weights: dict[str, float] = field(default_factory=dict)
+    phrases: list[tuple[frozenset[str], float]] = field(default_factory=list)
+
+    def add(self, term: str, weight: float) -> None:
+        if weight > self.weights.get(term, 0.0):
+            self.weights[term] = weight
+
+
+class TopicRouter:
+    """Routes requests among a fixed set of departments.
+
+    Built once per configuration (the department texts are analysed up front);
+    :meth:`route` is then cheap and pure. ``synonyms`` are extra synonym groups
+    (e.g. the FAQ's curated list), merged with the routing topics.
+    """
+
+    def __init__(
+        self,
+        departments: Iterable[DepartmentLike],
+        *,
+        synonyms: SynonymSet | None = None,
+        settings: RoutingSettings | None = None,
+    ) -> None:
+        self.settings = settings or RoutingSettings()
+        departments = list(departments)
+        groups = topic_synonyms()
+        if synonyms is not None:
+            groups = groups.merged(synonyms)
+        vocabulary = Vocabulary()
+        vocabulary.add_lexicon(groups.words())
+        self._analyzer = Analyzer(synonyms=groups, vocabulary=vocabulary)
+        for department in departments:
+            for text in (department.name, department.description, *department.keywords):
+                vocabulary.add(self._analyzer.content_tokens(text))
+
+        self._departments: list[_DepartmentIndex] = []
+        seen: set[str] = set()
+        for department in departments:
+            if department.id in seen:
+                raise ValueError(f"department id {department.id!r} given twice")
+            seen.add(department.id)
+            self._departments.append(self._index(department))
+        self._any_specialist = any(d.specialist for d in self._departments)
+        df: dict[str, int] = {}
+        for index in self._departments:
+            for term in index.weights:
+                df[term] = df.get(term, 0) + 1
+        count = max(len(self._departments), 1)
+        self._idf = {term: math.log(1.0 + count / n) for term, n in df.items()}
+        self._long_terms = [
+            term
+            for term in df
+            if len(term) >= self.settings.min_part_length and not term.startswith(CONCEPT_PREFIX)
+        ]
+
+    @property
+    def department_ids(self) -> list[str]:
+        return [d.id for d in self._departments]
+
+    def _index(self, department: DepartmentLike) -> _DepartmentIndex:
+        s = self.settings
+        index = _DepartmentIndex(department.id, bool(getattr(department, "specialist", False)))
+        fields: list[tuple[str, float]] = [
+            (department.name, s.name_weight),
+            (department.description, s.description_weight),
+        ]
+        for keyword in department.keywords:
+            primaries = frozenset(unit.primary for unit in self._analyzer.units(keyword))
+            if len(primaries) > 1:
+                # "mobiles Arbeiten": the phrase is strong evidence, "arbeit" alone is not.
+                index.phrases.append((primaries, s.keyword_weight))
+                fields.append((keyword, s.description_weight))
+            else:
+                fields.append((keyword, s.keyword_weight))
+        topic_mass: dict[str, float] = {}
+        for text, weight in fields:
+            for unit in self._analyzer.units(text):
+                for term, factor in unit.alternatives.items():
+                    if term.startswith(_TOPIC_PREFIX):
+                        share = factor * weight / s.description_weight
+                        topic_mass[term] = topic_mass.get(term, 0.0) + share
+                    else:
+                        index.add(term, weight * factor)
+        for topic, mass in topic_mass.items():
+            index.add(topic, s.topic_weight * min(mass, s.topic_cap))
+        return index
+
+    def _signals(self, text: str) -> tuple[list[_Reach], set[str]]:
+        """What each word of the request reaches in the index, and the words' stems."""
+        s = self.settings
+        signals: list[_Reach] = []
+        if _reports_fault(text):
+            signals.append({_FAULT: (1.0, False)})
+        primaries: set[str] = set()
+        for unit in self._analyzer.units(text, query=True):
+            primaries.add(unit.primary)
+            # Two-edit typo repairs and thesaurus guesses (below the threshold) aim at
+            # a vocabulary of a few hundred words and mostly hit the wrong one.
+            reach: _Reach = {
+                term: (factor, term == unit.primary)
+                for term, factor in unit.alternatives.items()
+                if factor >= s.min_alternative_weight
+            }
+            word = unit.primary
+            if len(word) >= s.min_part_length:
+                for candidate in self._long_terms:
+                    if candidate == word:
+                        continue
+                    if word.endswith(candidate):
+                        factor = s.head_factor
+                    elif word.startswith(candidate):
+                        factor = s.modifier_factor
+                    elif candidate.startswith(word) or candidate.endswith(word):
+                        factor = s.part_of_factor
+                    else:
+                        continue
+                    if factor > reach.get(candidate, (0.0, False))[0]:
+                        reach[candidate] = (factor, False)
+            signals.append(reach)
+        return signals, primaries
+
+    def text_evidence(self, text: str) -> dict[str, tuple[float, int]]:
+        """Per department: score from the request text and the weight of evidence.
+
+        Each word of the request contributes through the one department term it
+        reaches best, so a word that happens to touch a name, a description word
+        and a keyword of one department counts once, not three times. A department
+        term reached by several words counts once; a topic counts once per word
+        reaching it, up to a cap, since several words on a topic are real evidence.
+
+        The evidence counts the request's words that reached the department: two
+        for an exact name or keyword hit, one for anything else. It keeps a single
+        generic topic ("Ablage", "Adressen") from deciding against a known
+        requester department, however well another department owns that topic.
+        """
+        s = self.settings
+        signals, primaries = self._signals(text)
+        strong_weight = min(s.keyword_weight, s.name_weight)
+        evidence: dict[str, tuple[float, int]] = {}
+        for index in self._departments:
+            words: dict[str, float] = {}
+            topics: dict[str, float] = {}
+            units = 0
+            for reach in signals:
+                best_term: str | None = None
+                best_value = 0.0
+                strength = 0
+                for term, (factor, exact) in reach.items():
+                    weight = index.weights.get(term)
+                    if weight is None:
+                        continue
+                    value = self._idf[term] * weight * factor
+                    if value > best_value:
+                        best_term, best_value = term, value
+                    strength = max(strength, 2 if exact and weight >= strong_weight else 1)
+                if best_term is None:
+                    continue
+                units += strength
+                if best_term.startswith(_TOPIC_PREFIX):
+                    topics[best_term] = topics.get(best_term, 0.0) + best_value
+                else:
+                    words[best_term] = max(words.get(best_term, 0.0), best_value)
+            total = sum(words.values())
+            for topic, value in topics.items():
+                single = self._idf[topic] * index.weights[topic]
+                total += min(value, s.topic_hits_cap * single)
+            for phrase, weight in index.phrases:
+                if phrase <= primaries:
+                    total += weight * max(self._idf.get(t, 1.0) for t in phrase)
+                    units += 2
+            evidence[index.id] = (total, units)
+        return evidence
+
+    def text_scores(self, text: str) -> dict[str, float]:
+        """Evidence from the request text alone, per department."""
+        return {k: score for k, (score, _units) in self.text_evidence(text).items()}
+
+    def explain(self, text: str) -> dict[str, list[str]]:
+        """Index terms of each department that the request reached (for ``lotsenbot route``).
+
+        Lets a coordinator see why a request went where it went and which keyword
+        would have helped.
+        """
+        signals, _primaries = self._signals(text)
+        reached = {term for reach in signals for term in reach}
+        return {
+            index.id: sorted(term for term in reached if term in index.weights)
+            for index in self._departments
+        }
+
+    def route(
+        self,
+        text: str,
+        faq_hints: Iterable[tuple[str, float]] = (),
+        requester_department: str | None = None,
+    ) -> RoutingDecision:
+        """Decide where ``text`` goes.
+
+        ``faq_hints`` are (department id, score in 0..1) of the closest FAQ
+        entries; unknown ids are ignored so a stale FAQ cannot break routing.
+        ``requester_department`` is the requester's own department if known.
+        """
+        s = self.settings
+        if not self._departments:
+            return RoutingDecision("triage", None, {}, "no_departments")
+        evidence = self.text_evidence(text)
+        scores = {k: score for k, (score, _units) in evidence.items()}
+        units = {k: count for k, (_score, count) in evidence.items()}
+        hint_sums: dict[str, float] = {}
+        for department_id, hint in faq_hints:
+            if department_id in scores:
+                clamped = max(0.0, min(1.0, hint))
+                hint_sums[department_id] = hint_sums.get(department_id, 0.0) + clamped
+        for department_id, hint in hint_sums.items():
+            if hint > 0.0:
+                scores[department_id] += s.hint_weight * min(1.0, hint)
+                units[department_id] += 1
+        scores = {k: round(v, 4) for k, v in scores.items()}
+
+        own = requester_department if requester_department in scores else None
+        if own is not None and self._any_specialist:
+            # A colleague's own pilots handle everything but specialist topics.
+            candidates = [d.id for d in self._departments if d.specialist or d.id == own]
+        else:
+            candidates = [d.id for d in self._departments]
+        ranked = sorted(candidates, key=lambda d: scores[d], reverse=True)
+        best = ranked[0]
+        best_score = scores[best]
+        runner_up = scores[ranked[1]] if len(ranked) > 1 else 0.0
+        confident = best_score >= s.min_score and (
+            units[best] >= s.min_evidence or best_score >= s.strong_score
+        )
+        lead = best_score - runner_up
+        clear = lead >= s.min_margin and lead >= s.min_relative_margin * best_score
+        if confident and clear:
+            return RoutingDecision("route", best, scores, "topic")
+        if own is not None and (not confident or own in ranked[:2]):
+            return RoutingDecision("route", own, scores, "own_department")
+        reason: Reason = "uncertain" if confident else "no_match"
+        return RoutingDecision("triage", None, scores, reason)
+
+
+def route(
+    text: str,
+    departments: Iterable[DepartmentLike],
+    faq_hints: Iterable[tuple[str, float]] = (),
+    requester_department: str | None = None,
+    *,
+    synonyms: SynonymSet | None = None,
+    settings: RoutingSettings | None = None,
+) -> RoutingDecision:
+    """One-off routing; long-running code should keep a :class:`TopicRouter`."""
+    router = TopicRouter(departments, synonyms=synonyms, settings=settings)
+    return router.route(text, faq_hints, requester_department)
