@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import base64
 import contextlib
 import copy
 import hashlib
@@ -174,8 +175,6 @@ def make_signing_key() -> str:
     Synapse's file format is `ed25519 <version> <unpadded base64 seed>`; writing it ourselves
     saves a `--generate-keys` round trip (a second Python start-up) on every fresh server.
     """
-    import base64
-
     seed = base64.b64encode(secrets.token_bytes(32)).decode("ascii").rstrip("=")
     version = "a_" + secrets.token_hex(2)
     return f"ed25519 {version} {seed}\n"
@@ -490,6 +489,9 @@ class Synapse:
                     continue
                 raise
             break
+        # From now on the URL is part of the server's identity: clients of an outage test
+        # reconnect to it, so a restart must not wander to another port.
+        self._fixed_port = True
         _write_state(self.folder, {**secrets_, "pid": self.pid, "url": self.url})
 
     async def stop(self) -> None:
@@ -511,7 +513,8 @@ class Synapse:
             _LIVE_PROCESSES.pop(process.pid, None)
             state = _read_state(self.folder)
             state.pop("pid", None)
-            _write_state(self.folder, state)
+            with contextlib.suppress(OSError):  # the folder may already be gone
+                _write_state(self.folder, state)
 
     async def restart(self) -> None:
         await self.stop()

@@ -13,11 +13,10 @@ import contextlib
 import os
 import subprocess
 import sys
+import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from lotsenbot.app import App
 from lotsenbot.config import Config, load_config

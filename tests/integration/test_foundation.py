@@ -12,7 +12,6 @@ from tests.integration.bot import BotRunner, run_cli, write_config
 from tests.integration.conftest import MakeUser, RegisterUser
 
 
-
 def is_bot_reply(bot_id: str):
     return lambda item: item.sender == bot_id
 
