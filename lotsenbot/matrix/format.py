@@ -46,16 +46,22 @@ def render_html(markdown: str) -> str:
     return sanitize_html(_MD.render(markdown)).strip()
 
 
-_MD_MARKUP = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|<>~&@:])")
+_ESCAPED = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|<>~&@:])")
+_PLACEHOLDER_BASE = 0xF0000  # private-use plane: never in real text
 
 
 def plain_text(markdown: str) -> str:
-    """A readable plain-text ``body``: Markdown escapes and emphasis markers removed."""
-    text = re.sub(r"(?m)^#{1,6}\s+", "", markdown)
-    text = _MD_MARKUP.sub(r"\1", text)
+    """A readable plain-text ``body``: headings and emphasis markers removed, but characters
+    the author escaped (user text) kept exactly as typed."""
+    text = _ESCAPED.sub(lambda m: chr(_PLACEHOLDER_BASE + ord(m.group(1))), markdown)
+    text = re.sub(r"(?m)^#{1,6}\s+", "", text)
     text = re.sub(r"\*\*(.+?)\*\*", r"\1", text)
     text = re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"\1", text)
-    return text
+    return "".join(
+        chr(ord(ch) - _PLACEHOLDER_BASE) if ord(ch) >= _PLACEHOLDER_BASE and
+        ord(ch) < _PLACEHOLDER_BASE + 128 else ch
+        for ch in text
+    )  # fmt: skip
 
 
 def defuse_room_ping(text: str) -> str:

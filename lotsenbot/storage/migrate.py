@@ -50,13 +50,17 @@ def discover(folder: Path = MIGRATIONS_DIR) -> list[Migration]:
     return migrations
 
 
-async def current_version(db: Database) -> int:
+async def applied_versions(db: Database) -> set[int]:
     await db.conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_version ("
         " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
     )
-    row = await db.fetchone("SELECT MAX(version) AS v FROM schema_version")
-    return int(row["v"]) if row and row["v"] is not None else 0
+    rows = await db.fetchall("SELECT version FROM schema_version")
+    return {int(row["version"]) for row in rows}
+
+
+async def current_version(db: Database) -> int:
+    return max(await applied_versions(db), default=0)
 
 
 def _statements(sql: str) -> list[str]:
@@ -80,12 +84,13 @@ async def migrate(db: Database, folder: Path = MIGRATIONS_DIR) -> list[int]:
     """Apply pending migrations; return the versions applied."""
     migrations = discover(folder)
     known = migrations[-1].version if migrations else 0
-    found = await current_version(db)
+    done = await applied_versions(db)
+    found = max(done, default=0)
     if found > known:
         raise SchemaTooNew(found, known)
     applied: list[int] = []
     for migration in migrations:
-        if migration.version <= found:
+        if migration.version in done:
             continue
         async with db.transaction() as conn:
             for statement in _statements(migration.sql):

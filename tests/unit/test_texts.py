@@ -1,0 +1,93 @@
+"""The message catalogue: German and English stay in step, placeholders match, texts format."""
+
+from __future__ import annotations
+
+import string
+import tomllib
+
+import pytest
+
+from lotsenbot.texts import FALLBACK, LANGUAGES, TEXTS_DIR, Catalogue, load_language
+
+
+def placeholders(text: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+
+
+def test_every_language_has_the_same_files() -> None:
+    files = {lang: sorted(p.name for p in (TEXTS_DIR / lang).glob("*.toml")) for lang in LANGUAGES}
+    assert files["de"], "no German catalogue found"
+    for lang in LANGUAGES:
+        assert files[lang] == files[FALLBACK], lang
+
+
+def test_de_and_en_have_the_same_keys() -> None:
+    de, en = load_language("de"), load_language("en")
+    assert sorted(set(de) - set(en)) == [], "nur auf Deutsch"
+    assert sorted(set(en) - set(de)) == [], "only in English"
+
+
+def test_placeholders_are_the_same_in_every_language() -> None:
+    de, en = load_language("de"), load_language("en")
+    differing = {
+        key: (placeholders(de[key]), placeholders(en[key]))
+        for key in de.keys() & en.keys()
+        if placeholders(de[key]) != placeholders(en[key])
+    }
+    assert differing == {}
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_every_text_formats_with_its_own_placeholders(lang: str) -> None:
+    catalogue = Catalogue(lang)
+    for key, text in load_language(lang).items():
+        names = placeholders(text)
+        assert all(name and name.isidentifier() for name in names), (key, names)
+        rendered = catalogue(key, **{name: f"<{name}>" for name in names})
+        assert rendered.strip(), key
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_every_feature_with_commands_has_a_title(lang: str) -> None:
+    """The generated help heads each feature's commands with ``<feature>.title``."""
+    package = TEXTS_DIR.parent
+    for file in sorted((TEXTS_DIR / lang).glob("*.toml")):
+        if file.stem != "core" and not (package / file.stem / "commands.py").exists():
+            continue  # no chat commands (yet), so the help never shows this heading
+        with file.open("rb") as handle:
+            table = tomllib.load(handle)
+        assert isinstance(table.get("title"), str) and table["title"].strip(), file.name
+
+
+def test_no_text_is_empty_or_padded() -> None:
+    for lang in LANGUAGES:
+        for key, text in load_language(lang).items():
+            assert text.strip(), (lang, key)
+            assert text == text.strip() or text.endswith("\n"), (lang, key)
+
+
+def test_lookup_formats_and_inserts_values_literally() -> None:
+    catalogue = Catalogue("de")
+    text = catalogue("core.error.unknown_command", command="{prefix}x", prefix="!")
+    assert "„{prefix}x“" in text  # a value is never formatted a second time
+    assert "`!hilfe`" in text
+    english = Catalogue("en")("core.error.bad_number", value="zwölf")
+    assert "zwölf" in english
+    assert english != Catalogue("de")("core.error.bad_number", value="zwölf")
+
+
+def test_missing_placeholder_value_is_an_error() -> None:
+    with pytest.raises(KeyError):
+        Catalogue("de")("core.error.too_long")
+
+
+def test_unknown_key_and_language() -> None:
+    catalogue = Catalogue("en")
+    assert catalogue.has("core.help.title")
+    assert not catalogue.has("core.gibt_es_nicht")
+    with pytest.raises(KeyError, match=r"core\.gibt_es_nicht"):
+        catalogue.raw("core.gibt_es_nicht")
+    with pytest.raises(ValueError):
+        Catalogue("fr")
+    assert catalogue.for_language("en") is catalogue
+    assert catalogue.for_language("de").lang == "de"
