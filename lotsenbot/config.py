@@ -75,6 +75,10 @@ class MatrixConfig(_Section):
     pickle_key: str | None = None
     allowed_servers: list[str] = Field(default_factory=list)
     sync_timeout_ms: int = Field(default=30_000, ge=1_000, le=120_000)
+    # Create and use cross-signing keys so the bot's device shows as verified by its owner.
+    cross_signing: bool = True
+    # How long a room key may take before the sender hears that a message was unreadable.
+    undecryptable_notice_after: str = Field(default="60s", pattern=r"^\s*\d+\s*[smhd]\s*$")
 
     @field_validator("homeserver")
     @classmethod
