@@ -1,0 +1,358 @@
+"""German FAQ retrieval: find the entry a colloquial question means, or say there is none.
+
+Why it is built this way
+------------------------
+Plain BM25 over whitespace tokens finds about half of the questions staff really type (see
+``bench/faq_eval.py``). The misses are not a ranking problem but a vocabulary problem: "pw",
+"Kennwortänderung", "von zu Hause arbeiten", "druker", "Lotsin" share no token with the entry
+that answers them. The gap is closed with knowledge, not with tuning on test questions:
+
+* **Morphology** (``lotsenbot.nlp``): folding of case, umlauts and ß; Snowball stems; feminine
+  forms; compounds split against the knowledge base's own vocabulary (the reasons are in
+  ``lotsenbot.nlp.compounds``).
+* **Synonyms**: a curated domain list (``faq/data/synonyms_de.yaml``) that coordinators extend,
+  and optionally OpenThesaurus (Debian's ``mythes-de``) as a last resort for unknown words.
+* **Typo repair**: unknown query words are corrected (Damerau-Levenshtein, 1 edit up to six
+  letters, 2 edits from seven) to words the knowledge base uses, at a reduced weight.
+* **The knowledge in entries**: a question is matched against the question, the alternative
+  phrasings, the tags, the category and the answer text. Field weights (question and
+  alternatives 1.0, tags 0.8, category and answer 0.4) reflect how deliberately the words were
+  chosen: an answer mentions many things it is not about.
+
+Scoring, calibrated to 0..1
+---------------------------
+Each query word ("unit") gets an importance, its inverse document frequency; a word the
+knowledge base does not know at all keeps a (reduced) importance, because a question about
+something we have no entry for must not look like a match for the words we do have ("Passwort
+für Amazon vergessen"). Per entry:
+
+* ``coverage`` = share of the query's importance the entry matches, each word counted with the
+  best weight of any of its alternatives in any field (so a synonym counts 0.9, an answer-only
+  mention 0.4). This is what the score mostly means: *how much of what was asked does this
+  entry talk about*.
+* ``specificity`` = share of the entry's best-matching question (or alternative) that the query
+  covers, so that "VPN Passwort" prefers "Welches Passwort brauche ich für das VPN?" over a
+  long entry that merely mentions both.
+
+``score = coverage × (1 − w + w × specificity)`` with ``w = specificity_weight``. Both factors
+are fractions, so the score is in 0..1 and comparable across queries and knowledge-base sizes,
+which is what makes fixed thresholds meaningful. Decisions:
+
+* ``answer``: the best score reaches ``answer_threshold``, leads the runner-up by at least
+  ``margin`` (two equally good entries are a close call even when both score high), *and* no
+  more than ``max_unknown_share`` of the query's importance lies in words the knowledge base
+  does not know at all (if a third of a question is not understood, "Passwort für Amazon
+  vergessen", the bot suggests instead of answering);
+* ``suggest``: the best score reaches ``suggest_threshold``; the caller shows ``results``;
+* ``none``: otherwise; ``results`` then holds the weak candidates for logging only.
+
+The default thresholds were chosen on the ``dev`` half of ``tests/data/faq_eval`` only.
+
+Incremental updates
+-------------------
+Postings are per term dictionaries (entry slot → weight) with a lazily built NumPy view per
+term for fast scoring. :meth:`FaqIndex.upsert` and :meth:`FaqIndex.remove` touch only the terms
+of one entry and the vocabulary counts; nothing is rebuilt. Entries already indexed keep the
+compound splits they got when they were added (a later entry can make a new split possible);
+:meth:`FaqIndex.build` analyses everything against the complete vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from lotsenbot.faq.kb import FaqEntry
+from lotsenbot.faq.synonyms import default_synonyms
+from lotsenbot.nlp import Analyzer, SynonymSet, Vocabulary
+from lotsenbot.nlp.thesaurus import MythesThesaurus
+
+__all__ = ["Decision", "FaqIndex", "FieldWeights", "SearchResult"]
+
+Decision = Literal["answer", "suggest", "none"]
+
+_PLACEHOLDER = re.compile(r"<[A-Z0-9_-]+>")
+_MARKUP = re.compile(r"https?://\S+|`[^`]*`|[*_#>\[\]()|]")
+
+
+@dataclass(frozen=True, slots=True)
+class FieldWeights:
+    """How much a match in each field of an entry counts (0..1)."""
+
+    question: float = 1.0
+    alternatives: float = 1.0
+    tags: float = 0.8
+    category: float = 0.4
+    answer: float = 0.4
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    """Outcome of one search: what to do, and the ranked ``(entry_id, score)`` pairs."""
+
+    decision: Decision
+    results: list[tuple[str, float]] = field(default_factory=list)
+
+    @property
+    def best(self) -> tuple[str, float] | None:
+        """The top-ranked entry and its score, if any."""
+        return self.results[0] if self.results else None
+
+
+@dataclass(slots=True)
+class _Doc:
+    entry: FaqEntry
+    terms: tuple[str, ...]
+    # For each question/alternative: (primary stem, all terms that express it) per unit.
+    questions: list[list[tuple[str, tuple[str, ...]]]]
+
+
+class FaqIndex:
+    """In-memory retrieval index over FAQ entries (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        synonyms: SynonymSet | None = None,
+        thesaurus: MythesThesaurus | None = None,
+        answer_threshold: float = 0.5,
+        suggest_threshold: float = 0.4,
+        margin: float = 0.1,
+        unknown_word_weight: float = 1.0,
+        specificity_weight: float = 0.5,
+        field_weights: FieldWeights | None = None,
+        max_unknown_share: float = 0.35,
+        candidates: int = 20,
+    ) -> None:
+        self.answer_threshold = answer_threshold
+        self.suggest_threshold = suggest_threshold
+        self.margin = margin
+        self.unknown_word_weight = unknown_word_weight
+        self.specificity_weight = specificity_weight
+        self.max_unknown_share = max_unknown_share
+        self.field_weights = field_weights or FieldWeights()
+        self._candidates = candidates
+        self.synonyms = synonyms if synonyms is not None else default_synonyms()
+        self.vocabulary = Vocabulary()
+        self.vocabulary.add_lexicon(self.synonyms.words())
+        self.analyzer = Analyzer(
+            synonyms=self.synonyms, vocabulary=self.vocabulary, thesaurus=thesaurus
+        )
+        self._docs: list[_Doc | None] = []
+        self._slots: dict[str, int] = {}
+        self._free: list[int] = []
+        self._postings: dict[str, dict[int, float]] = {}
+        self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    # -- maintenance -----------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def __contains__(self, entry_id: object) -> bool:
+        return entry_id in self._slots
+
+    def entry(self, entry_id: str) -> FaqEntry | None:
+        """The indexed entry with this id, if any."""
+        slot = self._slots.get(entry_id)
+        doc = self._docs[slot] if slot is not None else None
+        return doc.entry if doc is not None else None
+
+    def build(self, entries: Iterable[FaqEntry]) -> None:
+        """Replace the whole index. All vocabulary is counted before any entry is analysed,
+        so compound splitting sees every word of the knowledge base."""
+        entries = list(entries)
+        self._docs, self._slots, self._free = [], {}, []
+        self._postings, self._arrays = {}, {}
+        self.vocabulary = Vocabulary()
+        self.vocabulary.add_lexicon(self.synonyms.words())
+        self.analyzer = Analyzer(
+            synonyms=self.synonyms, vocabulary=self.vocabulary, thesaurus=self.analyzer.thesaurus
+        )
+        latest: dict[str, FaqEntry] = {entry.id: entry for entry in entries}
+        fields = {entry_id: self._fields(entry) for entry_id, entry in latest.items()}
+        self.vocabulary.add(
+            token
+            for entry_fields in fields.values()
+            for _, tokens in entry_fields
+            for token in tokens
+        )
+        for entry_id, entry in latest.items():
+            self._insert(entry, fields[entry_id])
+
+    def upsert(self, entry: FaqEntry) -> None:
+        """Add an entry or replace the one with the same id, without a rebuild."""
+        self.remove(entry.id)
+        fields = self._fields(entry)
+        self.vocabulary.add(token for _, tokens in fields for token in tokens)
+        self._insert(entry, fields)
+
+    def remove(self, entry_id: str) -> bool:
+        """Drop an entry; returns whether it was indexed."""
+        slot = self._slots.pop(entry_id, None)
+        if slot is None:
+            return False
+        doc = self._docs[slot]
+        assert doc is not None
+        for term in doc.terms:
+            postings = self._postings[term]
+            del postings[slot]
+            if not postings:
+                del self._postings[term]
+            self._arrays.pop(term, None)
+        # Tokenising does not depend on the vocabulary, so the tokens come out as when added.
+        self.vocabulary.remove(token for _, tokens in self._fields(doc.entry) for token in tokens)
+        self._docs[slot] = None
+        self._free.append(slot)
+        return True
+
+    def _fields(self, entry: FaqEntry) -> list[tuple[str, list[str]]]:
+        """``(field, content tokens)`` for every text of an entry, tokenised once."""
+        texts = [("question", entry.question)]
+        texts += [("alternatives", text) for text in entry.alternatives]
+        texts += [("tags", tag) for tag in entry.tags]
+        texts += [("category", entry.category), ("answer", _plain(entry.answer))]
+        return [(name, self.analyzer.content_tokens(text)) for name, text in texts]
+
+    def _insert(self, entry: FaqEntry, fields: list[tuple[str, list[str]]]) -> None:
+        weights = self.field_weights
+        bag: dict[str, float] = {}
+        questions: list[list[tuple[str, tuple[str, ...]]]] = []
+        for name, tokens in fields:
+            weight = getattr(weights, name)
+            units = self.analyzer.units_from_tokens(tokens)
+            for unit in units:
+                for term, term_weight in unit.alternatives.items():
+                    value = weight * term_weight
+                    if value > bag.get(term, 0.0):
+                        bag[term] = value
+            if name in ("question", "alternatives") and units:
+                questions.append([(unit.primary, tuple(unit.alternatives)) for unit in units])
+
+        slot = self._free.pop() if self._free else len(self._docs)
+        doc = _Doc(entry, tuple(bag), questions)
+        if slot == len(self._docs):
+            self._docs.append(doc)
+        else:
+            self._docs[slot] = doc
+        self._slots[entry.id] = slot
+        for term, value in bag.items():
+            self._postings.setdefault(term, {})[slot] = value
+            self._arrays.pop(term, None)
+
+    # -- search ----------------------------------------------------------------------------
+
+    def search(self, query: str, limit: int = 3) -> SearchResult:
+        """Rank entries for ``query`` and decide between answer, suggest and none."""
+        ranked, unknown_share = self._rank(query, max(limit, 2))
+        if not ranked:
+            return SearchResult("none", [])
+        best = ranked[0][1]
+        runner_up = ranked[1][1] if len(ranked) > 1 else 0.0
+        decision: Decision
+        if (
+            best >= self.answer_threshold
+            and best - runner_up >= self.margin
+            and unknown_share <= self.max_unknown_share
+        ):
+            decision = "answer"
+        elif best >= self.suggest_threshold:
+            decision = "suggest"
+        else:
+            decision = "none"
+        return SearchResult(decision, ranked[:limit])
+
+    def rank(self, query: str, limit: int = 10) -> list[tuple[str, float]]:
+        """The ``limit`` best entries with their calibrated scores, best first."""
+        return self._rank(query, limit)[0]
+
+    def _rank(self, query: str, limit: int) -> tuple[list[tuple[str, float]], float]:
+        """Ranked entries and the share of the query's importance nothing in the index knows."""
+        live = len(self._slots)
+        if live == 0:
+            return [], 0.0
+        units = self.analyzer.units(query, query=True)
+        if not units:
+            return [], 0.0
+        coverage = np.zeros(len(self._docs))
+        total_importance = unknown_importance = 0.0
+        query_terms: dict[str, float] = {}
+        for unit in units:
+            for term, weight in unit.alternatives.items():
+                if weight > query_terms.get(term, 0.0):
+                    query_terms[term] = weight
+            known = [(t, w) for t, w in unit.alternatives.items() if t in self._postings]
+            if not known:
+                unknown = self._idf(1, live) * self.unknown_word_weight
+                total_importance += unknown
+                unknown_importance += unknown
+                continue
+            anchor = unit.primary if unit.primary in self._postings else max(known, key=_w)[0]
+            importance = self._idf(len(self._postings[anchor]), live)
+            strength = np.zeros(len(self._docs))
+            for term, weight in known:
+                slots, values = self._array(term)
+                np.maximum.at(strength, slots, values * weight)
+            coverage += importance * strength
+            total_importance += importance
+        if total_importance <= 0:
+            return [], 0.0
+        unknown_share = unknown_importance / total_importance
+        coverage /= total_importance
+        count = min(self._candidates, int(np.count_nonzero(coverage)))
+        if count == 0:
+            return [], unknown_share
+        top = np.argpartition(-coverage, count - 1)[:count]
+        scored: list[tuple[str, float]] = []
+        w = self.specificity_weight
+        for slot in top.tolist():
+            doc = self._docs[slot]
+            if doc is None:
+                continue
+            specificity = self._specificity(doc, query_terms, live)
+            score = float(coverage[slot]) * (1.0 - w + w * specificity)
+            scored.append((doc.entry.id, round(min(score, 1.0), 4)))
+        scored.sort(key=lambda item: (-item[1], item[0]))
+        return scored[:limit], unknown_share
+
+    def _specificity(self, doc: _Doc, query_terms: dict[str, float], live: int) -> float:
+        best = 0.0
+        for question in doc.questions:
+            total = matched = 0.0
+            for primary, alternatives in question:
+                importance = self._idf(len(self._postings.get(primary, ())) or 1, live)
+                total += importance
+                matched += importance * max(query_terms.get(a, 0.0) for a in alternatives)
+            if total > 0:
+                best = max(best, matched / total)
+        return best
+
+    def _array(self, term: str) -> tuple[np.ndarray, np.ndarray]:
+        cached = self._arrays.get(term)
+        if cached is None:
+            postings = self._postings[term]
+            cached = (
+                np.fromiter(postings.keys(), dtype=np.int64, count=len(postings)),
+                np.fromiter(postings.values(), dtype=np.float64, count=len(postings)),
+            )
+            self._arrays[term] = cached
+        return cached
+
+    @staticmethod
+    def _idf(df: int, n: int) -> float:
+        """BM25's smoothed inverse document frequency (always positive)."""
+        return math.log(1.0 + (n - df + 0.5) / (df + 0.5))
+
+
+def _w(item: tuple[str, float]) -> float:
+    return item[1]
+
+
+def _plain(markdown: str) -> str:
+    """Answer text without placeholders, links and markup, which are not what it is about."""
+    return _MARKUP.sub(" ", _PLACEHOLDER.sub(" ", markdown))

@@ -1,0 +1,141 @@
+"""Normalisation, tokenisation and stemming of German text.
+
+Why these choices:
+
+* **Folding instead of transliteration.** ``normalize`` lower-cases with ``casefold`` (which
+  also turns ß into ss) and strips diacritics, so "Ändern", "ändern" and "andern" become the
+  same string. The spelling with digraphs ("aendern") is left to the Snowball stemmer, which
+  maps ae/oe/ue to the umlaut before stemming (the "german2" behaviour that PyStemmer's German
+  stemmer has), so all three spellings end in the same stem. Rewriting every "ue" in
+  ``normalize`` would damage words such as "Queue" or "aktuell" for no gain.
+* **Snowball stemming (PyStemmer).** It is fast (C), deterministic, needs no model file, and
+  conflates the inflection that matters in questions ("Drucker", "Druckers", "drucken").
+* **Gender-inclusive forms.** Staff write "Lotsin", "Lotsinnen", "Lots*innen",
+  "Mitarbeiter:innen". The gender star, colon and underscore are removed before tokenising and
+  :func:`degender` maps feminine forms onto the masculine base so that "Lotsin" and "Lotse"
+  meet. It only touches well-known feminine endings and skips verbs such as "beginnen".
+* **Hyphens stay inside a token** ("E-Akte", "Zwei-Faktor-Authentifizierung"); the analyzer
+  treats the hyphen as an explicit compound boundary.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+import Stemmer
+
+from lotsenbot.nlp.stopwords import STOPWORDS
+
+__all__ = ["degender", "is_stopword", "normalize", "split_hyphenated", "stem", "tokenize"]
+
+# Gender markers between a stem and "in"/"innen": Lots*innen, Lots:innen, Lots_innen, Lots·innen.
+_GENDER_MARK = re.compile(r"(?<=\w)[*:_·/](?=in(?:nen)?\b)", re.IGNORECASE)
+# Anything that is neither a letter, a digit, nor a hyphen joining two word characters.
+_NON_WORD = re.compile(r"[^\w-]+|(?<!\w)-|-(?!\w)|_")
+_DASHES = str.maketrans({"‐": "-", "‑": "-", "‒": "-", "–": " ", "—": " "})
+# Fast path for the accented letters German text actually contains; anything else goes
+# through Unicode decomposition below.
+_FOLD = str.maketrans(
+    {
+        **dict.fromkeys("äàáâãå", "a"),
+        **dict.fromkeys("öòóôõø", "o"),
+        **dict.fromkeys("üùúû", "u"),
+        **dict.fromkeys("éèêë", "e"),
+        **dict.fromkeys("íìîï", "i"),
+        "ç": "c",
+        "ñ": "n",
+    }
+)
+
+# Verbs and nouns that end in -in/-innen without being feminine forms.
+_NOT_FEMININE = frozenset(
+    {
+        "beginnen",
+        "gewinnen",
+        "spinnen",
+        "besinnen",
+        "sinnen",
+        "rinnen",
+        "entrinnen",
+        "innen",
+        "termin",
+        "termine",
+        "medizin",
+        "benzin",
+        "magazin",
+        "kamin",
+        "delfin",
+        "berlin",
+        "admin",
+        "latein",
+        "rosin",
+        "vitamin",
+        "disziplin",
+        "routin",
+        "maschin",
+        "kabin",
+        "cousin",
+        "satin",
+        "protein",
+    }
+)
+# Feminine suffixes after which "-in"/"-innen" is stripped: Nutzerin, Lotsin, Kollegin,
+# Expertin, Chefin, Beamtin, Bürgerin, Ärztin.
+_FEMININE = re.compile(r"(?<=[rsgtfdk])in(?:nen)?$")
+
+_STEMMER = Stemmer.Stemmer("german")
+
+
+def normalize(text: str) -> str:
+    """Return ``text`` folded for matching: lower case, no diacritics, ß → ss, no punctuation.
+
+    Hyphens inside words are kept ("e-akte") because they mark compound boundaries; all other
+    punctuation becomes a space and runs of whitespace collapse to one space.
+    """
+    text = _GENDER_MARK.sub("", text.translate(_DASHES)).casefold().translate(_FOLD)
+    text = _NON_WORD.sub(" ", text)
+    if not text.isascii():
+        text = unicodedata.normalize("NFKD", text)
+        text = _NON_WORD.sub(" ", "".join(ch for ch in text if not unicodedata.combining(ch)))
+    return " ".join(text.split())
+
+
+def tokenize(text: str) -> list[str]:
+    """Split ``text`` into normalised word tokens (hyphenated words stay one token)."""
+    return normalize(text).split()
+
+
+def is_stopword(token: str) -> bool:
+    """Return whether a *normalised* token is a stopword."""
+    return token in STOPWORDS
+
+
+def split_hyphenated(token: str) -> list[str]:
+    """Return the parts of a hyphenated token that are long enough to mean something.
+
+    Single letters ("e" in "e-akte") are prefixes, not words, and are dropped.
+    """
+    return [part for part in token.split("-") if len(part) >= 2]
+
+
+def degender(token: str) -> str:
+    """Map a normalised feminine form onto its masculine base ("lotsinnen" → "lots")."""
+    if len(token) < 6 or token in _NOT_FEMININE or "-" in token:
+        return token
+    base = _FEMININE.sub("", token)
+    if len(base) < 4:
+        return token
+    # "lots" alone would lose its s in the stemmer; "lotse" is the base form it came from.
+    return base + "e" if base.endswith("s") else base
+
+
+@lru_cache(maxsize=65536)
+def stem(token: str) -> str:
+    """Snowball German stem of a normalised token, with feminine forms folded first.
+
+    Hyphens are removed before stemming so that "e-akte" and "eakte" share one stem.
+    """
+    word = degender(token).replace("-", "")
+    return _STEMMER.stemWord(word) if word else word

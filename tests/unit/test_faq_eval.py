@@ -1,0 +1,67 @@
+"""Regression guard: retrieval quality on the held-out evaluation split.
+
+The floors are the figures measured when the engine was tuned on ``dev`` (see
+``bench/faq_eval.py`` and ``bench/results/faq_eval.json``), rounded down a little. They are not
+the issue's targets: top-1 0.892 and answer-correct 0.739 fall short of 0.90. Raising a floor
+needs a better engine, never edits to the held-out questions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lotsenbot.faq.kb import parse_yaml
+from lotsenbot.faq.search import FaqIndex
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "faq_eval"
+
+
+@pytest.fixture(scope="module")
+def heldout() -> dict[str, float]:
+    result = parse_yaml((DATA / "kb.yaml").read_text("utf-8"))
+    assert result.ok, result.errors
+    index = FaqIndex()
+    index.build(result.entries)
+    queries = yaml.safe_load((DATA / "heldout.yaml").read_text("utf-8"))
+    inscope = [q for q in queries if q["id"]]
+    oos = [q for q in queries if not q["id"]]
+    top1 = top3 = answer_correct = wrong_answer = 0
+    for item in inscope:
+        found = index.search(item["q"], limit=3)
+        ids = [entry_id for entry_id, _ in found.results]
+        is_top = bool(ids) and ids[0] == item["id"]
+        top1 += is_top
+        top3 += item["id"] in ids
+        answer_correct += found.decision == "answer" and is_top
+        wrong_answer += found.decision == "answer" and not is_top
+    none = sum(index.search(item["q"]).decision == "none" for item in oos)
+    return {
+        "n_in": len(inscope),
+        "n_out": len(oos),
+        "top1": top1 / len(inscope),
+        "top3": top3 / len(inscope),
+        "answer_correct": answer_correct / len(inscope),
+        "wrong_answer": wrong_answer / len(inscope),
+        "oos_none": none / len(oos),
+    }
+
+
+def test_evaluation_set_has_the_required_size(heldout: dict[str, float]) -> None:
+    dev = yaml.safe_load((DATA / "dev.yaml").read_text("utf-8"))
+    assert heldout["n_in"] + sum(1 for q in dev if q["id"]) >= 200
+    assert heldout["n_out"] + sum(1 for q in dev if not q["id"]) >= 40
+    assert len(parse_yaml((DATA / "kb.yaml").read_text("utf-8")).entries) >= 50
+
+
+def test_heldout_ranking_quality(heldout: dict[str, float]) -> None:
+    assert heldout["top1"] >= 0.88
+    assert heldout["top3"] >= 0.97
+
+
+def test_heldout_decisions(heldout: dict[str, float]) -> None:
+    assert heldout["answer_correct"] >= 0.73
+    assert heldout["wrong_answer"] <= 0.02
+    assert heldout["oos_none"] >= 0.95

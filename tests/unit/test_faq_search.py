@@ -1,0 +1,165 @@
+"""FaqIndex: matching colloquial German, decisions, thresholds and incremental updates."""
+
+from __future__ import annotations
+
+import pytest
+
+from lotsenbot.faq.kb import FaqEntry
+from lotsenbot.faq.search import FaqIndex
+
+
+def _entry(
+    entry_id: str, question: str, *alternatives: str, tags: tuple[str, ...] = ()
+) -> FaqEntry:
+    return FaqEntry(
+        id=entry_id,
+        category="Test",
+        question=question,
+        alternatives=list(alternatives),
+        answer=f"Antwort zu {question}",
+        tags=list(tags),
+    )
+
+
+ENTRIES = [
+    _entry("passwort-vergessen", "Ich habe mein Passwort vergessen", tags=("passwort",)),
+    _entry("passwort-aendern", "Wie ändere ich mein Passwort?", tags=("passwort",)),
+    _entry("passwort-vpn", "Welches Passwort brauche ich für das VPN?", tags=("vpn",)),
+    _entry("drucker-einrichten", "Wie richte ich einen Drucker ein?", "Netzwerkdrucker hinzufügen"),
+    _entry(
+        "druckauftrag", "Mein Druckauftrag hängt", "Der Drucker druckt nicht", tags=("störung",)
+    ),
+    _entry("homeoffice", "Wie beantrage ich mobiles Arbeiten?", tags=("homeoffice",)),
+    _entry("lotse-finden", "Wer ist meine Lotsin oder mein Lotse?", tags=("lotsen",)),
+    _entry("lotse-werden", "Wie werde ich Digitallotsin?", tags=("lotsen",)),
+    _entry("eakte", "Wie bekomme ich Zugang zur E-Akte?", tags=("dms",)),
+]
+
+
+@pytest.fixture(scope="module")
+def index() -> FaqIndex:
+    built = FaqIndex()
+    built.build(ENTRIES)
+    return built
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("passwort aendern", "passwort-aendern"),
+        ("Passwort andern", "passwort-aendern"),
+        ("Passwortänderung", "passwort-aendern"),
+        ("kennwort vergessen", "passwort-vergessen"),
+        ("pw vergesen", "passwort-vergessen"),
+        ("vpn passwort", "passwort-vpn"),
+        ("Druckerproblem", "druckauftrag"),
+        ("druker einrichten", "drucker-einrichten"),
+        ("darf ich von zuhause arbeiten", "homeoffice"),
+        ("Telearbeit beantragen", "homeoffice"),
+        ("WER IST MEINE LOTSIN", "lotse-finden"),
+        ("wie werde ich lotse", "lotse-werden"),
+        ("zugang dms", "eakte"),
+        ("eakte zugang", "eakte"),
+    ],
+)
+def test_colloquial_queries_rank_the_right_entry_first(
+    index: FaqIndex, query: str, expected: str
+) -> None:
+    result = index.search(query)
+    assert result.best is not None and result.best[0] == expected, result
+
+
+def test_clear_question_is_answered(index: FaqIndex) -> None:
+    result = index.search("Wie ändere ich mein Passwort?")
+    assert result.decision == "answer"
+    assert result.results[0] == ("passwort-aendern", result.results[0][1])
+    assert result.results[0][1] >= index.answer_threshold
+
+
+def test_ambiguous_question_is_a_suggestion_with_several_entries(index: FaqIndex) -> None:
+    result = index.search("Passwort")
+    assert result.decision == "suggest"
+    assert {entry_id for entry_id, _ in result.results} >= {
+        "passwort-vergessen",
+        "passwort-aendern",
+    }
+    assert 2 <= len(result.results) <= 3
+
+
+@pytest.mark.parametrize(
+    "query", ["Wo ist die Kantine?", "wann ist die weihnachtsfeier", "hallo", "", "!!!"]
+)
+def test_out_of_scope_gets_none(index: FaqIndex, query: str) -> None:
+    assert index.search(query).decision == "none"
+
+
+def test_unknown_words_keep_a_near_miss_from_being_answered(index: FaqIndex) -> None:
+    assert index.search("Passwort für Amazon vergessen").decision != "answer"
+
+
+def test_scores_are_in_unit_interval_and_sorted(index: FaqIndex) -> None:
+    for query in ("passwort", "drucker druckt nicht", "lotsin", "xyz"):
+        scores = [score for _, score in index.search(query, limit=5).results]
+        assert all(0.0 <= score <= 1.0 for score in scores)
+        assert scores == sorted(scores, reverse=True)
+
+
+def test_thresholds_are_parameters() -> None:
+    strict = FaqIndex(answer_threshold=0.99, suggest_threshold=0.98)
+    strict.build(ENTRIES)
+    assert strict.search("Passwortänderung").decision == "none"
+    lenient = FaqIndex(answer_threshold=0.1, suggest_threshold=0.05, margin=0.0)
+    lenient.build(ENTRIES)
+    assert lenient.search("Passwort").decision == "answer"
+
+
+def test_margin_rule_turns_a_tie_into_a_suggestion() -> None:
+    twins = [_entry("a", "Drucker einrichten"), _entry("b", "Drucker einrichten")]
+    index = FaqIndex(answer_threshold=0.3, margin=0.1)
+    index.build(twins)
+    assert index.search("drucker einrichten").decision == "suggest"
+    no_margin = FaqIndex(answer_threshold=0.3, margin=0.0)
+    no_margin.build(twins)
+    assert no_margin.search("drucker einrichten").decision == "answer"
+
+
+def test_empty_index_answers_none() -> None:
+    assert FaqIndex().search("passwort").decision == "none"
+
+
+def test_upsert_and_remove_work_without_rebuild() -> None:
+    index = FaqIndex()
+    index.build(ENTRIES[:3])
+    assert index.search("Toner leer").decision == "none"
+    index.upsert(_entry("toner", "Wo bekomme ich neuen Toner?", tags=("toner",)))
+    assert len(index) == 4 and "toner" in index
+    assert index.search("Toner leer").best == ("toner", index.search("Toner leer").best[1])
+    # Changing an entry replaces its terms.
+    index.upsert(_entry("toner", "Wo bekomme ich Druckerpapier?"))
+    assert index.search("toner").decision == "none"
+    assert index.search("druckerpapier").best[0] == "toner"
+    assert index.remove("toner") is True and index.remove("toner") is False
+    assert index.search("druckerpapier").decision == "none"
+    assert len(index) == 3
+
+
+def test_incremental_index_ranks_like_a_full_build() -> None:
+    full = FaqIndex()
+    full.build(ENTRIES)
+    incremental = FaqIndex()
+    incremental.build(ENTRIES[:4])
+    for entry in ENTRIES[4:]:
+        incremental.upsert(entry)
+    incremental.upsert(ENTRIES[0])  # re-upserting an unchanged entry is harmless
+    for query in ("passwort vergessen", "drucker druckt nicht", "lotsin", "mobiles arbeiten"):
+        assert [e for e, _ in incremental.search(query).results][:1] == [
+            e for e, _ in full.search(query).results
+        ][:1]
+
+
+def test_build_replaces_previous_content() -> None:
+    index = FaqIndex()
+    index.build(ENTRIES)
+    index.build(ENTRIES[:1])
+    assert len(index) == 1 and index.entry("passwort-vergessen") is not None
+    assert index.search("drucker").decision == "none"

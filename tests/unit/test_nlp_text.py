@@ -1,0 +1,62 @@
+"""Normalisation, tokenisation, stemming and stopwords of lotsenbot.nlp."""
+
+from __future__ import annotations
+
+import pytest
+
+from lotsenbot.nlp import STOPWORDS, degender, normalize, stem, tokenize
+
+
+def test_normalize_folds_case_umlauts_sharp_s_and_punctuation() -> None:
+    assert normalize("Passwort ÄNDERN?!") == "passwort andern"
+    assert normalize("Straße, Größe; Übung.") == "strasse grosse ubung"
+    assert normalize("  „Zitat“ – (Klammer)  ") == "zitat klammer"
+
+
+def test_normalize_keeps_inner_hyphens_and_drops_loose_ones() -> None:
+    assert normalize("E-Akte - bitte -jetzt-") == "e-akte bitte jetzt"
+    assert tokenize("Zwei-Faktor-Authentifizierung einrichten") == [
+        "zwei-faktor-authentifizierung",
+        "einrichten",
+    ]
+
+
+def test_normalize_removes_gender_markers() -> None:
+    assert normalize("Lots*innen, Mitarbeiter:innen und Kolleg_innen") == (
+        "lotsinnen mitarbeiterinnen und kolleginnen"
+    )
+
+
+@pytest.mark.parametrize("spelling", ["ändern", "aendern", "andern", "Ändern"])
+def test_umlaut_spellings_share_one_stem(spelling: str) -> None:
+    assert stem(normalize(spelling)) == stem("andern")
+
+
+def test_inflections_share_stems() -> None:
+    assert stem("drucker") == stem("druckern") == stem("drucken")
+    assert stem("passworter") == stem("passwort")
+
+
+@pytest.mark.parametrize(
+    ("feminine", "masculine"),
+    [
+        ("lotsin", "lotse"),
+        ("lotsinnen", "lotsen"),
+        ("mitarbeiterin", "mitarbeiter"),
+        ("kollegin", "kollege"),
+        ("burgerinnen", "burger"),
+    ],
+)
+def test_feminine_forms_meet_masculine_forms(feminine: str, masculine: str) -> None:
+    assert stem(feminine) == stem(masculine)
+
+
+@pytest.mark.parametrize("word", ["termin", "beginnen", "medizin", "admin"])
+def test_words_ending_in_in_are_not_degendered(word: str) -> None:
+    assert degender(word) == word
+
+
+def test_stopwords_are_normalised_and_keep_meaningful_words_out() -> None:
+    assert {"ich", "wie", "bitte", "hallo", "fur", "uber"} <= STOPWORDS
+    assert all(word == normalize(word) for word in STOPWORDS)
+    assert not {"neu", "zweit", "werde", "online", "drucker"} & STOPWORDS
