@@ -13,8 +13,12 @@ text, so the router adds three things to plain word overlap:
   splits compounds into parts the department texts use ("Dienstlaptop" →
   "laptop"), repairs typos towards known words and applies synonym groups.
   Compounds it leaves whole still match department terms they start or end with.
-* **Hints.** Departments of the closest FAQ entries add evidence, and the
-  requester's own department catches everything that is no specialist topic.
+* **Hints.** Departments of the closest FAQ entries add evidence (see
+  :func:`lotsenbot.tickets.hints.department_hints`): the knowledge base holds
+  many more of the words staff really use than two sentences per department.
+  Only a clearly related entry counts, and a hint supports text evidence but
+  never routes on its own. The requester's own department catches everything
+  that is no specialist topic.
 
 Uncertainty is a first-class outcome: with weak evidence or a close runner-up
 the decision is ``triage`` and coordinators decide, because a wrong department
@@ -88,9 +92,10 @@ class RoutingSettings:
     keyword_weight: float = 3.0
     description_weight: float = 1.5
     # A topic shared by query and department is weaker evidence than a shared word;
-    # a department using several words of a topic owns it more, up to the cap.
-    topic_weight: float = 1.5
-    topic_cap: float = 3.0
+    # a department using several words of a topic owns it more, up to the cap (a topic
+    # its texts name four or more times then counts a little more than one keyword).
+    topic_weight: float = 1.0
+    topic_cap: float = 4.0
     # A compound left whole by the analyser, matched by its head (last part), by
     # its modifier, or as part of a longer department compound.
     head_factor: float = 0.7
@@ -101,13 +106,21 @@ class RoutingSettings:
     min_alternative_weight: float = 0.8
     # Several words of the request on one topic count up to this many times.
     topic_hits_cap: float = 2.0
-    # Score added for FAQ hints of a department (hint scores are 0..1, summed, capped at 1).
-    hint_weight: float = 3.0
+    # FAQ hints (calibrated 0..1 scores of the closest FAQ entries). Below ``hint_floor``
+    # the closest entry is barely related to the request (on the dev set such hints name
+    # the right department about one time in four), so they add nothing; from there the
+    # added score rises linearly to ``hint_weight`` at ``hint_full``. A department's best
+    # hint counts, not the sum: the IT service owns most FAQ entries and would otherwise
+    # collect a large hint from several mediocre matches.
+    # At full strength a hint is worth about one keyword only this department uses.
+    hint_weight: float = 7.0
+    hint_floor: float = 0.2
+    hint_full: float = 0.6
     # A department is chosen only with at least this score ...
     min_score: float = 4.0
     # ... supported by this much evidence (2 per exact name/keyword hit, 1 per other
-    # matching word of the request, topic or FAQ hint), unless the score alone
-    # reaches ``strong_score`` ...
+    # matching word of the request, topic or FAQ hint), unless the score of the text
+    # alone (without hints) reaches ``strong_score`` ...
     min_evidence: int = 2
     strong_score: float = 6.0
     # ... and this lead over the runner-up, absolute and relative to the winner.
@@ -404,6 +417,23 @@ class TopicRouter:
             for index in self._departments
         }
 
+    def hint_strengths(self, faq_hints: Iterable[tuple[str, float]]) -> dict[str, float]:
+        """How strongly the FAQ hints point to each known department, 0..1 (see the settings).
+
+        Unknown department ids are dropped so a stale FAQ cannot break routing.
+        """
+        s = self.settings
+        best: dict[str, float] = {}
+        known = set(self.department_ids)
+        for department_id, hint in faq_hints:
+            if department_id in known and hint > best.get(department_id, 0.0):
+                best[department_id] = hint
+        span = max(s.hint_full - s.hint_floor, 1e-9)
+        return {
+            department_id: max(0.0, min(1.0, (hint - s.hint_floor) / span))
+            for department_id, hint in best.items()
+        }
+
     def route(
         self,
         text: str,
@@ -420,16 +450,12 @@ class TopicRouter:
         if not self._departments:
             return RoutingDecision("triage", None, {}, "no_departments")
         evidence = self.text_evidence(text)
-        scores = {k: score for k, (score, _units) in evidence.items()}
+        text_scores = {k: score for k, (score, _units) in evidence.items()}
+        scores = dict(text_scores)
         units = {k: count for k, (_score, count) in evidence.items()}
-        hint_sums: dict[str, float] = {}
-        for department_id, hint in faq_hints:
-            if department_id in scores:
-                clamped = max(0.0, min(1.0, hint))
-                hint_sums[department_id] = hint_sums.get(department_id, 0.0) + clamped
-        for department_id, hint in hint_sums.items():
-            if hint > 0.0:
-                scores[department_id] += s.hint_weight * min(1.0, hint)
+        for department_id, strength in self.hint_strengths(faq_hints).items():
+            if strength > 0.0:
+                scores[department_id] += s.hint_weight * strength
                 units[department_id] += 1
         scores = {k: round(v, 4) for k, v in scores.items()}
 
@@ -443,8 +469,10 @@ class TopicRouter:
         best = ranked[0]
         best_score = scores[best]
         runner_up = scores[ranked[1]] if len(ranked) > 1 else 0.0
+        # A hint supports text evidence but never stands in for it: the FAQ's closest
+        # entry can be close for reasons that say nothing about who should do the work.
         confident = best_score >= s.min_score and (
-            units[best] >= s.min_evidence or best_score >= s.strong_score
+            units[best] >= s.min_evidence or text_scores[best] >= s.strong_score
         )
         lead = best_score - runner_up
         clear = lead >= s.min_margin and lead >= s.min_relative_margin * best_score

@@ -11,6 +11,9 @@ import pytest
 import yaml
 
 from lotsenbot.config import DepartmentConfig
+from lotsenbot.faq.kb import load_starter_kb
+from lotsenbot.faq.search import FaqIndex
+from lotsenbot.tickets.hints import department_hints
 from lotsenbot.tickets.routing import RoutingDecision, RoutingSettings, TopicRouter, route
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "routing_eval"
@@ -122,6 +125,33 @@ def test_faq_hints_are_clamped_and_alone_do_not_route(router: TopicRouter) -> No
     assert hinted.scores["it"] == plain.scores["it"]
 
 
+def test_weak_faq_hints_add_nothing(router: TopicRouter) -> None:
+    settings = RoutingSettings()
+    text = "Wie geht das mit dem Dings?"
+    plain = router.route(text)
+    weak = router.route(text, faq_hints=[("organisation", settings.hint_floor)])
+    assert weak.scores == plain.scores
+    halfway = (settings.hint_floor + settings.hint_full) / 2
+    assert router.hint_strengths([("organisation", halfway)]) == {
+        "organisation": pytest.approx(0.5)
+    }
+
+
+def test_a_departments_best_hint_counts_not_the_sum(router: TopicRouter) -> None:
+    many = [("it", 0.5), ("it", 0.5), ("it", 0.5), ("unknown", 0.9)]
+    assert router.hint_strengths(many) == router.hint_strengths([("it", 0.5)])
+    assert "unknown" not in router.hint_strengths(many)
+
+
+def test_full_hint_with_one_topic_word_routes() -> None:
+    # One generic word is not enough on its own; with a clear FAQ match it is.
+    departments = _twins()
+    weak = route("Der Scanner macht Probleme", departments)
+    assert weak.decision == "triage"
+    hinted = route("Der Scanner macht Probleme", departments, faq_hints=[("a", 0.9)])
+    assert (hinted.decision, hinted.department) == ("route", "a")
+
+
 def test_fault_report_differs_from_how_to_question(router: TopicRouter) -> None:
     fault = router.route("Outlook startet nicht mehr", requester_department="bauamt")
     how_to = router.route("Wie funktioniert die Suche in Outlook?", requester_department="bauamt")
@@ -159,11 +189,23 @@ def test_thresholds_are_settings() -> None:
     assert route("Der Drucker ist kaputt", departments, settings=strict).decision == "triage"
 
 
-def _figures(router: TopicRouter, split: str) -> dict[str, float]:
+@pytest.fixture(scope="module")
+def faq() -> FaqIndex:
+    """The shipped starter knowledge base, as bench/routing_eval.py uses it."""
+    index = FaqIndex()
+    index.build(load_starter_kb(known_departments={d.id for d in _departments()}))
+    return index
+
+
+def _figures(router: TopicRouter, faq: FaqIndex, split: str) -> dict[str, float]:
     items = _requests(split)
     correct = triage = 0
     for item in items:
-        decision = router.route(item["text"], requester_department=item.get("requester"))
+        decision = router.route(
+            item["text"],
+            faq_hints=department_hints(faq, item["text"]),
+            requester_department=item.get("requester"),
+        )
         if decision.decision == "triage":
             assert decision.department is None  # a triaged request never counts as right
             triage += 1
@@ -187,18 +229,18 @@ def test_evaluation_set_is_well_formed() -> None:
     assert ambiguous >= total / 3
 
 
-def test_heldout_figures_do_not_regress(router: TopicRouter) -> None:
+def test_heldout_figures_do_not_regress(router: TopicRouter, faq: FaqIndex) -> None:
     """Guards the figures measured with bench/routing_eval.py (allowing one request).
 
-    They are below the issue's targets (0.85 correct, at most 0.10 triage); raise
-    these bounds when routing improves, never lower them to make a change pass.
+    Correct is still below the issue's target of 0.85 (triage meets at most 0.10);
+    raise these bounds when routing improves, never lower them to make a change pass.
     """
-    figures = _figures(router, "heldout")
-    assert figures["correct"] >= 0.696 - 1 / 56
-    assert figures["triage"] <= 0.107 + 1 / 56
+    figures = _figures(router, faq, "heldout")
+    assert figures["correct"] >= 0.768 - 1 / 56
+    assert figures["triage"] <= 0.054 + 1 / 56
 
 
-def test_dev_figures_do_not_regress(router: TopicRouter) -> None:
-    figures = _figures(router, "dev")
-    assert figures["correct"] >= 0.854 - 1 / 89
-    assert figures["triage"] <= 0.034 + 1 / 89
+def test_dev_figures_do_not_regress(router: TopicRouter, faq: FaqIndex) -> None:
+    figures = _figures(router, faq, "dev")
+    assert figures["correct"] >= 0.850 - 1 / 133
+    assert figures["triage"] <= 0.030 + 1 / 133
