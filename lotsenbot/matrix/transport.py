@@ -169,11 +169,12 @@ class MatrixTransport:
         """Sync until stop(); raise AuthenticationFailed when the token stops working."""
         delay = 1.0
         token = since
+        caught_up = False  # the first sync returns at once: `ready` means caught up
         sync_filter = {"room": {"timeline": {"limit": 100}}, "presence": {"types": []}}
         while not self._stopping.is_set():
             sync_task = asyncio.ensure_future(
                 self.client.sync(
-                    timeout=self.config.sync_timeout_ms if token else 0,
+                    timeout=self.config.sync_timeout_ms if token and caught_up else 0,
                     since=token,
                     sync_filter=sync_filter,
                     full_state=token is None,
@@ -205,6 +206,7 @@ class MatrixTransport:
                 delay = min(delay * 2, 60.0)
                 continue
             delay = 1.0
+            caught_up = True
             batch = self._convert(response)
             await on_batch(batch)
             token = response.next_batch
