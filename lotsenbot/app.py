@@ -11,32 +11,48 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from lotsenbot.announcements import AnnouncementsFeature
 from lotsenbot.config import Config
 from lotsenbot.core.clock import Clock, iso
 from lotsenbot.core.dispatch import Dispatcher, TransientError
 from lotsenbot.core.feature import Feature
 from lotsenbot.core.inbox import Inbox, InboxItem
-from lotsenbot.core.outbox import Outbox
+from lotsenbot.core.outbox import Outbox, backoff
 from lotsenbot.core.roles import Roles
 from lotsenbot.core.services import Services
+from lotsenbot.core.types import Incoming
+from lotsenbot.faq.feature import FaqFeature
 from lotsenbot.matrix.sender import Sender
 from lotsenbot.matrix.transport import MatrixTransport, SyncBatch
+from lotsenbot.meetups.feature import MeetupsFeature
+from lotsenbot.privacy.feature import PrivacyFeature
 from lotsenbot.storage.db import Database
 from lotsenbot.storage.migrate import migrate
 from lotsenbot.texts import Catalogue
+from lotsenbot.tickets.feature import TicketsFeature
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_SECONDS = 8.0
 
+_T = TypeVar("_T")
+
 
 def default_features() -> list[Feature]:
     """The features this build runs; each registers its own commands and jobs."""
-    return []
+    return [
+        FaqFeature(),
+        AnnouncementsFeature(),
+        TicketsFeature(),
+        MeetupsFeature(),
+        PrivacyFeature(),
+    ]
 
 
 class App:
@@ -92,10 +108,13 @@ class App:
         self.dispatcher = Dispatcher(self.services, [f.router for f in self.features], self.inbox)
         for feature in self.features:
             await feature.start(self.services)
-        self.transport = MatrixTransport(self.config.matrix)
+        self.transport = MatrixTransport(self.config.matrix, texts=self.services.texts)
         await self.transport.login()
         self.sender = Sender(self.db, self.outbox, self.transport, self.clock.now)
         self.scheduler.start()
+        from lotsenbot.privacy.metrics import start_metrics  # [metrics] listener, if configured
+
+        self.metrics = await start_metrics(self.config, self.db)
 
     async def run(self) -> None:
         """Run until stop() is called or the access token stops working."""
@@ -141,6 +160,10 @@ class App:
         for feature in self.features:
             with contextlib.suppress(Exception):
                 await feature.stop()
+        metrics = getattr(self, "metrics", None)  # set in start(), if it got that far
+        if metrics is not None:
+            with contextlib.suppress(Exception):
+                await metrics.stop()
         if self.transport is not None:
             await self.transport.close()
         await self.db.close()
@@ -159,9 +182,13 @@ class App:
     # -- sync batches ----------------------------------------------------------------------
 
     async def _on_batch(self, batch: SyncBatch) -> None:
-        """Store the batch's events durably, then (and only then) the new sync token."""
+        """Store the batch's events durably, then (and only then) the new sync token.
+
+        A locked or failing database must not end the sync loop: the write is retried with
+        backoff until it succeeds. If the bot is stopped meanwhile, nothing was stored, not
+        even the token, so the next start fetches the same events again.
+        """
         assert self.transport is not None and self.services is not None
-        now = self.clock.now()
         roles = self.services.roles
         for invite in batch.invites:
             await self._on_invite(invite.room_id, invite.inviter, invite.is_direct)
@@ -169,28 +196,61 @@ class App:
             e for e in batch.events
             if e.origin_ts >= self.first_start_ms and roles.is_allowed(e.sender)
         ]  # fmt: skip
-        async with self.db.transaction() as conn:
-            fresh = await self.inbox.accept(conn, events, now)
-            for room_id, other in batch.direct_rooms.items():
-                if roles.is_allowed(other):
+
+        async def store() -> list[Incoming]:
+            now = self.clock.now()
+            async with self.db.transaction() as conn:
+                fresh = await self.inbox.accept(conn, events, now)
+                for room_id, other in batch.direct_rooms.items():
+                    if roles.is_allowed(other):
+                        await conn.execute(
+                            "INSERT INTO dm_rooms (user_id, room_id, created_at) VALUES (?, ?, ?)"
+                            " ON CONFLICT (user_id) DO NOTHING",
+                            (other, room_id, iso(now)),
+                        )
+                for room_id in batch.left_rooms:
+                    await conn.execute("DELETE FROM dm_rooms WHERE room_id = ?", (room_id,))
                     await conn.execute(
-                        "INSERT INTO dm_rooms (user_id, room_id, created_at) VALUES (?, ?, ?)"
-                        " ON CONFLICT (user_id) DO NOTHING",
-                        (other, room_id, iso(now)),
+                        "UPDATE rooms SET left_at = ? WHERE room_id = ?", (iso(now), room_id)
                     )
-            for room_id in batch.left_rooms:
-                await conn.execute("DELETE FROM dm_rooms WHERE room_id = ?", (room_id,))
                 await conn.execute(
-                    "UPDATE rooms SET left_at = ? WHERE room_id = ?", (iso(now), room_id)
+                    "INSERT INTO meta (key, value) VALUES ('sync_token', ?)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (batch.next_batch,),
                 )
-            await conn.execute(
-                "INSERT INTO meta (key, value) VALUES ('sync_token', ?)"
-                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (batch.next_batch,),
-            )
-        if fresh:
+            return fresh
+
+        stored = await self._write_until_done("Sync-Ergebnis", store)
+        if stored is None:
+            return
+        if stored:
             self._inbox_wake.set()
+        if self.sender is not None:
+            self.sender.homeserver_reachable()
         self.ready.set()
+
+    async def _write_until_done(self, what: str, write: Callable[[], Awaitable[_T]]) -> _T | None:
+        """Run a database write until it succeeds; None if the bot stops first.
+
+        SQLite reports a lock held longer than the busy timeout (a backup, an admin's
+        ``sqlite3`` shell) as an error; that is a pause, not a reason to crash the bot.
+        """
+        attempt = 0
+        while True:
+            try:
+                return await write()
+            except sqlite3.Error as exc:
+                attempt += 1
+                delay = backoff(attempt, base=0.5, cap=30).total_seconds()
+                level = logging.WARNING if attempt < 5 else logging.ERROR
+                log.log(level, "Datenbank nicht verfügbar (%s: %s), neuer Versuch in %.1f s",
+                        what, exc, delay)  # fmt: skip
+            if self._stopping.is_set():
+                return None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            if self._stopping.is_set():
+                return None
 
     async def _on_invite(self, room_id: str, inviter: str | None, is_direct: bool) -> None:
         assert self.transport is not None and self.services is not None
@@ -200,20 +260,24 @@ class App:
             return
         if not await self.transport.join(room_id):
             return
-        now = self.clock.now()
-        async with self.db.transaction() as conn:
-            await conn.execute(
-                "INSERT INTO rooms (room_id, is_direct, joined_at) VALUES (?, ?, ?)"
-                " ON CONFLICT (room_id) DO UPDATE SET left_at = NULL,"
-                " is_direct = excluded.is_direct",
-                (room_id, int(is_direct), iso(now)),
-            )
-            if is_direct:
+
+        async def record() -> None:
+            now = self.clock.now()
+            async with self.db.transaction() as conn:
                 await conn.execute(
-                    "INSERT INTO dm_rooms (user_id, room_id, created_at) VALUES (?, ?, ?)"
-                    " ON CONFLICT (user_id) DO UPDATE SET room_id = excluded.room_id",
-                    (inviter, room_id, iso(now)),
+                    "INSERT INTO rooms (room_id, is_direct, joined_at) VALUES (?, ?, ?)"
+                    " ON CONFLICT (room_id) DO UPDATE SET left_at = NULL,"
+                    " is_direct = excluded.is_direct",
+                    (room_id, int(is_direct), iso(now)),
                 )
+                if is_direct:
+                    await conn.execute(
+                        "INSERT INTO dm_rooms (user_id, room_id, created_at) VALUES (?, ?, ?)"
+                        " ON CONFLICT (user_id) DO UPDATE SET room_id = excluded.room_id",
+                        (inviter, room_id, iso(now)),
+                    )
+
+        await self._write_until_done("Raumbeitritt", record)
 
     # -- inbox lanes: one task per room, rooms in parallel, events of a room in order --------
 
@@ -221,7 +285,12 @@ class App:
         while not self._stopping.is_set():
             self._inbox_wake.clear()
             now = self.clock.now()
-            for item in await self.inbox.pending(now):
+            try:
+                items = await self.inbox.pending(now)
+            except sqlite3.Error as exc:  # unreadable for now: look again on the next round
+                log.warning("Posteingang nicht lesbar: %s", exc)
+                items = []
+            for item in items:
                 event_id = item.incoming.event_id
                 if event_id in self._in_flight:
                     continue

@@ -53,6 +53,59 @@ def build_parser() -> argparse.ArgumentParser:
     chat = commands.add_parser("chat", help="Im Terminal mit dem Demo-Bot schreiben")
     chat.add_argument("--user", required=True, help="Demo-Konto, z. B. mitarbeiterin")
     chat.add_argument("--folder", type=Path, default=Path(".demo"), help="Arbeitsordner der Demo")
+    route = commands.add_parser(
+        "route", help="Zeigen, welcher Abteilung eine Anfrage zugeordnet würde (legt nichts an)"
+    )
+    route.add_argument("text", nargs="?", help="Text der Anfrage; ohne: je Zeile von stdin")
+    route.add_argument("--json", action="store_true", help="je Anfrage eine JSON-Zeile ausgeben")
+    route.add_argument("--department", help="eigene Abteilung der fragenden Person (Kürzel)")
+    _add_config(route)
+    faq = commands.add_parser("faq", help="Wissensdatenbank (FAQ) importieren, exportieren, testen")
+    faq_commands = faq.add_subparsers(dest="faq_command", required=True, metavar="AKTION")
+    faq_import = faq_commands.add_parser(
+        "import", help="Einträge aus YAML oder CSV übernehmen (alles oder nichts)"
+    )
+    faq_import.add_argument("file", type=Path, metavar="DATEI", help=".yaml, .yml oder .csv")
+    faq_import.add_argument(
+        "--replace", action="store_true", help="Einträge, die nicht in der Datei stehen, löschen"
+    )
+    _add_config(faq_import)
+    faq_export = faq_commands.add_parser("export", help="Alle Einträge als YAML oder CSV speichern")
+    faq_export.add_argument("file", type=Path, metavar="DATEI", help=".yaml, .yml oder .csv")
+    _add_config(faq_export)
+    faq_ask = faq_commands.add_parser("ask", help="Antworten des Bots auf Fragen zeigen")
+    faq_ask.add_argument("question", nargs="?", metavar="FRAGE", help="ohne: je Zeile von stdin")
+    faq_ask.add_argument("--json", action="store_true", help="je Frage eine JSON-Zeile ausgeben")
+    _add_config(faq_ask)
+    crypto = commands.add_parser("crypto", help="Verschlüsselung verwalten")
+    crypto_commands = crypto.add_subparsers(dest="crypto_command", required=True, metavar="AKTION")
+    bootstrap = crypto_commands.add_parser(
+        "bootstrap", help="Cross-Signing-Schlüssel des Bot-Kontos einrichten oder ersetzen"
+    )
+    _add_config(bootstrap)
+    bootstrap.add_argument(
+        "--reset",
+        action="store_true",
+        help="vorhandene Cross-Signing-Schlüssel des Kontos ersetzen (Passwort nötig)",
+    )
+    bootstrap.add_argument(
+        "--restore",
+        action="store_true",
+        help="Master-Schlüssel aus dem Wiederherstellungsschlüssel (Eingabe/stdin) übernehmen",
+    )
+    purge = commands.add_parser(
+        "purge", help="Aufbewahrungsfristen anwenden: Abgelaufenes löschen bzw. anonymisieren"
+    )
+    purge.add_argument(
+        "--dry-run", action="store_true", help="nur zeigen, was gelöscht würde (je Kategorie)"
+    )
+    _add_config(purge)
+    backup = commands.add_parser(
+        "backup", help="Datenbank im laufenden Betrieb konsistent sichern (SQLite-Backup-API)"
+    )
+    backup.add_argument("target", type=Path, metavar="ZIEL.db", help="Datei für die Sicherung")
+    backup.add_argument("--force", action="store_true", help="vorhandene Zieldatei überschreiben")
+    _add_config(backup)
     return parser
 
 
@@ -86,6 +139,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             from lotsenbot.demo import run_demo_chat
 
             return asyncio.run(run_demo_chat(args.folder, args.user))
+        if args.command == "route":
+            return route_requests(args)
+        if args.command == "faq":
+            config = _load(args)
+            setup_logging(config.logging.model_copy(update={"level": "WARNING"}))
+            return asyncio.run(faq_command(config, args))
+        if args.command == "crypto" and args.crypto_command == "bootstrap":
+            config = _load(args)
+            setup_logging(config.logging)
+            return asyncio.run(crypto_bootstrap(config, reset=args.reset, restore=args.restore))
+        if args.command == "purge":
+            config = _load(args)
+            setup_logging(config.logging)
+            return asyncio.run(purge_data(config, dry_run=args.dry_run))
+        if args.command == "backup":
+            return backup_data(_load(args), args.target, force=args.force)
     except ConfigError as exc:
         print(f"Konfigurationsfehler: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -153,3 +222,279 @@ async def _close_quietly(app: object) -> None:
         await app.db.close()
     except Exception:  # closing after a failure must not mask the failure
         logging.getLogger("lotsenbot").debug("Schließen nach Fehler fehlgeschlagen", exc_info=True)
+
+
+async def crypto_bootstrap(config: Config, *, reset: bool = False, restore: bool = False) -> int:
+    """Set up (or replace) the bot's cross-signing identity and show the recovery key once.
+
+    Uses the bot's own device and crypto store, so it is best run while the bot is stopped.
+    Secrets are asked for interactively when there is a terminal, otherwise read from the
+    environment (password) or stdin (recovery key) — never from the command line, where
+    other users of the machine could see them.
+    """
+    import getpass
+
+    from lotsenbot.matrix.crypto import (
+        CrossSigningError,
+        CrossSigningKeys,
+        ForeignKeys,
+        KeyFileError,
+        SigningKey,
+        decode_recovery_key,
+    )
+    from lotsenbot.matrix.transport import AuthenticationFailed, MatrixTransport
+
+    interactive = sys.stdin.isatty()
+    transport = MatrixTransport(config.matrix)
+    signing = transport.cross_signing
+    try:
+        await transport.login()
+        client = transport.client
+        if client.should_upload_keys:
+            await client.keys_upload()
+        if not signing.password and interactive:
+            signing.password = getpass.getpass(f"Passwort von {config.matrix.user_id}: ")
+        keys = None
+        if restore:
+            text = (
+                getpass.getpass("Wiederherstellungsschlüssel: ")
+                if interactive
+                else sys.stdin.readline()
+            )
+            keys = CrossSigningKeys.generate(master=SigningKey(decode_recovery_key(text)))
+        held = signing.vault.public_keys()
+        chain = await signing.chain()
+        if not reset and not restore and chain.master and held and held["master"] == chain.master:
+            chain, _ = await signing.ensure()
+            print(
+                f"Cross-Signing ist bereits eingerichtet (Master-Schlüssel {chain.master}); "
+                f"Gerät {client.device_id} signiert: {'ja' if chain.device_signed else 'nein'}."
+            )
+            return EXIT_OK if chain.complete else EXIT_ERROR
+        result = await signing.bootstrap(reset=reset, keys=keys)
+    except AuthenticationFailed as exc:
+        print(f"Anmeldung abgelehnt: {exc}", file=sys.stderr)
+        return EXIT_AUTH
+    except ForeignKeys as exc:
+        print(
+            f"Das Konto {config.matrix.user_id} hat bereits Cross-Signing-Schlüssel "
+            f"(Master {exc}), die dieser Bot nicht besitzt. Nichts geändert.\n"
+            "Zum Ersetzen: lotsenbot crypto bootstrap --reset --config … (alle, die den Bot "
+            "verifiziert haben, müssen ihn danach neu verifizieren), oder mit --restore den "
+            "Wiederherstellungsschlüssel eingeben.",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    except (CrossSigningError, KeyFileError, ValueError) as exc:
+        print(f"Cross-Signing nicht eingerichtet: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except (OSError, ConnectionError) as exc:
+        print(f"Homeserver nicht erreichbar: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        await transport.close()
+    print(
+        f"Cross-Signing eingerichtet: Master-Schlüssel {result.chain.master}, "
+        f"Gerät {transport.client.device_id} ist signiert."
+    )
+    if result.recovery_key:
+        print(
+            "\nWiederherstellungsschlüssel (wird nur jetzt angezeigt – bitte sicher verwahren, "
+            "z. B. im Passwort-Tresor der Verwaltung):\n\n"
+            f"    {result.recovery_key}\n\n"
+            "Damit lässt sich die Identität des Bots nach einem Verlust des Speicherordners "
+            "mit „lotsenbot crypto bootstrap --restore“ wiederherstellen, ohne dass alle den "
+            "Bot neu verifizieren müssen."
+        )
+    return EXIT_OK
+
+
+def route_requests(args: argparse.Namespace) -> int:
+    """Route texts the way the bot would, without a database: for tuning department texts.
+
+    FAQ hints are left out (they need the bot's database); the requester's department can
+    be given with ``--department``. Reading stdin line by line keeps the output in step
+    with the input, so a coordinator can pipe in a list of typical requests.
+    """
+    import json
+
+    from lotsenbot.tickets.routing import TopicRouter
+
+    config = _load(args)
+    own = args.department
+    if own is not None and config.department(own) is None:
+        known = ", ".join(d.id for d in config.departments) or "keine"
+        print(f"Unbekannte Abteilung „{own}“ (bekannt: {known})", file=sys.stderr)
+        return EXIT_ERROR
+    router = TopicRouter(config.departments)
+    texts = [args.text] if args.text is not None else (line.rstrip("\r\n") for line in sys.stdin)
+    for text in texts:
+        decision = router.route(text, (), own)
+        if args.json:
+            result = {"decision": decision.decision, "department": decision.department,
+                      "scores": decision.scores}  # fmt: skip
+            print(json.dumps(result, ensure_ascii=False), flush=True)
+            continue
+        ranked = sorted(decision.scores.items(), key=lambda item: -item[1])
+        scores = ", ".join(f"{dep}={score:.2f}" for dep, score in ranked)
+        target = decision.department or "Koordination (Triage)"
+        print(f"{target} [{decision.reason}] – {scores}", flush=True)
+    return EXIT_OK
+
+
+async def faq_command(config: Config, args: argparse.Namespace) -> int:
+    """``lotsenbot faq import|export|ask``: work on the database directly, no Matrix login.
+
+    Safe while the bot runs: writes are short transactions, and the bot notices the changed
+    knowledge base (``faq_state``) and rebuilds its index before the next question.
+    """
+    import json
+
+    from lotsenbot.core.clock import Clock
+    from lotsenbot.core.context import audit
+    from lotsenbot.faq import store
+    from lotsenbot.faq.feature import make_index
+    from lotsenbot.faq.kb import dump_csv, dump_yaml, load_file, render_issues
+    from lotsenbot.storage.db import Database
+    from lotsenbot.storage.migrate import SchemaTooNew, migrate
+    from lotsenbot.texts import Catalogue
+
+    path: Path | None = getattr(args, "file", None)
+    entries = []
+    if args.faq_command == "import":
+        assert path is not None
+        # Validate before touching the database: a broken file changes nothing at all.
+        result = load_file(path, {department.id for department in config.departments})
+        if not result.ok:
+            for line in render_issues(result.errors, config.bot.language):
+                print(line, file=sys.stderr)
+            summary = Catalogue(config.bot.language)("faq.import.summary", count=len(result.errors))
+            print(summary, file=sys.stderr)
+            return EXIT_CONFIG  # 2: the input must be fixed, like a configuration problem
+        entries = result.entries
+    suffix = path.suffix.lower() if path is not None else ""
+    if args.faq_command == "export" and suffix not in (".yaml", ".yml", ".csv"):
+        print(f"Unbekanntes Dateiformat „{suffix}“: .yaml, .yml oder .csv", file=sys.stderr)
+        return EXIT_CONFIG
+    index = make_index(config) if args.faq_command == "ask" else None
+    db = Database(config.database.path)
+    await db.open()
+    try:
+        await migrate(db)
+        if args.faq_command == "import":
+            assert path is not None
+            now, actor = Clock().now(), _cli_actor()
+            async with db.transaction() as conn:
+                outcome = await store.import_entries(
+                    conn, entries, replace=args.replace, now=now, actor=actor
+                )
+                if outcome.touched:
+                    details = {"file": path.name, "replace": args.replace, "new": outcome.new,
+                               "changed": outcome.changed, "removed": outcome.removed,
+                               "old": outcome.old}  # fmt: skip
+                    await audit(conn, now, actor, "faq.import", path.name, details)
+            print(
+                f"{path.name}: {len(outcome.new)} neu, {len(outcome.changed)} geändert, "
+                f"{len(outcome.unchanged)} unverändert, {len(outcome.removed)} entfernt."
+            )
+            return EXIT_OK
+        all_entries = await store.all_entries(db.conn)
+        if args.faq_command == "export":
+            assert path is not None
+            text = dump_csv(all_entries) if suffix == ".csv" else dump_yaml(all_entries)
+            try:
+                path.write_text(text, encoding="utf-8")
+            except OSError as exc:
+                print(f"{path}: kann nicht geschrieben werden ({exc.strerror})", file=sys.stderr)
+                return EXIT_ERROR
+            print(f"{len(all_entries)} Einträge nach {path} exportiert.")
+            return EXIT_OK
+    except SchemaTooNew as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        await db.close()
+    # ask: the same search as the bot; stdin mode answers line by line, in order.
+    assert index is not None
+    index.build(all_entries)
+    if not all_entries:
+        print("Die Wissensdatenbank ist leer: zuerst „lotsenbot faq import“.", file=sys.stderr)
+    questions = [args.question] if args.question is not None else (
+        line.rstrip("\r\n") for line in sys.stdin
+    )  # fmt: skip
+    for question in questions:
+        found = index.search(question, limit=3)
+        if args.json:
+            data = {"question": question, "decision": found.decision,
+                    "results": [{"id": i, "score": s} for i, s in found.results]}  # fmt: skip
+            print(json.dumps(data, ensure_ascii=False), flush=True)
+            continue
+        ranked = ", ".join(f"{i} ({s:.2f})" for i, s in found.results) or "–"
+        print(f"{found.decision}: {ranked}", flush=True)
+    return EXIT_OK
+
+
+def _cli_actor() -> str:
+    """Who ran the command, for the audit log."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):
+        return "cli"
+
+
+async def purge_data(config: Config, *, dry_run: bool) -> int:
+    """Apply the retention periods of ``[privacy]`` now (the bot does it nightly at 03:30),
+    or with ``dry_run`` only count what would go, per feature and category."""
+    from lotsenbot.app import default_features
+    from lotsenbot.core.clock import Clock
+    from lotsenbot.core.context import audit
+    from lotsenbot.privacy.feature import all_handlers, purge_all
+    from lotsenbot.storage.db import Database
+    from lotsenbot.storage.migrate import current_version, discover
+
+    if not config.database.path.is_file():
+        print(f"Datenbank {config.database.path} nicht gefunden", file=sys.stderr)
+        return EXIT_ERROR
+    db = Database(config.database.path)
+    await db.open()
+    try:
+        known = max((m.version for m in discover()), default=0)
+        if await current_version(db) != known:
+            print("Die Datenbank ist nicht auf dem Stand dieser Version; bitte zuerst "
+                  "„lotsenbot migrate“ ausführen.", file=sys.stderr)  # fmt: skip
+            return EXIT_ERROR
+        handlers = all_handlers({f.name: f for f in default_features()})
+        now = Clock().now()
+        async with db.transaction() as conn:
+            counts = await purge_all(conn, handlers, now, config.privacy, dry_run)
+            if not dry_run:
+                await audit(conn, now, "cli:purge", "privacy.purge", None, counts)
+    finally:
+        await db.close()
+    rows = [(f"{feature}.{category}", n) for feature, categories in counts.items()
+            for category, n in sorted(categories.items())]  # fmt: skip
+    print("Probelauf – nichts gelöscht. Fällig wären:" if dry_run else "Gelöscht/anonymisiert:")
+    width = max((len(name) for name, _ in rows), default=10)
+    for name, count in rows:
+        print(f"  {name:<{width}}  {count:>7}")
+    print(f"  {'Summe':<{width}}  {sum(n for _, n in rows):>7}")
+    return EXIT_OK
+
+
+def backup_data(config: Config, target: Path, *, force: bool) -> int:
+    """Copy the database consistently while the bot runs (see docs/betrieb.md)."""
+    from lotsenbot.privacy.backup import BackupError, backup_database
+
+    try:
+        result = backup_database(config.database.path, target, force=force)
+    except BackupError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_ERROR
+    print(
+        f"Gesichert: {result.path} ({result.size / 1_048_576:.1f} MiB, Schema-Version "
+        f"{result.schema_version}, Integrität geprüft, {result.seconds:.1f} s). Den "
+        "store-Ordner gesondert sichern."
+    )
+    return EXIT_OK

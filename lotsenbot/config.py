@@ -251,6 +251,11 @@ class MeetupsConfig(_Section):
     reminders: list[Duration] = Field(default_factory=lambda: ["24h", "1h"])
 
 
+class FaqConfig(_Section):
+    # Local synonym groups on top of the shipped list (YAML, relative to the config file).
+    synonyms_file: Path | None = None
+
+
 class PrivacyConfig(_Section):
     ticket_contents_days: int = Field(default=180, ge=1)
     unanswered_questions_days: int = Field(default=90, ge=1)
@@ -258,7 +263,44 @@ class PrivacyConfig(_Section):
     signups_days: int = Field(default=180, ge=1)
     delivery_records_days: int = Field(default=30, ge=1)
     handled_events_days: int = Field(default=30, ge=1)
+    # People who have not written for this long: their user record (department, language).
+    inactive_users_days: int = Field(default=365, ge=1)
+    # Audit entries are evidence of privileged actions and of data-subject requests.
+    audit_log_days: int = Field(default=730, ge=1)
     per_person_stats: bool = False
+    # The statistics report every Monday 08:00 to the coordinators.
+    weekly_report: bool = True
+
+
+class MetricsConfig(_Section):
+    """Optional HTTP listener for /health and Prometheus /metrics; off unless listen is set."""
+
+    listen: str | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        host, port = split_listen(value)
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        return split_listen(self.listen) if self.listen else None
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """Host and port of "127.0.0.1:9120" or "[::1]:9120"; the host is required on purpose,
+    so the listener is never bound to every interface by accident."""
+    match = re.fullmatch(r"\s*(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.\-]+)):(\d{1,5})\s*", value)
+    if not match:
+        raise ValueError(f'„{value}“: erwartet wird Adresse:Port, z. B. "127.0.0.1:9120"')
+    host = match.group(1) or match.group(2)
+    port = int(match.group(3))
+    if not 0 < port < 65536:
+        raise ValueError(f"„{value}“: Port muss zwischen 1 und 65535 liegen")
+    return host, port
 
 
 class LoggingConfig(_Section):
@@ -274,7 +316,9 @@ class Config(_Section):
     departments: list[DepartmentConfig] = Field(default_factory=list)
     tickets: TicketsConfig = Field(default_factory=TicketsConfig)
     meetups: MeetupsConfig = Field(default_factory=MeetupsConfig)
+    faq: FaqConfig = Field(default_factory=FaqConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     source: Path | None = Field(default=None, exclude=True)
 
@@ -363,6 +407,15 @@ def load_config(path: Path | str) -> Config:
         update={"store_path": _resolve(base, config.matrix.store_path)}
     )
     database_cfg = config.database.model_copy(update={"path": _resolve(base, config.database.path)})
+    synonyms_file = config.faq.synonyms_file
+    faq_cfg = config.faq.model_copy(
+        update={"synonyms_file": _resolve(base, synonyms_file) if synonyms_file else None}
+    )
     return config.model_copy(
-        update={"matrix": matrix_cfg, "database": database_cfg, "source": path.resolve()}
+        update={
+            "matrix": matrix_cfg,
+            "database": database_cfg,
+            "faq": faq_cfg,
+            "source": path.resolve(),
+        }
     )

@@ -57,6 +57,10 @@ class Dispatcher:
         services = self.services
         now = services.clock.now()
         person = services.roles.person(incoming.sender)
+        if services.config.logging.log_message_bodies and incoming.body:
+            # Only when an admin switched it on for troubleshooting: bodies are personal data.
+            log.info("Ereignis %s von %s: %r", incoming.event_id, incoming.sender,
+                     incoming.body[:2000])  # fmt: skip
         try:
             async with services.db.transaction() as conn:
                 ctx = Context(incoming, person or _nobody(incoming.sender), conn,

@@ -5,6 +5,11 @@ crash (sent, but not yet marked sent) is recognised by the homeserver and not sh
 Rate limits (M_LIMIT_EXCEEDED / 429) pause the sender for ``retry_after_ms``; transient
 errors back off per row; permanent errors are recorded. Rows for different targets are
 sent concurrently, rows for the same target strictly in order.
+
+Two kinds of trouble pause the sender without ending it: an unreachable homeserver (rows
+are due again as soon as a sync succeeds, see :meth:`Sender.homeserver_reachable`) and a
+locked or failing database (a row sent but not yet marked sent is sent again later with
+the same transaction id, which the homeserver deduplicates).
 """
 
 from __future__ import annotations
@@ -13,10 +18,12 @@ import asyncio
 import contextlib
 import io
 import logging
+import sqlite3
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from aiohttp import ClientConnectionError
 from nio import RoomSendError, RoomSendResponse, UploadResponse
 
 from lotsenbot.core.clock import iso
@@ -32,6 +39,23 @@ PERMANENT = {"M_FORBIDDEN", "M_NOT_FOUND", "M_UNKNOWN", "M_BAD_JSON", "M_NOT_JSO
              "M_TOO_LARGE", "M_INVALID_PARAM"}  # fmt: skip
 MAX_ATTEMPTS = 12
 CONCURRENCY = 4
+UNREACHABLE = "unreachable: "  # prefix of last_error for rows that failed on the connection
+
+
+def canonical(value: Any) -> Any:
+    """Event content as Matrix accepts it: canonical JSON has no floats.
+
+    Synapse refuses a whole event with M_BAD_JSON for one float anywhere in it (a score in
+    the metadata, say), which would turn an answer into a permanent failure. Whole floats
+    become integers, others a decimal string; features should prefer integers.
+    """
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else f"{value:.4g}"
+    if isinstance(value, dict):
+        return {key: canonical(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [canonical(item) for item in value]
+    return value
 
 
 class RateLimited(Exception):
@@ -60,16 +84,44 @@ class Sender:
         self.on_sent = on_sent
         self._paused_until: datetime | None = None
         self._stopping = asyncio.Event()
+        self._unreachable = False  # a send failed because the homeserver could not be reached
+        self._reachable_again = False
+        self._db_failures = 0
 
     def stop(self) -> None:
         self._stopping.set()
         self.outbox.wake()
 
+    def homeserver_reachable(self) -> None:
+        """Called after every successful sync: rows that failed only because the homeserver
+        was down are due again now, instead of waiting out a backoff of up to minutes."""
+        if self._unreachable:
+            self._unreachable = False
+            self._reachable_again = True
+            self.outbox.wake()
+
     async def run(self) -> None:
         while not self._stopping.is_set():
-            delivered = await self.drain_once()
-            if not delivered:
-                await self.outbox.wait(timeout=await self._seconds_to_next_due())
+            try:
+                if self._reachable_again:
+                    self._reachable_again = False
+                    await self.db.execute(
+                        "UPDATE outbox SET next_attempt_at = ? WHERE status = 'pending'"
+                        " AND substr(last_error, 1, ?) = ?",
+                        (iso(self.now()), len(UNREACHABLE), UNREACHABLE),
+                    )
+                delivered = await self.drain_once()
+                if not delivered:
+                    await self.outbox.wait(timeout=await self._seconds_to_next_due())
+                self._db_failures = 0
+            except sqlite3.Error as exc:
+                # A sent row whose "sent" mark failed stays pending and goes out again with
+                # the same transaction id: the homeserver answers with the first event id.
+                self._db_failures += 1
+                delay = backoff(self._db_failures, base=0.5, cap=30).total_seconds()
+                log.warning("Postausgang: Datenbank nicht verfügbar (%s), neuer Versuch in %.1f s",
+                            exc, delay)  # fmt: skip
+                await self._pause(delay)
 
     async def _seconds_to_next_due(self) -> float:
         row = await self.db.fetchone(
@@ -83,9 +135,11 @@ class Sender:
     async def drain_once(self) -> int:
         """Send what is due now; return how many rows were settled (sent or failed)."""
         now = self.now()
-        if self._paused_until and now < self._paused_until:
-            await self._pause((self._paused_until - now).total_seconds())
-            return 0
+        if self._paused_until:
+            if now < self._paused_until:
+                await self._pause((self._paused_until - now).total_seconds())
+                return 0
+            self._paused_until = None  # the pause ran out while nothing was draining
         rows = await self.db.fetchall(
             "SELECT * FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?"
             " ORDER BY id LIMIT 200",
@@ -98,19 +152,27 @@ class Sender:
             lanes.setdefault((row["target_kind"], row["target"]), []).append(row)
         semaphore = asyncio.Semaphore(CONCURRENCY)
         settled = 0
+        db_error: sqlite3.Error | None = None
 
         async def lane(items: list[Any]) -> None:
-            nonlocal settled
+            nonlocal settled, db_error
             async with semaphore:
                 for row in items:
-                    if self._stopping.is_set() or self._paused_until:
+                    if self._stopping.is_set() or self._paused_until or db_error:
                         return
-                    if await self._deliver(row):
+                    try:
+                        delivered = await self._deliver(row)
+                    except sqlite3.Error as exc:  # every lane stops; run() pauses
+                        db_error = exc
+                        return
+                    if delivered:
                         settled += 1
                     else:
                         return  # keep the order within this target
 
         await asyncio.gather(*(lane(items) for items in lanes.values()))
+        if db_error is not None:
+            raise db_error
         return settled
 
     async def _pause(self, seconds: float) -> None:
@@ -138,12 +200,18 @@ class Sender:
                 return False
             await self._fail(row, str(exc))
             return True
+        except sqlite3.Error:
+            raise  # the database, not the homeserver: handled by run()
         except Exception as exc:
             attempts = row["attempts"] + 1
             if attempts >= MAX_ATTEMPTS:
                 await self._fail(row, f"{type(exc).__name__}: {exc}")
                 return True
-            await self._reschedule(row, self.now() + backoff(attempts), f"{exc}")
+            error = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, ClientConnectionError | TimeoutError | OSError):
+                self._unreachable = True
+                error = UNREACHABLE + error
+            await self._reschedule(row, self.now() + backoff(attempts), error)
             log.warning("Senden von #%s fehlgeschlagen (%s), neuer Versuch", row["id"], exc)
             return False
         await self.db.execute(
@@ -162,7 +230,14 @@ class Sender:
         found = await self.db.fetchone("SELECT room_id FROM dm_rooms WHERE user_id = ?", (user_id,))
         if found is not None:
             return str(found["room_id"])
-        room_id = await self.transport.create_direct_room(user_id)
+        try:
+            room_id = await self.transport.create_direct_room(user_id)
+        except RoomCreationFailed as exc:
+            # Synapse counts room creation against the message rate limit: a pause, not a
+            # permanent failure.
+            if exc.code == "M_LIMIT_EXCEEDED":
+                raise RateLimited((exc.retry_after_ms or 1000) / 1000) from exc
+            raise
         await self.db.execute(
             "INSERT INTO dm_rooms (user_id, room_id, created_at) VALUES (?, ?, ?)"
             " ON CONFLICT (user_id) DO UPDATE SET room_id = excluded.room_id",
@@ -218,7 +293,7 @@ class Sender:
     async def _room_send(self, room_id: str, event_type: str, content: dict[str, Any],
                          txn: str) -> str:  # fmt: skip
         response = await self.transport.client.room_send(
-            room_id, event_type, content, tx_id=txn, ignore_unverified_devices=True
+            room_id, event_type, canonical(content), tx_id=txn, ignore_unverified_devices=True
         )
         if isinstance(response, RoomSendResponse):
             return str(response.event_id)

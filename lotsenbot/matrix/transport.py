@@ -4,16 +4,21 @@ Everything Matrix-specific stays here and in the sibling modules; features never
 nio. The sync loop hands each batch to a callback that stores the events durably and only
 then saves the sync token, so a crash between receiving and handling loses nothing.
 Homeserver errors and timeouts back off exponentially, never in a hot loop.
+
+Encrypted events that cannot be opened yet are kept and retried after each sync
+(:mod:`lotsenbot.matrix.crypto`); once opened they take the same path as every other event.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import os
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +32,7 @@ from nio import (
     MegolmEvent,
     RoomCreateError,
     RoomPreset,
+    RoomSendResponse,
     SyncError,
     SyncResponse,
     WhoamiError,
@@ -34,7 +40,24 @@ from nio import (
 from nio.store import SqliteStore
 
 from lotsenbot.config import MatrixConfig
-from lotsenbot.core.types import Incoming
+from lotsenbot.core.durations import parse_duration
+from lotsenbot.core.types import Incoming, OutMessage
+from lotsenbot.matrix.backfill import fetch_gap
+from lotsenbot.matrix.crypto import (
+    CROSS_SIGNING_FILE,
+    UNDECRYPTED_DB,
+    CrossSigning,
+    CrossSigningError,
+    ForeignKeys,
+    KeptEvent,
+    KeyFileError,
+    KeyVault,
+    LateDecryption,
+    UndecryptedStore,
+    write_recovery_file,
+)
+from lotsenbot.matrix.format import message_content
+from lotsenbot.texts import Catalogue
 
 log = logging.getLogger(__name__)
 
@@ -87,14 +110,21 @@ def pickle_key(config: MatrixConfig) -> str:
 
 
 class MatrixTransport:
-    def __init__(self, config: MatrixConfig) -> None:
+    def __init__(
+        self,
+        config: MatrixConfig,
+        *,
+        texts: Catalogue | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.config = config
         config.store_path.mkdir(parents=True, exist_ok=True)
+        key = pickle_key(config)
         client_config = AsyncClientConfig(
             encryption_enabled=True,
             store=SqliteStore,
             store_name="crypto.db",
-            pickle_key=pickle_key(config),
+            pickle_key=key,
             store_sync_tokens=False,  # the bot keeps its sync token in its own database
             max_limit_exceeded=0,  # rate limits are handled by the outbox, visibly
             max_timeouts=0,  # and timeouts by our own backoff
@@ -108,6 +138,20 @@ class MatrixTransport:
         )
         self._stopping = asyncio.Event()
         self.user_id = config.user_id
+        # The bot language is not part of [matrix]; the App may pass its catalogue.
+        self.texts = texts or Catalogue()
+        self.late = LateDecryption(
+            self.client,
+            UndecryptedStore(config.store_path / UNDECRYPTED_DB),
+            notice_after=parse_duration(config.undecryptable_notice_after).total_seconds(),
+            clock=clock,
+        )
+        self.cross_signing = CrossSigning(
+            self.client,
+            KeyVault(config.store_path / CROSS_SIGNING_FILE, key, config.user_id),
+            config.password,
+        )
+        self._cross_signing_due: float | None = 0.0 if config.cross_signing else None
 
     # -- session ---------------------------------------------------------------------------
 
@@ -171,10 +215,17 @@ class MatrixTransport:
         token = since
         caught_up = False  # the first sync returns at once: `ready` means caught up
         sync_filter = {"room": {"timeline": {"limit": 100}}, "presence": {"types": []}}
+        rooms_known = token is None  # a first-ever sync brings the rooms' state anyway
         while not self._stopping.is_set():
+            if not rooms_known:
+                rooms_known = await self._learn_rooms()
+                if not rooms_known:
+                    await self._sleep(delay)
+                    delay = min(delay * 2, 60.0)
+                    continue
             sync_task = asyncio.ensure_future(
                 self.client.sync(
-                    timeout=self.config.sync_timeout_ms if token and caught_up else 0,
+                    timeout=await self._sync_timeout_ms() if token and caught_up else 0,
                     since=token,
                     sync_filter=sync_filter,
                     full_state=token is None,
@@ -207,10 +258,46 @@ class MatrixTransport:
                 continue
             delay = 1.0
             caught_up = True
-            batch = self._convert(response)
+            batch = await self._convert(response, token)
+            # Kept before the token moves on; the history of a first sync is not kept.
+            kept = await self.late.keep(self._undecrypted(response)) if token else []
             await on_batch(batch)
             token = response.next_batch
             await self._crypto_housekeeping()
+            await self.late.request_keys(kept)
+            await self._retry_undecrypted(token, on_batch)
+            await self._ensure_cross_signing()
+
+    async def _learn_rooms(self) -> bool:
+        """After a restart nio knows no rooms (members, encryption), so it could not send
+        into a quiet room. A state-only sync without a token teaches it every joined room;
+        its timeline is empty, so nothing is handled twice. False on a transient error."""
+        try:
+            response = await self.client.sync(
+                timeout=0,
+                full_state=True,
+                sync_filter={"room": {"timeline": {"limit": 0}}, "presence": {"types": []}},
+            )
+        except Exception as exc:
+            log.warning("Raumzustand nicht geladen (%s), neuer Versuch", exc)
+            return False
+        if isinstance(response, SyncError):
+            if response.status_code in ("M_UNKNOWN_TOKEN", "M_MISSING_TOKEN"):
+                raise AuthenticationFailed(f"Zugangstoken ungültig: {response.message}")
+            log.warning("Raumzustand nicht geladen: %s", response.message)
+            return False
+        return True
+
+    async def _sync_timeout_ms(self) -> int:
+        """The long-poll time, cut short when a notice about an unreadable message is due."""
+        timeout = self.config.sync_timeout_ms
+        try:
+            due = await self.late.seconds_to_next_notice()
+        except Exception:  # the pending store is an add-on; syncing must go on without it
+            return timeout
+        if due is None:
+            return timeout
+        return max(1000, min(timeout, int(due * 1000) + 200))
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -231,19 +318,127 @@ class MatrixTransport:
         except Exception as exc:
             log.warning("Schlüsselverwaltung fehlgeschlagen: %s", exc)
 
+    # -- late decryption -------------------------------------------------------------------
+
+    def _undecrypted(self, response: SyncResponse) -> list[tuple[str, MegolmEvent]]:
+        return [
+            (room_id, event)
+            for room_id, info in response.rooms.join.items()
+            for event in info.timeline.events
+            if isinstance(event, MegolmEvent) and event.sender != self.user_id
+        ]
+
+    async def _retry_undecrypted(self, token: str, on_batch: BatchHandler) -> None:
+        """Feed events whose key has arrived into the normal path; tell senders about the rest."""
+        try:
+            outcome = await self.late.retry()
+            if outcome.decrypted:
+                events = []
+                for kept, event in outcome.decrypted:
+                    direct = self._is_direct(kept.room_id)
+                    incoming = self._incoming(kept.room_id, event, direct)
+                    if incoming is not None:
+                        events.append(incoming)
+                if events:
+                    await on_batch(SyncBatch(token, events, [], [], {}))
+                await self.late.done(kept for kept, _ in outcome.decrypted)
+            for room_id, items in outcome.to_notify.items():
+                if self._is_direct(room_id):
+                    await self._notify_undecryptable(room_id, items)
+                else:
+                    # In a group room the message may not have been meant for the bot at all;
+                    # a notice there would be noise for everyone else.
+                    await self.late.store.mark_notified(item.event_id for item in items)
+                    log.warning("%d Nachricht(en) in Gruppenraum %s blieben unlesbar",
+                                len(items), room_id)  # fmt: skip
+        except Exception as exc:  # never let an unreadable message stop the sync loop
+            log.warning("Nachträgliches Entschlüsseln fehlgeschlagen: %s", exc)
+
+    async def _notify_undecryptable(self, room_id: str, items: list[KeptEvent]) -> None:
+        """One notice per direct chat and round; the transaction id makes a resend harmless."""
+        error = {"code": "undecryptable", "events": [item.event_id for item in items]}
+        message = OutMessage(self.texts("crypto.undecryptable"), meta={"de.lotsenbot.error": error})
+        digest = hashlib.sha256(items[0].event_id.encode("utf-8")).hexdigest()[:32]
+        response = await self.client.room_send(
+            room_id,
+            "m.room.message",
+            message_content(message),
+            tx_id=f"undecryptable-{digest}",
+            ignore_unverified_devices=True,
+        )
+        if isinstance(response, RoomSendResponse):
+            await self.late.store.mark_notified(item.event_id for item in items)
+            log.warning("%d Nachricht(en) in %s blieben unlesbar; Hinweis gesendet",
+                        len(items), room_id)  # fmt: skip
+        else:
+            log.warning("Hinweis auf unlesbare Nachricht in %s nicht gesendet: %s", room_id,
+                        getattr(response, "message", response))  # fmt: skip
+
+    # -- cross-signing ---------------------------------------------------------------------
+
+    @property
+    def cross_signing_settled(self) -> bool:
+        """Whether this run's cross-signing check is over (done, refused or switched off)."""
+        return self._cross_signing_due is None
+
+    async def _ensure_cross_signing(self) -> None:
+        """Once per run, after the device keys are on the server: check or create the chain."""
+        due = self._cross_signing_due
+        olm = self.client.olm
+        if due is None or time.monotonic() < due or olm is None or not olm.account.shared:
+            return
+        try:
+            chain, recovery_key = await self.cross_signing.ensure()
+        except ForeignKeys as exc:
+            self._cross_signing_due = None
+            log.warning(
+                "Das Konto %s hat bereits Cross-Signing-Schlüssel (Master %s), die dieser Bot "
+                "nicht besitzt. Der Bot arbeitet weiter, sein Gerät erscheint aber als nicht "
+                "verifiziert. Zum Ersetzen: „lotsenbot crypto bootstrap --reset --config …“ "
+                "(braucht das Passwort) oder mit Element am Bot-Konto anmelden und die "
+                "Cross-Signing-Schlüssel dort zurücksetzen.",
+                self.user_id,
+                exc,
+            )
+            return
+        except (CrossSigningError, KeyFileError) as exc:
+            self._cross_signing_due = None
+            log.error("Cross-Signing nicht eingerichtet: %s", exc)
+            return
+        except Exception as exc:  # network trouble: try again in a minute
+            self._cross_signing_due = time.monotonic() + 60
+            log.warning("Cross-Signing-Prüfung fehlgeschlagen (%s), neuer Versuch später", exc)
+            return
+        self._cross_signing_due = None
+        if recovery_key is not None:
+            path = write_recovery_file(self.config.store_path, self.user_id, recovery_key)
+            log.warning(
+                "Cross-Signing eingerichtet. Der Wiederherstellungsschlüssel liegt in %s – bitte "
+                "sicher verwahren (z. B. im Passwort-Tresor) und die Datei danach löschen.",
+                path,
+            )
+        else:
+            log.info("Cross-Signing in Ordnung (Master-Schlüssel %s, Gerät signiert: %s)",
+                     chain.master, chain.device_signed)  # fmt: skip
+
     # -- events ----------------------------------------------------------------------------
 
-    def _convert(self, response: SyncResponse) -> SyncBatch:
+    async def _convert(self, response: SyncResponse, since: str | None) -> SyncBatch:
         events: list[Incoming] = []
         direct: dict[str, str] = {}
         for room_id, info in response.rooms.join.items():
-            room = self.client.rooms.get(room_id)
-            members = set(room.users) | set(room.invited_users) if room else set()
-            others = sorted(members - {self.user_id})
-            is_direct = len(members) <= 2 and len(others) == 1
-            if is_direct:
-                direct[room_id] = others[0]
-            for event in info.timeline.events:
+            other = self._direct_partner(room_id)
+            is_direct = other is not None
+            if other is not None:
+                direct[room_id] = other
+            timeline = list(info.timeline.events)
+            if since and info.timeline.limited and info.timeline.prev_batch:
+                # More arrived than the timeline limit: fetch the gap, so nothing is skipped.
+                timeline = [
+                    *await fetch_gap(self.client, room_id, info.timeline.prev_batch, since),
+                    *timeline,
+                ]
+            for event in timeline:
                 incoming = self._incoming(room_id, event, is_direct)
                 if incoming is not None:
                     events.append(incoming)
@@ -251,6 +446,16 @@ class MatrixTransport:
                    for room_id, info in response.rooms.invite.items()]  # fmt: skip
         return SyncBatch(response.next_batch, events, invites,
                          list(response.rooms.leave), direct)  # fmt: skip
+
+    def _direct_partner(self, room_id: str) -> str | None:
+        """The other member of a 1:1 room, or None for group rooms."""
+        room = self.client.rooms.get(room_id)
+        members = set(room.users) | set(room.invited_users) if room else set()
+        others = sorted(members - {self.user_id})
+        return others[0] if len(members) <= 2 and len(others) == 1 else None
+
+    def _is_direct(self, room_id: str) -> bool:
+        return self._direct_partner(room_id) is not None
 
     def _invite(self, room_id: str, state: list[Any]) -> Invite:
         inviter = None
@@ -266,8 +471,7 @@ class MatrixTransport:
         """Reduce a timeline event to an Incoming, or None for events the bot ignores."""
         encrypted = bool(getattr(event, "decrypted", False))
         if isinstance(event, MegolmEvent):
-            log.info("Ereignis %s in %s noch nicht entschlüsselbar", event.event_id, room_id)
-            return None
+            return None  # kept by the sync loop and retried once its key arrives
         source: dict[str, Any] = getattr(event, "source", None) or {}
         sender = source.get("sender")
         event_id = source.get("event_id")
@@ -291,8 +495,10 @@ class MatrixTransport:
         related_id = relates.get("event_id") if isinstance(relates.get("event_id"), str) else None
         if event_type == "m.reaction":
             key = relates.get("key")
-            if relates.get("rel_type") != "m.annotation" or not related_id or not isinstance(
-                key, str
+            if (
+                relates.get("rel_type") != "m.annotation"
+                or not related_id
+                or not isinstance(key, str)
             ):
                 return None
             return Incoming(kind="reaction", relates_to=related_id, key=key[:64], **base)
@@ -357,7 +563,9 @@ class MatrixTransport:
             is_direct=True, invite=[user_id], preset=RoomPreset.trusted_private_chat
         )
         if isinstance(response, RoomCreateError):
-            raise RoomCreationFailed(response.status_code or "", response.message)
+            raise RoomCreationFailed(
+                response.status_code or "", response.message, response.retry_after_ms
+            )
         await self._mark_direct(user_id, response.room_id)
         return response.room_id
 
@@ -387,10 +595,12 @@ class MatrixTransport:
 
     async def close(self) -> None:
         """Close the connection; the device stays logged in (never logout on shutdown)."""
+        await self.late.store.close()
         await self.client.close()
 
 
 class RoomCreationFailed(Exception):
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, retry_after_ms: int | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
+        self.retry_after_ms = retry_after_ms

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -227,3 +227,47 @@ def parse_meetup(
         audience=_optional(fields, "audience"),
         description=_optional(fields, "description"),
     )
+
+
+#: Fields that ``!treffen ändern <Nr>`` may change for the whole meetup, and for one date of
+#: a series. The schedule of a series (Wiederholung, or Wann of all dates) is not changed in
+#: place: the dates people signed up for would silently shift; cancel and create instead.
+CHANGEABLE = ("title", "when", "duration", "location", "link", "capacity", "description")
+DATE_CHANGEABLE = ("when", "duration", "location", "link")
+_CLEAR = re.compile(r"-|—|keine?|leer|entfällt|entfaellt|none", re.I)
+
+
+def parse_changes(
+    text: str, *, tz: ZoneInfo, now: datetime, single_date: bool = False
+) -> dict[str, Any]:
+    """Parse the ``Feld: Wert`` lines of a change into field → new value.
+
+    ``None`` as a value means "remove" (no place, no link, unlimited places). Values are
+    validated exactly like in :func:`parse_meetup`, so a change can never store what a new
+    meetup could not.
+    """
+    if not text.strip():
+        raise MeetupError("meetups.change.empty")
+    first_line, fields = _collect(text)
+    if first_line is not None:
+        raise MeetupError("meetups.form.stray_line", text=first_line)
+    allowed = DATE_CHANGEABLE if single_date else CHANGEABLE
+    changes: dict[str, Any] = {}
+    for key, raw in fields.items():
+        if key not in allowed:
+            raise MeetupError("meetups.change.not_changeable", field=FIELD_NAMES[key])
+        value = raw.strip()
+        clear = not value or bool(_CLEAR.fullmatch(value))
+        if clear and (key in ("title", "when", "duration") or single_date):
+            raise MeetupError("meetups.change.cannot_clear", field=FIELD_NAMES[key])
+        if key == "when":
+            changes[key] = parse_when(value, tz=tz, now=now)
+        elif key == "duration":
+            changes[key] = parse_duration(value)
+        elif key == "capacity":
+            changes[key] = None if clear else _capacity(value)
+        elif key == "link":
+            changes[key] = None if clear else _link(_optional({key: value}, key))
+        else:
+            changes[key] = None if clear else _optional({key: value}, key)
+    return changes

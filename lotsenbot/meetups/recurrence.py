@@ -368,3 +368,60 @@ def next_occurrence(series: Series, now: datetime) -> Occurrence | None:
     """The first occurrence that has not begun yet, or None when the series is over."""
     found = expand(series, after=now + timedelta(microseconds=1), limit=1)
     return found[0] if found else None
+
+
+def is_finite(series: Series) -> bool:
+    """Whether the series ends (a one-off date, or a rule with COUNT or UNTIL)."""
+    if series.rrule is None:
+        return True
+    parts = {p.split("=", 1)[0].upper() for p in series.rrule.split(";")}
+    return bool(parts & {"COUNT", "UNTIL"})
+
+
+def last_end(series: Series) -> datetime | None:
+    """When the last occurrence ends (UTC), or None for a series without end.
+
+    The store keeps this next to the meetup so that "upcoming meetups" is one indexed query
+    instead of an expansion of every series ever created. Cancelled dates do not count.
+    """
+    if not is_finite(series):
+        return None
+    occurrences = expand(series, after=series.first_start, limit=MAX_COUNT + len(series.changes))
+    if not occurrences:
+        return series.first_start + series.duration
+    return max(occ.end for occ in occurrences)
+
+
+def original_on(series: Series, day: date) -> datetime | None:
+    """The original start (UTC) of the series' date on the local calendar ``day``, if any.
+
+    Coordinators name a single date of a series by its day ("streichen 5 am 12.01.2027");
+    a date that was moved can also be named by the day it was moved to.
+    """
+    tz = series.tz
+    begin = to_utc(datetime.combine(day, time(0, 0)), tz) - timedelta(hours=1)
+    for original in _original_starts(series, begin):
+        local_day = original.astimezone(tz).date()
+        if local_day == day:
+            return original
+        if local_day > day:
+            break
+    for original, change in series.changes.items():
+        if change.start is not None and change.start.astimezone(tz).date() == day:
+            return original
+    return None
+
+
+def occurrence_of(series: Series, original: datetime) -> Occurrence | None:
+    """The date with this identity as it currently stands (moved or not), None if cancelled
+    or not part of the series."""
+    original = _aware_utc(original)
+    if original in series.cancelled:
+        return None
+    change = series.changes.get(original)
+    if change is not None:
+        start = change.start or original
+        return Occurrence(original, start, start + (change.duration or series.duration), change)
+    if not is_original_start(series, original):
+        return None
+    return Occurrence(original, original, original + series.duration)

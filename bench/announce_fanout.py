@@ -1,0 +1,404 @@
+"""Announcement fan-out: how long until every recipient has their copy, and exactly one?
+
+Starts its own Synapse on loopback in a temporary folder, registers the recipients as pilots
+of one department, runs the real bot in-process, and has a coordinator announce to them
+through Matrix (``!ankündigung`` + ``!senden``). Measured from sending ``!senden`` until no
+copy is pending in the outbox any more; then every recipient's direct chat is read through
+Synapse's admin API and the copies of the announcement counted (must be exactly one each).
+
+Three runs on the same server:
+
+* ``relaxed``: rate limits out of reach; the bot also creates every direct chat on demand.
+* ``relaxed`` again, to the same people: their direct chats exist now, so this isolates the
+  cost of sending from the cost of creating chats.
+* ``default``: Synapse's own limits (``rc_message`` 0.2/s, burst 10) after a restart of the
+  homeserver; direct chats exist from the first runs (the usual case: people who use the bot
+  have a chat with it). At 0.2 messages/s a full 500-recipient run would take about
+  40 minutes, so this run uses a sample (``--default-recipients``); the result adds an
+  extrapolation to the full number at the measured steady rate, marked as not measured.
+
+Usage::
+
+    python bench/announce_fanout.py [--recipients 500] [--default-recipients 60]
+
+Writes ``bench/results/announce_fanout.json``. Everything is bounded in time (``--budget``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import platform
+import secrets
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+from nio import AsyncClient, RoomCreateError, RoomPreset, RoomSendResponse
+
+from lotsenbot.app import App
+from lotsenbot.config import Config
+from lotsenbot.core.clock import parse_iso
+from lotsenbot.devserver import Synapse
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "announce_fanout.json"
+META = "de.lotsenbot.announcement"
+SYNAPSE_DEFAULT_BURST = 10  # rc_message burst_count in Synapse's defaults
+log = logging.getLogger("bench.announce_fanout")
+
+
+class BenchTimeout(Exception):
+    pass
+
+
+def deadline_left(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise BenchTimeout("time budget exhausted")
+    return left
+
+
+async def register_many(server: Synapse, prefix: str, count: int) -> list[str]:
+    """Register accounts ``count`` at a time-bounded concurrency; returns their user ids."""
+    semaphore = asyncio.Semaphore(16)
+    tag = secrets.token_hex(2)
+
+    async def one(index: int) -> str:
+        async with semaphore:
+            name = f"{prefix}{index:04d}_{tag}"
+            return await server.register(name, f"pw-{name}")
+
+    return list(await asyncio.gather(*(one(i) for i in range(count))))
+
+
+async def start_bot(config: Config) -> tuple[App, asyncio.Task[None]]:
+    app = App(config)
+    await app.start()
+    task = asyncio.create_task(app.run(), name="bot")
+    await asyncio.wait_for(app.ready.wait(), timeout=60)
+    return app, task
+
+
+async def stop_bot(app: App, task: asyncio.Task[None]) -> None:
+    app.stop()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(task, timeout=30)
+
+
+class Coordinator:
+    """A plain (unencrypted) client that talks to the bot in a direct chat."""
+
+    def __init__(self, url: str, user_id: str, password: str) -> None:
+        self.client = AsyncClient(url, user_id)
+        self.password = password
+        self.room_id = ""
+
+    async def open(self, bot_id: str, app: App, deadline: float) -> None:
+        await self.client.login(self.password)
+        response = await self.client.room_create(
+            is_direct=True, invite=[bot_id], preset=RoomPreset.trusted_private_chat
+        )
+        if isinstance(response, RoomCreateError):
+            raise RuntimeError(f"room creation failed: {response.message}")
+        self.room_id = response.room_id
+        while True:  # the bot joins on its own; its rooms table says when
+            row = await app.db.fetchone("SELECT 1 FROM rooms WHERE room_id = ?", (self.room_id,))
+            if row is not None:
+                return
+            await asyncio.sleep(min(0.2, deadline_left(deadline)))
+
+    async def say(self, text: str) -> None:
+        content = {"msgtype": "m.text", "body": text}
+        response = await self.client.room_send(self.room_id, "m.room.message", content)
+        if not isinstance(response, RoomSendResponse):
+            raise RuntimeError(f"send failed: {response}")
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+async def wait_for(
+    app: App, sql: str, params: tuple[Any, ...], deadline: float, interval: float = 0.1
+) -> Any:
+    while True:
+        row = await app.db.fetchone(sql, params)
+        if row is not None:
+            return row
+        await asyncio.sleep(min(interval, deadline_left(deadline)))
+
+
+async def fan_out(
+    app: App, coordinator: Coordinator, audience: str, expected: int, deadline: float
+) -> dict[str, Any]:
+    """Announce, confirm, and time until no copy is pending any more."""
+    last = await app.db.fetchone("SELECT COALESCE(MAX(id), 0) AS n FROM announcements")
+    previous = int(last["n"]) if last else 0
+    await coordinator.say(f"!ankündigung {audience} Bench: Ankündigung an {expected} Empfangende")
+    row = await wait_for(
+        app,
+        "SELECT id, recipients FROM announcements WHERE id > ? AND state = 'draft'",
+        (previous,),
+        deadline,
+    )
+    announcement_id, previewed = int(row["id"]), int(row["recipients"])
+    if previewed != expected:
+        raise RuntimeError(f"preview counts {previewed} recipients, expected {expected}")
+    low, high = f"ann:{announcement_id}:", f"ann:{announcement_id};"
+    started = time.monotonic()
+    await coordinator.say(f"!senden {announcement_id}")
+    await wait_for(
+        app,
+        "SELECT 1 FROM announcements WHERE id = ? AND state = 'sending'",
+        (announcement_id,),
+        deadline,
+    )
+    expanded = time.monotonic() - started
+    progress_at = time.monotonic()
+    while True:
+        counts = await app.db.fetchone(
+            "SELECT SUM(status = 'pending') AS pending, SUM(status = 'sent') AS sent,"
+            " SUM(status = 'failed') AS failed FROM outbox WHERE dedup_key >= ? AND dedup_key < ?",
+            (low, high),
+        )
+        assert counts is not None
+        if not counts["pending"]:
+            break
+        if time.monotonic() - progress_at > 30:
+            log.warning("… %s sent, %s pending", counts["sent"], counts["pending"])
+            progress_at = time.monotonic()
+        await asyncio.sleep(min(0.2, deadline_left(deadline)))
+    total = time.monotonic() - started
+    sent, failed = int(counts["sent"] or 0), int(counts["failed"] or 0)
+    rows = await app.db.fetchall(
+        "SELECT sent_at FROM outbox WHERE dedup_key >= ? AND dedup_key < ? AND status = 'sent'"
+        " ORDER BY sent_at",
+        (low, high),
+    )
+    return {
+        "announcement_id": announcement_id,
+        "recipients": expected,
+        "sent": sent,
+        "failed": failed,
+        "seconds_confirm_to_expanded": round(expanded, 3),
+        "seconds_total": round(total, 3),
+        "recipients_per_second": round(sent / total, 2) if total else None,
+        "steady_recipients_per_second": steady_rate([parse_iso(r["sent_at"]) for r in rows]),
+    }
+
+
+def steady_rate(sent_at: list[datetime], skip: int = SYNAPSE_DEFAULT_BURST) -> float | None:
+    """Copies per second after the first ``skip`` (a rate limiter's burst inflates the start)."""
+    later = sent_at[skip:]
+    if len(later) < 2:
+        return None
+    seconds = (later[-1] - later[0]).total_seconds()
+    return round((len(later) - 1) / seconds, 3) if seconds > 0 else None
+
+
+async def verify_copies(
+    server: Synapse,
+    admin_token: str,
+    app: App,
+    bot_id: str,
+    recipients: list[str],
+    announcement_id: int,
+    deadline: float,
+) -> dict[str, Any]:
+    """Count the announcement's copies in every recipient's direct chat via the admin API.
+
+    Each chat holds only a handful of bot events, so one page of the newest 50 is enough;
+    requests run 16 at a time with a per-request timeout, bounded by the overall budget.
+    """
+    rows = await app.db.fetchall("SELECT user_id, room_id FROM dm_rooms")
+    rooms = {r["user_id"]: r["room_id"] for r in rows}
+    semaphore = asyncio.Semaphore(16)
+    headers = {"Authorization": f"Bearer {admin_token}"}
+    counts: dict[str, int] = {}
+    timeout = aiohttp.ClientTimeout(total=15)
+
+    async def check(http: aiohttp.ClientSession, user_id: str) -> None:
+        room_id = rooms.get(user_id)
+        if room_id is None:
+            counts[user_id] = 0
+            return
+        url = (
+            f"{server.url}/_synapse/admin/v1/rooms/{quote(room_id, safe='')}/messages"
+            "?dir=b&limit=50"
+        )
+        async with semaphore:
+            deadline_left(deadline)
+            async with http.get(url, headers=headers) as response:
+                body = await response.json()
+                if response.status != 200:
+                    raise RuntimeError(f"admin API: {response.status} {body}")
+        counts[user_id] = sum(
+            1
+            for event in body.get("chunk", [])
+            if event.get("sender") == bot_id
+            and event.get("type") == "m.room.message"
+            and (event.get("content", {}).get(META) or {}).get("id") == announcement_id
+            and "preview" not in event["content"][META]
+            and "status" not in event["content"][META]
+        )
+
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        await asyncio.gather(*(check(http, user_id) for user_id in recipients))
+    values = list(counts.values())
+    return {
+        "checked": len(values),
+        "exactly_one": sum(1 for v in values if v == 1),
+        "missing": sum(1 for v in values if v == 0),
+        "duplicated": sum(1 for v in values if v > 1),
+    }
+
+
+def bot_config(
+    folder: Path,
+    server: Synapse,
+    bot: str,
+    password: str,
+    coordinator: str,
+    recipients: list[str],
+    sample: list[str],
+) -> Config:
+    return Config.model_validate(
+        {
+            "matrix": {
+                "homeserver": server.url,
+                "user_id": bot,
+                "password": password,
+                "store_path": str(folder / "store"),
+                "allowed_servers": [server.server_name],
+                "sync_timeout_ms": 5000,
+            },
+            "database": {"path": str(folder / "bot.db")},
+            "bot": {"coordinators": [coordinator]},
+            "departments": [
+                {"id": "bench", "name": "Bench", "pilots": recipients},
+                {"id": "stichprobe", "name": "Stichprobe", "pilots": sample},
+            ],
+            "logging": {"level": "WARNING"},
+        }
+    )
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    deadline = time.monotonic() + args.budget
+    results: dict[str, Any] = {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "recipients": args.recipients,
+        "runs": [],
+    }
+    with tempfile.TemporaryDirectory(prefix="lotsenbot-bench-") as tmp:
+        folder = Path(tmp)
+        # Fewer bcrypt rounds only speed up registering the accounts; sending is unaffected.
+        server = Synapse(
+            folder / "synapse", rate_limits="relaxed", extra_config={"bcrypt_rounds": 4}
+        )
+        await server.start()
+        app: App | None = None
+        task: asyncio.Task[None] | None = None
+        coordinator: Coordinator | None = None
+        try:
+            log.warning("registering %s recipients …", args.recipients)
+            started = time.monotonic()
+            recipients = await register_many(server, "empf", args.recipients)
+            results["seconds_register"] = round(time.monotonic() - started, 1)
+            bot_password, coord_password = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
+            bot_id = await server.register("benchbot", bot_password)
+            coord_id = await server.register("benchkoord", coord_password)
+            admin_password = secrets.token_urlsafe(12)
+            await server.register("benchadmin", admin_password, admin=True)
+            admin_token, _ = await server.login("benchadmin", admin_password)
+            sample = recipients[: args.default_recipients]
+            config = bot_config(
+                folder / "bot", server, bot_id, bot_password, coord_id, recipients, sample
+            )
+            app, task = await start_bot(config)
+            coordinator = Coordinator(server.url, coord_id, coord_password)
+            await coordinator.open(bot_id, app, deadline)
+
+            log.warning("relaxed limits: fan-out to %s …", len(recipients))
+            relaxed = await fan_out(app, coordinator, "bench", len(recipients), deadline)
+            relaxed["verification"] = await verify_copies(
+                server, admin_token, app, bot_id, recipients, relaxed["announcement_id"], deadline
+            )
+            relaxed.update(rate_limits="relaxed", direct_chats="created on demand")
+            results["runs"].append(relaxed)
+            log.warning("relaxed: %s", relaxed)
+
+            log.warning("relaxed limits, existing chats: fan-out to %s …", len(recipients))
+            again = await fan_out(app, coordinator, "bench", len(recipients), deadline)
+            again["verification"] = await verify_copies(
+                server, admin_token, app, bot_id, recipients, again["announcement_id"], deadline
+            )
+            again.update(rate_limits="relaxed", direct_chats="already existed")
+            results["runs"].append(again)
+            log.warning("relaxed, existing chats: %s", again)
+
+            # Synapse's own limits from here on. The bot keeps running and reconnects.
+            await server.stop()
+            server.rate_limits = "default"
+            await server.start()
+            admin_token, _ = await server.login("benchadmin", admin_password)
+            log.warning("default limits: fan-out to %s …", len(sample))
+            default = await fan_out(app, coordinator, "stichprobe", len(sample), deadline)
+            default["verification"] = await verify_copies(
+                server, admin_token, app, bot_id, sample, default["announcement_id"], deadline
+            )
+            default.update(rate_limits="default", direct_chats="already existed")
+            rate = default["steady_recipients_per_second"]
+            remaining = args.recipients - len(sample)
+            if rate and remaining > 0:
+                default["extrapolated_seconds_for_full_count"] = round(
+                    default["seconds_total"] + remaining / rate
+                )
+                default["extrapolation_note"] = (
+                    f"not measured: the measured time for {len(sample)} recipients plus the"
+                    f" remaining {remaining} at the measured steady rate (after the burst)"
+                )
+            results["runs"].append(default)
+            log.warning("default: %s", default)
+        finally:
+            if coordinator is not None:
+                await coordinator.close()
+            if app is not None and task is not None:
+                await stop_bot(app, task)
+            await server.stop()
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--recipients", type=int, default=500)
+    parser.add_argument(
+        "--default-recipients",
+        type=int,
+        default=60,
+        help="sample size for the run with Synapse's default rate limits",
+    )
+    parser.add_argument("--budget", type=float, default=900, help="overall time limit in seconds")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    for noisy in ("nio", "aiohttp", "apscheduler", "peewee"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    results = asyncio.run(run(args))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    json.dump(results, sys.stdout, indent=2, ensure_ascii=False)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,154 @@
+"""Personal data hooks: how each feature answers for the data it stores about people.
+
+Data protection duties (Art. 15 access, Art. 17 erasure, storage limitation, statistics
+without performance monitoring) cut across every feature, but only the feature knows its
+tables. So each feature contributes four optional methods, and the privacy feature calls
+them on everything that has them:
+
+* ``export_person(conn, user_id) -> dict`` – everything stored about that person,
+* ``erase_person(conn, user_id, now) -> ErasureReport`` – erase or anonymise, and say what
+  had to stay (an open request still needs its text) with a catalogue key as the reason,
+* ``purge(conn, now, privacy, dry_run) -> dict[str, int]`` – retention: counts per category,
+* ``statistics(conn, since, until, per_person) -> dict`` – aggregates for the report.
+
+A feature may implement them on its :class:`~lotsenbot.core.feature.Feature` class. A
+separate module may also register a handler object for a feature by name (the privacy
+feature imports ``lotsenbot.<feature>.personal_data``, which calls :func:`register` at
+import time); a method on the feature itself wins over a registered one, so a feature can
+take over its own part later without anything else changing.
+
+All methods run inside the caller's write transaction and must not commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+import aiosqlite
+
+if TYPE_CHECKING:
+    from lotsenbot.config import PrivacyConfig
+
+# What an erased person's Matrix ID is replaced with where a row must stay (counts,
+# department statistics, the record that an event was handled).
+ERASED = "[gelöscht]"
+
+HOOKS = ("export_person", "erase_person", "purge", "statistics")
+
+
+@dataclass(frozen=True)
+class Kept:
+    """Data that stays after an erasure request, and why (a catalogue key, e.g.
+    ``privacy.kept.open_ticket``, with its parameters)."""
+
+    category: str
+    count: int
+    reason: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ErasureReport:
+    """What one erasure did: rows erased or anonymised per category, and what was kept."""
+
+    erased: dict[str, int] = field(default_factory=dict)
+    kept: list[Kept] = field(default_factory=list)
+
+    def count(self, category: str, number: int) -> None:
+        if number:
+            self.erased[category] = self.erased.get(category, 0) + number
+
+    def keep(self, category: str, count: int, reason: str, **params: Any) -> None:
+        if count:
+            self.kept.append(Kept(category, count, reason, params))
+
+    def merge(self, other: ErasureReport, prefix: str = "") -> None:
+        for category, number in other.erased.items():
+            self.count(prefix + category, number)
+        for item in other.kept:
+            self.kept.append(Kept(prefix + item.category, item.count, item.reason, item.params))
+
+    @property
+    def total_erased(self) -> int:
+        return sum(self.erased.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "erased": dict(self.erased),
+            "kept": [
+                {"category": k.category, "count": k.count, "reason": k.reason,
+                 "params": dict(k.params)}
+                for k in self.kept
+            ],
+        }  # fmt: skip
+
+
+class PersonalData(Protocol):
+    """The full set of hooks; a handler may implement any subset (looked up by getattr)."""
+
+    async def export_person(self, conn: aiosqlite.Connection, user_id: str) -> dict[str, Any]: ...
+
+    async def erase_person(
+        self, conn: aiosqlite.Connection, user_id: str, now: datetime
+    ) -> ErasureReport: ...
+
+    async def purge(
+        self, conn: aiosqlite.Connection, now: datetime, privacy: PrivacyConfig, dry_run: bool
+    ) -> dict[str, int]: ...
+
+    async def statistics(
+        self, conn: aiosqlite.Connection, since: datetime, until: datetime, per_person: bool
+    ) -> dict[str, Any]: ...
+
+
+_REGISTRY: dict[str, object] = {}
+
+
+def register(feature: str, handler: object) -> None:
+    """Register the personal-data handler of a feature (called at import time)."""
+    if not any(callable(getattr(handler, hook, None)) for hook in HOOKS):
+        raise TypeError(f"{type(handler).__name__} implements none of {', '.join(HOOKS)}")
+    _REGISTRY[feature] = handler
+
+
+def registered() -> dict[str, object]:
+    return dict(_REGISTRY)
+
+
+def handlers(features: Mapping[str, object], extra: Iterable[tuple[str, object]] = ()) -> list[
+    tuple[str, object]
+]:  # fmt: skip
+    """Who answers for which feature's data, in a stable order.
+
+    ``features`` are the running features; their own methods come first. A registered
+    handler covers a feature that does not implement the hooks itself; it is used even
+    when that feature is not running in this build, because its tables (and the data in
+    them) exist as soon as its migration has run. ``extra`` are further (name, handler)
+    pairs such as the privacy feature's own handler for the foundation tables.
+    """
+    chosen: dict[str, object] = {}
+    for name, handler in extra:
+        chosen[name] = handler
+    for name, feature in features.items():
+        if any(callable(getattr(feature, hook, None)) for hook in HOOKS):
+            chosen.setdefault(name, feature)
+    for name, handler in sorted(_REGISTRY.items()):
+        chosen.setdefault(name, handler)
+    return list(chosen.items())
+
+
+def hook(handler: object, name: str) -> Any | None:
+    """The bound hook method ``name`` of a handler, or None if it does not have it."""
+    method = getattr(handler, name, None)
+    return method if callable(method) else None
+
+
+async def table_exists(conn: aiosqlite.Connection, table: str) -> bool:
+    """Whether a feature's table is there (its migration may not have shipped yet)."""
+    async with conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+    ) as cursor:
+        return await cursor.fetchone() is not None

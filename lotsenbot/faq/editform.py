@@ -1,0 +1,205 @@
+"""The chat form coordinators use to add and change FAQ entries (``!faq neu`` / ``!faq ändern``).
+
+One message, one field per label, written the way people write an e-mail::
+
+    !faq neu
+    Frage: Wie bestelle ich Toner?
+    Alternativen: Toner leer; Druckerpatrone bestellen
+    Kategorie: Drucken und Scannen
+    Abteilung: it
+    Tags: toner, drucker
+    Antwort:
+    Toner bestellen Sie im **Bestellportal**: <INTRANET-LINK>.
+
+A label starts a field only at the beginning of a line; everything up to the next label
+belongs to it, so an answer can span paragraphs and lists. Alternatives and tags are
+separated by ``;`` or given one per line with ``-``. The parser only reads the message; the
+rules an entry must follow are those of the import (:func:`lotsenbot.faq.kb.validate_records`),
+so a form and a file can never disagree on what a valid entry is.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+from lotsenbot.core.router import fold
+from lotsenbot.faq.kb import FaqEntry, ImportResult, RawRecord, validate_records
+from lotsenbot.nlp import is_stopword, normalize
+
+__all__ = [
+    "FIELD_ORDER",
+    "LABELS",
+    "Form",
+    "FormError",
+    "merge",
+    "parse_form",
+    "render_form",
+    "slug",
+]
+
+LABELS: dict[str, str] = {
+    "id": "id",
+    "frage": "question",
+    "question": "question",
+    "alternativen": "alternatives",
+    "alternative": "alternatives",
+    "alternatives": "alternatives",
+    "antwort": "answer",
+    "answer": "answer",
+    "kategorie": "category",
+    "category": "category",
+    "abteilung": "department",
+    "department": "department",
+    "tags": "tags",
+    "schlagworte": "tags",
+    "stichworte": "tags",
+}
+"""Spelling of a label (folded: lower case, umlauts as ae/oe/ue) → entry field."""
+
+FIELD_ORDER: tuple[str, ...] = (
+    "question",
+    "alternatives",
+    "category",
+    "department",
+    "tags",
+    "answer",
+)
+"""Order of the fields in a form the bot writes out (the multi-line answer last)."""
+
+_LABEL_LINE = re.compile(r"^\s*([^\W\d_][\w ]{0,29}?)\s*:(?!//)[ \t]?(.*)$")
+_BULLET = re.compile(r"^\s*(?:[-*•–]|\d+[.)])\s+")
+_NO_DEPARTMENT = {"", "-", "–", "keine", "none"}
+_SLUG_LENGTH = 48
+
+
+class FormError(Exception):
+    """A problem with the form's shape; ``code`` is a key below ``faq.form``."""
+
+    def __init__(self, code: str, line: int | None = None, **params: Any) -> None:
+        super().__init__(code)
+        self.code = code
+        self.line = line
+        self.params = params
+
+
+@dataclass
+class Form:
+    """The fields a coordinator wrote, as entry data, with the message line of each label."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    lines: dict[str, int] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.values)
+
+
+def parse_form(text: str, first_line: int = 1) -> Form:
+    """Read the labelled fields of ``text``; ``first_line`` is the message line ``text``
+    starts on, so that problems point at the line the coordinator sees."""
+    form = Form()
+    raw: dict[str, list[str]] = {}
+    current: str | None = None
+    for number, line in enumerate(text.splitlines(), start=first_line):
+        match = _LABEL_LINE.match(line)
+        name = LABELS.get(fold(match.group(1))) if match else None
+        if match and name is not None:
+            if name in raw:
+                raise FormError("duplicate_field", number, label=match.group(1).strip())
+            current = name
+            raw[name] = [match.group(2)]
+            form.lines[name] = number
+        elif current is not None:
+            raw[current].append(line)
+        elif line.strip():
+            raise FormError("text_before_field", number)
+    for name, lines in raw.items():
+        form.values[name] = _value(name, lines)
+    return form
+
+
+def _value(name: str, lines: list[str]) -> Any:
+    if name == "answer":
+        return "\n".join(lines).strip("\n").rstrip()
+    if name in ("alternatives", "tags"):
+        separators = r"[;,]" if name == "tags" else r";"
+        items: list[str] = []
+        for line in lines:
+            line = _BULLET.sub("", line)
+            items += [item.strip() for item in re.split(separators, line) if item.strip()]
+        return items
+    value = " ".join(line.strip() for line in lines if line.strip())
+    if name == "department":
+        return None if value.lower() in _NO_DEPARTMENT else value
+    return value
+
+
+def merge(
+    base: FaqEntry | None,
+    form: Form,
+    known_departments: Collection[str] | None,
+    *,
+    entry_id: str | None = None,
+) -> ImportResult:
+    """Validate ``form`` applied to ``base`` (fields not in the form keep their value) with
+    the import's rules; the result holds the new entry or every problem."""
+    data: dict[str, Any] = base.model_dump() if base is not None else {}
+    data.update(form.values)
+    if entry_id is not None:
+        data["id"] = entry_id
+    if data.get("department") is None:
+        data.pop("department", None)
+    record = RawRecord(line=min(form.lines.values(), default=1), data=data,
+                       field_lines=dict(form.lines))  # fmt: skip
+    return validate_records([record], known_departments)
+
+
+def render_form(entry: FaqEntry, labels: dict[str, str]) -> str:
+    """The form text that recreates ``entry`` (``labels``: field → label in the bot's
+    language), for a coordinator to copy and edit."""
+    lines: list[str] = []
+    for name in FIELD_ORDER:
+        label = labels[name]
+        value = getattr(entry, name)
+        if name in ("alternatives", "tags"):
+            if name == "tags":
+                lines.append(f"{label}: {'; '.join(value)}".rstrip())
+            else:
+                lines.append(f"{label}:")
+                lines += [f"- {item}" for item in value]
+        elif name == "answer":
+            lines.append(f"{label}:")
+            lines.append(value.rstrip())
+        else:
+            lines.append(f"{label}: {value or ''}".rstrip())
+    return "\n".join(lines)
+
+
+def _ascii(word: str) -> str:
+    """Letters without accents, digits kept, everything else dropped ("café" → "cafe")."""
+    decomposed = unicodedata.normalize("NFKD", word)
+    return re.sub(r"[^a-z0-9]", "", decomposed.encode("ascii", "ignore").decode("ascii"))
+
+
+def slug(question: str, taken: Collection[str] = ()) -> str:
+    """An entry id derived from a question ("Wie bestelle ich Toner?" → "bestelle-toner"),
+    made unique against ``taken`` with a number suffix."""
+    words = [(word, _ascii(fold(word))) for word in re.findall(r"[^\W_]+", question)]
+    words = [(word, folded) for word, folded in words if folded]
+    meaningful = [folded for word, folded in words if not is_stopword(normalize(word))]
+    meaningful = meaningful or [folded for _, folded in words] or ["eintrag"]
+    base = ""
+    for word in meaningful:
+        candidate = f"{base}-{word}" if base else word
+        if len(candidate) > _SLUG_LENGTH:
+            break
+        base = candidate
+    base = base or meaningful[0][:_SLUG_LENGTH]
+    result, number = base, 2
+    while result in taken:
+        result = f"{base}-{number}"
+        number += 1
+    return result

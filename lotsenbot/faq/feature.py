@@ -1,0 +1,857 @@
+"""Chat side of the FAQ: answer questions, suggest, offer a request, learn from what is missing.
+
+Flow of a question (any non-command text in a direct chat, ``!frage`` or a mention in a group):
+
+* confident match → the entry's answer with its question as the title and "War das
+  hilfreich?"; 👍/👎 on that message (or ``!hilfreich`` / ``!nicht-hilfreich``) is stored
+  as feedback, one verdict per person and answer;
+* close call → "Meinten Sie …?" with up to three numbered entries; the next message ``1``–``3``
+  picks one (kept for ten minutes as a pending choice);
+* nothing fitting → said plainly, the question is kept for the coordinators (``!faq offen``)
+  and the asker is offered to pass it on to a pilot: ``ja`` (or the pre-filled ``!anfrage``)
+  opens a request through the tickets feature.
+
+Every such message carries ``"de.lotsenbot.faq": {"entry", "score", "suggestions",
+"decision"}`` so tests and tools never read the German prose.
+
+The database is the source of truth for the entries. The in-memory :class:`FaqIndex` is
+built from it at start and updated incrementally by this feature's own changes. Each change
+also writes a new random token to ``faq_state``; before searching, the feature compares the
+token with the one its index was built for and rebuilds on a mismatch. That covers changes
+made elsewhere (``lotsenbot faq import`` while the bot runs) and changes of a handler that
+was rolled back after it had already touched the index.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+import aiosqlite
+import yaml
+from rapidfuzz import fuzz
+
+from lotsenbot.config import Config, ConfigError
+from lotsenbot.core.clock import parse_iso
+from lotsenbot.core.context import Context, audit
+from lotsenbot.core.errors import BadArguments, Conflict, NotFound
+from lotsenbot.core.feature import Feature
+from lotsenbot.core.markdown import escape
+from lotsenbot.core.router import fold
+from lotsenbot.core.types import OutMessage, Role
+from lotsenbot.faq import kb, store
+from lotsenbot.faq.editform import Form, FormError, merge, parse_form, render_form, slug
+from lotsenbot.faq.kb import FaqEntry, ImportIssue, render_issue
+from lotsenbot.faq.search import FaqIndex, SearchResult
+from lotsenbot.faq.synonyms import load_synonyms
+from lotsenbot.nlp import SynonymError, find_mythes_de, is_stopword, normalize, tokenize
+
+if TYPE_CHECKING:
+    from lotsenbot.core.services import Services
+
+log = logging.getLogger(__name__)
+
+__all__ = ["META", "FaqFeature", "OpenGroup", "group_unanswered", "make_index"]
+
+META = "de.lotsenbot.faq"
+COORDINATOR = (Role.COORDINATOR,)
+
+SUGGEST = "faq.suggest"
+OFFER = "faq.offer"
+ANSWERED = "faq.answered"
+OPEN_LIST = "faq.open"
+SUGGEST_TTL = timedelta(minutes=10)
+OFFER_TTL = timedelta(minutes=10)
+ANSWERED_TTL = timedelta(minutes=30)
+OPEN_LIST_TTL = timedelta(hours=2)
+
+MAX_SUGGESTIONS = 3
+SUGGESTION_SHARE = 0.5
+"""A runner-up is offered only if it scores at least this share of the best entry."""
+GROUP_SIMILARITY = 85.0
+"""rapidfuzz token_set_ratio from which two unanswered questions count as the same."""
+
+_YES = {"ja", "ja bitte", "ja gerne", "gerne", "gern", "ok", "okay", "jawohl", "yes", "j", "y"}
+_NO = {"nein", "nein danke", "danke nein", "no", "n"}
+_NONE_OF_THEM = {"0", "keine", "keine davon", "keins", "keines", "nichts davon", "none"}
+_THANKS = {"danke", "danke schoen", "dankeschoen", "vielen dank", "danke sehr", "super danke",
+           "ok danke", "okay danke", "prima danke", "thanks", "thank you", "merci"}  # fmt: skip
+_GREETINGS = {"hallo", "hi", "hey", "moin", "servus", "guten morgen", "guten tag", "hello"}
+_PICK = re.compile(r"^(?:nr\s*)?(\d{1,2})$")
+_THUMBS_UP = re.compile(r"^(?:👍|\+1|:\+1:|:thumbsup:)")
+_THUMBS_DOWN = re.compile(r"^(?:👎|-1|:-1:|:thumbsdown:)")
+_MENTION_LINK = re.compile(
+    r"<a\s[^>]*href=\"https://matrix\.to/#/([^\"?]+)[^\"]*\"[^>]*>(.*?)</a>", re.DOTALL
+)
+
+
+def make_index(config: Config) -> FaqIndex:
+    """An empty index with the configured synonyms (and OpenThesaurus when installed).
+
+    A broken or missing local synonyms file is a configuration error: the admin asked for
+    it, so silently searching without it would hide the mistake.
+    """
+    path = config.faq.synonyms_file
+    try:
+        synonyms = load_synonyms(path)
+    except (OSError, yaml.YAMLError, SynonymError) as exc:
+        raise ConfigError(config.source or "config.toml", "faq.synonyms_file", str(exc)) from None
+    return FaqIndex(synonyms=synonyms, thesaurus=find_mythes_de())
+
+
+# -- unanswered questions, grouped -------------------------------------------------------------
+
+
+@dataclass
+class OpenGroup:
+    """Unanswered questions that say the same thing, for ``!faq offen``."""
+
+    ids: list[int] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    latest: str = ""
+    key: str = ""
+
+    @property
+    def count(self) -> int:
+        return len(self.ids)
+
+    @property
+    def representative(self) -> str:
+        """The wording asked most often (same normalised text); among equally frequent ones
+        the latest, and of its spellings preferably one written with capitals."""
+        variants = [normalize(text) for text in self.texts]
+        counts = Counter(variants)
+        best = max(counts.values())
+        winner = next(v for v in reversed(variants) if counts[v] == best)
+        spellings = [
+            (any(ch.isupper() for ch in text), position, " ".join(text.split()))
+            for position, (text, variant) in enumerate(zip(self.texts, variants, strict=True))
+            if variant == winner
+        ]
+        return max(spellings)[2]
+
+
+def _group_key(question: str, normalized: str) -> str:
+    words = sorted({token for token in tokenize(question) if not is_stopword(token)})
+    return " ".join(words) or normalized
+
+
+def _similar(a: str, b: str) -> bool:
+    return a == b or fuzz.token_set_ratio(a, b) >= GROUP_SIMILARITY
+
+
+def group_unanswered(rows: Sequence[store.Unanswered]) -> list[OpenGroup]:
+    """Group similar questions (same content words, or token_set_ratio ≥ 85), most frequent
+    first, then most recent."""
+    groups: list[OpenGroup] = []
+    for row in rows:
+        key = _group_key(row.question, row.normalized)
+        target = next((g for g in groups if _similar(g.key, key)), None)
+        if target is None:
+            target = OpenGroup(key=key)
+            groups.append(target)
+        target.ids.append(row.id)
+        target.texts.append(row.question)
+        target.latest = max(target.latest, row.asked_at)
+    groups.sort(key=lambda g: g.latest, reverse=True)
+    groups.sort(key=lambda g: g.count, reverse=True)  # stable: equal counts stay newest first
+    return groups
+
+
+# -- the feature -------------------------------------------------------------------------------
+
+
+class FaqFeature(Feature):
+    """The FAQ. Other features call :meth:`department_hints`; the demo :meth:`load_starter_kb`."""
+
+    name = "faq"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.index = FaqIndex()
+        self._token: int | None = None  # faq_state.generation the index was built for
+        command = self.router.command
+        command("frage", aliases=("ask",), args="<Frage>")(self._ask)
+        command("faq", args="[Kategorie]")(self._browse)
+        command("faq zeige", aliases=("faq show",), args="<ID>")(self._show)
+        command("hilfreich", aliases=("helpful",))(self._helpful)
+        command("nicht-hilfreich", aliases=("nicht hilfreich", "unhelpful", "not-helpful"))(
+            self._not_helpful
+        )
+        command("faq offen", aliases=("faq open",), roles=COORDINATOR)(self._open)
+        command("faq neu", aliases=("faq new",), roles=COORDINATOR, args="[ID] + Formular")(
+            self._new
+        )
+        command("faq ändern", aliases=("faq edit",), roles=COORDINATOR, args="<ID> [+ Formular]")(
+            self._edit
+        )
+        command("faq löschen", aliases=("faq delete",), roles=COORDINATOR, args="<ID>")(
+            self._delete
+        )
+        command("faq lernen", aliases=("faq learn",), roles=COORDINATOR, args="<Nr> <ID>")(
+            self._learn
+        )
+        self.router.on_message(priority=10)(self._on_choice)
+        self.router.on_message(priority=500)(self._on_question)
+        self.router.on_reaction(self._on_reaction)
+        self.router.on_redaction(self._on_redaction)
+
+    # -- lifecycle and the index --------------------------------------------------------------
+
+    async def start(self, services: Services) -> None:
+        """Build the index from the database, with the configured synonyms."""
+        await super().start(services)
+        self.index = make_index(services.config)
+        await self._rebuild(services.db.conn)
+        log.info("FAQ: %d Einträge im Suchindex", len(self.index))
+
+    async def _rebuild(self, conn: aiosqlite.Connection) -> None:
+        self._token = await store.generation(conn)
+        self.index.build(await store.all_entries(conn))
+
+    async def _current_index(self, conn: aiosqlite.Connection) -> FaqIndex:
+        """The index, rebuilt first if the entries changed behind its back."""
+        if await store.generation(conn) != self._token:
+            await self._rebuild(conn)
+        return self.index
+
+    @staticmethod
+    def _known_departments(config: Config) -> set[str]:
+        """Department ids of the configuration: what an entry may name."""
+        return {department.id for department in config.departments}
+
+    async def _changed(
+        self, conn: aiosqlite.Connection, upsert: FaqEntry | None = None, remove: str | None = None
+    ) -> None:
+        """Record one change of the entries and apply it to the index incrementally."""
+        await self._current_index(conn)  # first catch up with changes made elsewhere
+        self._token = await store.bump_generation(conn)
+        if remove is not None:
+            self.index.remove(remove)
+        if upsert is not None:
+            self.index.upsert(upsert)
+
+    # -- API for other features and the demo ----------------------------------------------------
+
+    async def department_hints(self, text: str) -> list[tuple[str, float]]:
+        """Departments of the FAQ entries closest to ``text`` with their scores, best first.
+
+        Only entries the FAQ would at least suggest count, and each department once (its best
+        entry): the tickets router adds hints up, and weak matches are no evidence.
+        """
+        config = self.services.config if self.services is not None else None
+        known = self._known_departments(config) if config is not None else None
+        hints: dict[str, float] = {}
+        for entry_id, score in self.index.rank(text, limit=5):
+            if score < self.index.suggest_threshold:
+                break
+            entry = self.index.entry(entry_id)
+            department = entry.department if entry is not None else None
+            if department is None or (known is not None and department not in known):
+                continue
+            hints.setdefault(department, score)
+        return sorted(hints.items(), key=lambda item: -item[1])
+
+    async def load_starter_kb(self) -> int:
+        """Put the shipped starter knowledge base into an empty FAQ; return the entry count.
+
+        Idempotent: a FAQ that has entries is left alone. Departments the configuration does
+        not know are dropped from the entries, so the database never names a department that
+        routing and validation would reject.
+        """
+        services = self.services
+        if services is None:
+            raise RuntimeError("feature not started")
+        known = self._known_departments(services.config)
+        now = services.clock.now()
+        async with services.db.transaction() as conn:
+            if await store.count_entries(conn) == 0:
+                entries = [
+                    entry if entry.department in known
+                    else entry.model_copy(update={"department": None})
+                    for entry in kb.load_starter_kb()
+                ]  # fmt: skip
+                outcome = await store.import_entries(
+                    conn, entries, replace=False, now=now, actor="starter"
+                )
+                await audit(conn, now, services.bot_user_id, "faq.starter_import", None,
+                            {"new": outcome.new})  # fmt: skip
+            count = await store.count_entries(conn)
+            await self._rebuild(conn)
+        return count
+
+    async def take_offered_question(self, ctx: Context) -> str | None:
+        """The question the sender was just offered to pass on (consumed), if any.
+
+        For ``!anfrage`` without text: the tickets feature can call this to open the
+        request for the question the FAQ could not answer.
+        """
+        offer = await ctx.recall_choice(OFFER, consume=True)
+        return str(offer["question"]) if offer else None
+
+    # -- asking -----------------------------------------------------------------------------
+
+    async def _ask(self, ctx: Context, args: str) -> None:
+        question = args.strip()
+        if not question:
+            raise BadArguments("faq.usage.frage")
+        await self._answer(ctx, question)
+
+    async def _on_question(self, ctx: Context) -> bool:
+        question = self._question_text(ctx)
+        if not question:
+            return False
+        await self._answer(ctx, question)
+        return True
+
+    def _question_text(self, ctx: Context) -> str:
+        """The message without the bot's name, when the bot was addressed by a mention."""
+        incoming = ctx.incoming
+        text = incoming.body.strip()
+        if not incoming.mentions_bot:
+            return text
+        bot_id = ctx.services.bot_user_id
+        names = {bot_id, bot_id.split(":", 1)[0], bot_id.split(":", 1)[0].lstrip("@")}
+        for target, label in _MENTION_LINK.findall(incoming.formatted_body or ""):
+            if unquote(target) == bot_id:
+                names.add(html.unescape(re.sub(r"<[^>]+>", "", label)).strip())
+        for name in sorted((n for n in names if n), key=len, reverse=True):
+            text = re.sub(rf"(?<![\w@]){re.escape(name)}(?!\w)[:,]?", " ", text,
+                          flags=re.IGNORECASE)  # fmt: skip
+        return " ".join(text.split()).strip(" :,;-")
+
+    async def _answer(self, ctx: Context, question: str) -> None:
+        index = await self._current_index(ctx.conn)
+        result = index.search(question, limit=MAX_SUGGESTIONS)
+        await ctx.forget_choice(SUGGEST)
+        await ctx.forget_choice(OFFER)
+        best = result.best
+        if result.decision == "answer" and best is not None:
+            entry = index.entry(best[0])
+            assert entry is not None
+            await self._give_answer(ctx, entry, best[1], "answer", question)
+        elif result.decision == "suggest":
+            await self._suggest(ctx, index, result, question)
+        else:
+            await self._no_answer(ctx, question, result)
+
+    async def _give_answer(
+        self, ctx: Context, entry: FaqEntry, score: float, decision: store.Decision, question: str
+    ) -> None:
+        key = self._next_key(ctx)
+        question_id = await store.log_question(
+            ctx.conn, now=ctx.now, user_id=ctx.sender, room_id=ctx.room_id, decision=decision,
+            entry_id=entry.id, score=score, answer_key=key,
+        )  # fmt: skip
+        await ctx.remember_choice(ANSWERED, {"question": question, "id": question_id}, ANSWERED_TTL)
+        text = "\n\n".join(
+            [
+                ctx.t("faq.answer.title", title=escape(entry.question)),
+                entry.answer.strip(),
+                ctx.t("faq.answer.helpful", prefix=self._prefix(ctx)),
+            ]
+        )
+        ctx.reply(text, **self._meta(decision, entry.id, score, []))
+
+    async def _suggest(
+        self, ctx: Context, index: FaqIndex, result: SearchResult, question: str
+    ) -> None:
+        best_score = result.results[0][1]
+        options = [
+            (entry_id, score) for entry_id, score in result.results[:MAX_SUGGESTIONS]
+            if score >= best_score * SUGGESTION_SHARE and index.entry(entry_id) is not None
+        ]  # fmt: skip
+        lines = [ctx.t("faq.suggest.title")]
+        for number, (entry_id, _) in enumerate(options, start=1):
+            entry = index.entry(entry_id)
+            assert entry is not None
+            lines.append(f"{number}. {escape(entry.question)}")
+        lines.append(ctx.t("faq.suggest.hint", count=len(options), prefix=self._prefix(ctx)))
+        key = self._next_key(ctx)
+        ids = [entry_id for entry_id, _ in options]
+        await store.log_question(
+            ctx.conn, now=ctx.now, user_id=ctx.sender, room_id=ctx.room_id, decision="suggest",
+            entry_id=None, score=best_score, suggestions=ids, answer_key=key,
+        )  # fmt: skip
+        await ctx.remember_choice(
+            SUGGEST, {"question": question, "options": [list(o) for o in options]}, SUGGEST_TTL
+        )
+        ctx.reply("\n".join(lines), **self._meta("suggest", None, best_score, ids))
+
+    async def _no_answer(self, ctx: Context, question: str, result: SearchResult | None) -> None:
+        """``result`` None: the asker rejected every suggestion ("0"); the question is then
+        already in the log as a suggestion and is not counted a second time."""
+        best = result.best if result is not None else None
+        unanswered_id = await store.record_unanswered(
+            ctx.conn, now=ctx.now, question=question, normalized=normalize(question),
+            best_entry=best[0] if best else None, best_score=best[1] if best else 0.0,
+        )  # fmt: skip
+        score = best[1] if best else 0.0
+        if result is not None:
+            await store.log_question(
+                ctx.conn, now=ctx.now, user_id=ctx.sender, room_id=ctx.room_id, decision="none",
+                entry_id=None, score=score, answer_key=self._next_key(ctx),
+            )  # fmt: skip
+        lines = [ctx.t("faq.none.text")]
+        offered = self._can_open_tickets(ctx)
+        if offered:
+            await ctx.remember_choice(
+                OFFER, {"question": question, "unanswered": unanswered_id}, OFFER_TTL
+            )
+            lines.append(self._offer_text(ctx, question))
+        else:
+            lines.append(ctx.t("faq.none.no_tickets", prefix=self._prefix(ctx)))
+        meta = self._meta("none", None, score, [])
+        meta[META]["offer"] = offered
+        ctx.reply("\n\n".join(lines), **meta)
+
+    def _offer_text(self, ctx: Context, question: str) -> str:
+        prefilled = " ".join(question.split()).replace("`", "'")
+        return ctx.t("faq.offer.text", prefix=self._prefix(ctx), question=prefilled)
+
+    # -- choices: "1"–"3", "0", "ja" / "nein" ---------------------------------------------------
+
+    async def _on_choice(self, ctx: Context) -> bool:
+        text = " ".join(re.sub(r"[^\w\s]", " ", fold(self._question_text(ctx))).split())
+        if not text:
+            return False
+        suggestion = await ctx.recall_choice(SUGGEST)
+        if suggestion is not None:
+            pick = _PICK.match(text)
+            options: list[list[Any]] = suggestion["options"]
+            if pick and int(pick.group(1)) != 0:
+                number = int(pick.group(1))
+                if not 1 <= number <= len(options):
+                    raise BadArguments("faq.suggest.out_of_range", count=len(options))
+                await ctx.forget_choice(SUGGEST)
+                entry_id, score = str(options[number - 1][0]), float(options[number - 1][1])
+                entry = (await self._current_index(ctx.conn)).entry(entry_id)
+                if entry is None:
+                    raise NotFound("faq.suggest.gone")
+                await self._give_answer(ctx, entry, score, "picked", suggestion["question"])
+                return True
+            if text in _NONE_OF_THEM:
+                await ctx.forget_choice(SUGGEST)
+                await self._no_answer(ctx, suggestion["question"], None)
+                return True
+        offer = await ctx.recall_choice(OFFER)
+        if offer is not None:
+            if text in _YES:
+                await ctx.forget_choice(OFFER)
+                await self._pass_on(ctx, offer)
+                return True
+            if text in _NO:
+                await ctx.forget_choice(OFFER)
+                ctx.reply(ctx.t("faq.offer.declined"), **{META: {"offer": "declined"}})
+                return True
+        return self._small_talk(ctx, text)
+
+    def _small_talk(self, ctx: Context, text: str) -> bool:
+        """ "Danke", "Hallo", or a "ja"/"2" whose question has expired: a short friendly answer
+        instead of a failed search that would also land in the coordinators' open list."""
+        if text in _THANKS:
+            key = "faq.smalltalk.thanks"
+        elif text in _GREETINGS:
+            key = "faq.smalltalk.hello"
+        elif text in _YES or text in _NO or text in _NONE_OF_THEM or _PICK.match(text):
+            key = "faq.smalltalk.expired"
+        else:
+            return False
+        kind = key.rsplit(".", 1)[1]
+        ctx.reply(ctx.t(key, prefix=self._prefix(ctx)), **{META: {"smalltalk": kind}})
+        return True
+
+    def _can_open_tickets(self, ctx: Context) -> bool:
+        return getattr(ctx.services.feature("tickets"), "open_ticket", None) is not None
+
+    async def _pass_on(self, ctx: Context, offer: dict[str, Any]) -> None:
+        open_ticket = getattr(ctx.services.feature("tickets"), "open_ticket", None)
+        if open_ticket is None:
+            ctx.reply(ctx.t("faq.offer.unavailable"), **{META: {"offer": "unavailable"}})
+            return
+        ticket_id = await open_ticket(ctx, str(offer["question"]), source="faq")
+        if offer.get("unanswered"):
+            await store.set_unanswered_ticket(ctx.conn, int(offer["unanswered"]), int(ticket_id))
+
+    # -- feedback ---------------------------------------------------------------------------
+
+    async def _helpful(self, ctx: Context, args: str) -> None:
+        await self._feedback_command(ctx, helpful=True)
+
+    async def _not_helpful(self, ctx: Context, args: str) -> None:
+        await self._feedback_command(ctx, helpful=False)
+
+    async def _feedback_command(self, ctx: Context, *, helpful: bool) -> None:
+        answer = await store.last_answer(ctx.conn, ctx.room_id, ctx.sender)
+        if answer is None:
+            raise NotFound("faq.feedback.nothing")
+        await store.set_feedback(ctx.conn, answer.id, ctx.sender, helpful, ctx.now)
+        meta = {META: {"feedback": {"entry": answer.entry_id, "helpful": helpful}}}
+        if helpful:
+            ctx.reply(ctx.t("faq.feedback.thanks"), **meta)
+            return
+        lines = [ctx.t("faq.feedback.sorry")]
+        question = await self._offer_after_bad_answer(ctx, answer.id)
+        if question is not None:
+            lines.append(self._offer_text(ctx, question))
+            meta[META]["offer"] = True
+        ctx.reply("\n\n".join(lines), **meta)
+
+    async def _offer_after_bad_answer(self, ctx: Context, question_id: int) -> str | None:
+        """After "not helpful" on a recent answer: remember the question as an offer."""
+        answered = await ctx.recall_choice(ANSWERED)
+        if not answered or answered.get("id") != question_id or not self._can_open_tickets(ctx):
+            return None
+        question = str(answered["question"])
+        await ctx.remember_choice(OFFER, {"question": question, "unanswered": None}, OFFER_TTL)
+        return question
+
+    async def _on_reaction(self, ctx: Context) -> bool:
+        """👍/👎 on an answer; other reactions and other messages are not ours."""
+        incoming = ctx.incoming
+        key = incoming.key or ""
+        if not incoming.relates_to or not (_THUMBS_UP.match(key) or _THUMBS_DOWN.match(key)):
+            return False
+        answer = await store.question_for_event(ctx.conn, incoming.relates_to)
+        if answer is None:
+            return False
+        helpful = bool(_THUMBS_UP.match(key))
+        await store.set_feedback(ctx.conn, answer.id, ctx.sender, helpful, ctx.now,
+                                 reaction_event=incoming.event_id)  # fmt: skip
+        if not helpful and ctx.sender == answer.user_id:
+            question = await self._offer_after_bad_answer(ctx, answer.id)
+            if question is not None:
+                text = "\n\n".join([ctx.t("faq.feedback.sorry"), self._offer_text(ctx, question)])
+                mentions = () if incoming.is_direct else (ctx.sender,)
+                ctx.send_to_room(
+                    ctx.room_id,
+                    OutMessage(text, meta={META: {"offer": True}}, mentions=mentions),
+                    purpose="reply",
+                )
+        return True
+
+    async def _on_redaction(self, ctx: Context) -> bool:
+        """Taking back a 👍/👎 withdraws that verdict."""
+        if not ctx.incoming.relates_to:
+            return False
+        return await store.withdraw_feedback(ctx.conn, ctx.incoming.relates_to, ctx.sender)
+
+    # -- browsing ---------------------------------------------------------------------------
+
+    async def _browse(self, ctx: Context, args: str) -> None:
+        wanted = " ".join(args.split())
+        categories = await store.categories(ctx.conn)
+        if not wanted:
+            if not categories:
+                ctx.reply(ctx.t("faq.browse.empty"), **{META: {"categories": []}})
+                return
+            lines = [ctx.t("faq.browse.title")]
+            lines += [
+                ctx.t("faq.browse.category", number=number, name=escape(name), count=count)
+                for number, (name, count) in enumerate(categories, start=1)
+            ]
+            lines.append(ctx.t("faq.browse.hint", prefix=self._prefix(ctx)))
+            ctx.reply("\n".join(lines), **{META: {"categories": [n for n, _ in categories]}})
+            return
+        category = _find_category(wanted, [name for name, _ in categories])
+        if category is None:
+            await self._answer(ctx, wanted)  # "!faq wie ändere ich mein Passwort"
+            return
+        entries = await store.entries_in_category(ctx.conn, category)
+        lines = [ctx.t("faq.browse.category_title", name=escape(category))]
+        lines += [
+            ctx.t("faq.browse.entry", id=entry.id, question=escape(entry.question))
+            for entry in entries
+        ]
+        lines.append(ctx.t("faq.browse.show_hint", prefix=self._prefix(ctx)))
+        ctx.reply(
+            "\n".join(lines),
+            **{META: {"category": category, "entries": [entry.id for entry in entries]}},
+        )
+
+    async def _show(self, ctx: Context, args: str) -> None:
+        entry_id = args.strip().lower()
+        if not entry_id:
+            raise BadArguments("faq.usage.zeige")
+        entry = await store.get_entry(ctx.conn, entry_id)
+        if entry is None:
+            raise NotFound("faq.show.not_found", id=escape(entry_id))
+        text = "\n\n".join(
+            [
+                ctx.t("faq.answer.title", title=escape(entry.question)),
+                entry.answer.strip(),
+                ctx.t("faq.show.footer", id=entry.id, category=escape(entry.category)),
+            ]
+        )
+        ctx.reply(text, **{META: {"entry": entry.id, "view": True}})
+
+    # -- coordinators: unanswered questions --------------------------------------------------
+
+    async def _open(self, ctx: Context, args: str) -> None:
+        groups = group_unanswered(await store.open_unanswered(ctx.conn))
+        if not groups:
+            await ctx.forget_choice(OPEN_LIST)
+            ctx.reply(ctx.t("faq.open.empty"), **{META: {"open": []}})
+            return
+        tz = ctx.services.config.bot.tz
+        lines = [ctx.t("faq.open.title", count=sum(g.count for g in groups))]
+        for number, group in enumerate(groups, start=1):
+            lines.append(
+                ctx.t(
+                    "faq.open.item",
+                    number=number,
+                    question=escape(group.representative),
+                    count=group.count,
+                    date=parse_iso(group.latest).astimezone(tz).strftime("%d.%m.%Y"),
+                )
+            )
+        lines.append(ctx.t("faq.open.hint", prefix=self._prefix(ctx)))
+        await ctx.remember_choice(OPEN_LIST, [g.ids for g in groups], OPEN_LIST_TTL)
+        ctx.reply(
+            "\n".join(lines),
+            **{META: {"open": [{"number": n, "count": g.count, "ids": g.ids}
+                               for n, g in enumerate(groups, start=1)]}},
+        )  # fmt: skip
+
+    async def _learn(self, ctx: Context, args: str) -> None:
+        parts = args.split()
+        if len(parts) != 2 or not parts[0].lstrip("#").isdigit():
+            raise BadArguments("faq.usage.lernen")
+        number, entry_id = int(parts[0].lstrip("#")), parts[1].lower()
+        listed: list[list[int]] | None = await ctx.recall_choice(OPEN_LIST)
+        rows = await store.open_unanswered(ctx.conn)
+        by_id = {row.id: row for row in rows}
+        if listed is None:
+            listed = [g.ids for g in group_unanswered(rows)]
+        if not 1 <= number <= len(listed):
+            raise NotFound("faq.learn.no_such_question", number=number)
+        group = OpenGroup()
+        for row_id in listed[number - 1]:
+            row = by_id.get(row_id)
+            if row is not None:
+                group.ids.append(row.id)
+                group.texts.append(row.question)
+        if not group.ids:
+            raise Conflict("faq.learn.already_done", number=number)
+        old = await store.get_entry(ctx.conn, entry_id)
+        if old is None:
+            raise NotFound("faq.edit.not_found", id=escape(entry_id))
+        phrase = group.representative
+        known = {fold(text) for text in (old.question, *old.alternatives)}
+        new = old
+        if fold(phrase) not in known:
+            new = FaqEntry.model_validate(
+                {**old.model_dump(), "alternatives": [*old.alternatives, phrase]}
+            )
+            await store.update_entry(ctx.conn, new, ctx.now, ctx.sender)
+            await self._changed(ctx.conn, upsert=new)
+        resolved = await store.resolve_unanswered(ctx.conn, group.ids, ctx.now, ctx.sender, old.id)
+        await ctx.audit("faq.learn", old.id, {
+            "old": store.entry_snapshot(old), "new": store.entry_snapshot(new),
+            "phrase": phrase, "unanswered": group.ids,
+        })  # fmt: skip
+        await ctx.forget_choice(OPEN_LIST)
+        ctx.reply(
+            ctx.t("faq.learn.done", phrase=escape(phrase), id=old.id, count=resolved),
+            **{META: {"learned": {"entry": old.id, "phrase": phrase, "resolved": resolved}}},
+        )
+
+    # -- coordinators: editing ----------------------------------------------------------------
+
+    async def _new(self, ctx: Context, args: str) -> None:
+        first, rest = _split_first_line(args)
+        entry_id: str | None = None
+        form_text = args
+        if first and len(first.split()) == 1 and not _looks_like_field(first):
+            entry_id, form_text = first.lower(), rest
+        if not form_text.strip():
+            self._reply_template(ctx, "faq.edit.template_new", entry_id or "", None)
+            return
+        form = self._parse(ctx, form_text)
+        if entry_id is not None and form.values.get("id") not in (None, entry_id):
+            raise BadArguments("faq.form.id_change")
+        entry_id = entry_id or form.values.get("id")
+        if not entry_id:
+            existing = {entry.id for entry in await store.all_entries(ctx.conn)}
+            entry_id = slug(str(form.values.get("question", "")), existing)
+        entry_id = entry_id.lower()
+        if await store.get_entry(ctx.conn, entry_id) is not None:
+            raise Conflict("faq.edit.exists", id=escape(entry_id))
+        entry = self._validated(ctx, None, form, entry_id)
+        await store.insert_entry(ctx.conn, entry, ctx.now, ctx.sender)
+        await self._changed(ctx.conn, upsert=entry)
+        await ctx.audit("faq.create", entry.id, {"old": None, "new": store.entry_snapshot(entry)})
+        ctx.reply(
+            ctx.t("faq.edit.created", id=entry.id, prefix=self._prefix(ctx)),
+            **{META: {"edit": {"action": "created", "entry": entry.id}}},
+        )
+
+    async def _edit(self, ctx: Context, args: str) -> None:
+        first, rest = _split_first_line(args)
+        if not first:
+            raise BadArguments("faq.usage.aendern")
+        entry_id, _, same_line = first.partition(" ")
+        entry_id = entry_id.lower()
+        old = await store.get_entry(ctx.conn, entry_id)
+        if old is None:
+            raise NotFound("faq.edit.not_found", id=escape(entry_id))
+        form_text = f"{same_line}\n{rest}" if same_line.strip() else rest
+        if not form_text.strip():
+            self._reply_template(ctx, "faq.edit.template_edit", entry_id, old)
+            return
+        form = self._parse(ctx, form_text)
+        if form.values.get("id") not in (None, entry_id):
+            raise BadArguments("faq.form.id_change")
+        new = self._validated(ctx, old, form, entry_id)
+        if new == old:
+            ctx.reply(
+                ctx.t("faq.edit.unchanged", id=entry_id),
+                **{META: {"edit": {"action": "unchanged", "entry": entry_id}}},
+            )
+            return
+        await store.update_entry(ctx.conn, new, ctx.now, ctx.sender)
+        await self._changed(ctx.conn, upsert=new)
+        changed = [name for name in kb.COLUMNS if getattr(old, name) != getattr(new, name)]
+        await ctx.audit("faq.update", entry_id, {
+            "old": store.entry_snapshot(old), "new": store.entry_snapshot(new), "fields": changed,
+        })  # fmt: skip
+        labels = ", ".join(ctx.t(f"faq.form.label.{name}") for name in changed)
+        ctx.reply(
+            ctx.t("faq.edit.updated", id=entry_id, fields=labels),
+            **{META: {"edit": {"action": "updated", "entry": entry_id, "fields": changed}}},
+        )
+
+    async def _delete(self, ctx: Context, args: str) -> None:
+        entry_id = args.strip().lower()
+        if not entry_id or len(entry_id.split()) != 1:
+            raise BadArguments("faq.usage.loeschen")
+        old = await store.get_entry(ctx.conn, entry_id)
+        if old is None:
+            raise NotFound("faq.edit.not_found", id=escape(entry_id))
+        await store.delete_entry(ctx.conn, entry_id)
+        await self._changed(ctx.conn, remove=entry_id)
+        await ctx.audit("faq.delete", entry_id, {"old": store.entry_snapshot(old), "new": None})
+        ctx.reply(
+            ctx.t("faq.edit.deleted", id=entry_id),
+            **{META: {"edit": {"action": "deleted", "entry": entry_id}}},
+        )
+
+    def _parse(self, ctx: Context, form_text: str) -> Form:
+        try:
+            return parse_form(form_text, _line_in_message(ctx.incoming.body, form_text))
+        except FormError as exc:
+            problem = ctx.t(f"faq.form.{exc.code}", **exc.params)
+            if exc.line is not None:
+                problem = ctx.t("faq.import.location", line=exc.line, message=problem)
+            raise BadArguments("faq.form.invalid", problems=f"- {problem}") from None
+
+    def _validated(
+        self, ctx: Context, base: FaqEntry | None, form: Form, entry_id: str
+    ) -> FaqEntry:
+        result = merge(base, form, self._known_departments(ctx.services.config),
+                       entry_id=entry_id)  # fmt: skip
+        if result.errors:
+            problems = "\n".join(f"- {self._issue_text(ctx, i)}" for i in result.errors)
+            raise BadArguments("faq.form.invalid", problems=problems)
+        return result.entries[0]
+
+    def _issue_text(self, ctx: Context, issue: ImportIssue) -> str:
+        """Problems about missing fields name the form's label, not the file's field name."""
+        if issue.code in ("missing_field", "empty_field", "missing_answer"):
+            name = "answer" if issue.code == "missing_answer" else str(issue.params["field"])
+            return ctx.t("faq.form.missing", label=ctx.t(f"faq.form.label.{name}"))
+        return render_issue(issue, ctx.t.lang)
+
+    def _reply_template(
+        self, ctx: Context, key: str, entry_id: str, entry: FaqEntry | None
+    ) -> None:
+        labels = {name: ctx.t(f"faq.form.label.{name}") for name in kb.COLUMNS}
+        blank = FaqEntry(id="x", category="…", question="…", answer="…")
+        body = render_form(entry or blank, labels)
+        fence = "`" * max(3, _longest_backtick_run(body) + 1)
+        command = f"faq ändern {entry_id}" if entry is not None else "faq neu"
+        form = f"{fence}\n{self._prefix(ctx)}{command}\n{body}\n{fence}"
+        ctx.reply(
+            "\n\n".join([ctx.t(key, id=entry_id, prefix=self._prefix(ctx)), form]),
+            **{META: {"template": entry.id if entry is not None else None}},
+        )
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _prefix(ctx: Context) -> str:
+        return ctx.services.config.bot.prefix
+
+    @staticmethod
+    def _next_key(ctx: Context) -> str:
+        """The outbox key the next reply will get (the dispatcher numbers a handler's
+        messages), so a reaction to the delivered message can be traced back."""
+        return f"evt:{ctx.incoming.event_id}:{len(ctx.outgoing)}"
+
+    @staticmethod
+    def _meta(
+        decision: str, entry_id: str | None, score: float, suggestions: list[str]
+    ) -> dict[str, Any]:
+        return {
+            META: {
+                "entry": entry_id,
+                "score": round(float(score), 4),
+                "suggestions": suggestions,
+                "decision": decision,
+            }
+        }
+
+
+def _find_category(wanted: str, names: Sequence[str]) -> str | None:
+    """A category by its number in ``!faq``, its name, a prefix or a close spelling."""
+    if wanted.isdigit():
+        number = int(wanted)
+        return names[number - 1] if 1 <= number <= len(names) else None
+    folded = fold(wanted)
+    for test in (
+        lambda n: fold(n) == folded,
+        lambda n: fold(n).startswith(folded),
+        lambda n: folded in fold(n).split(),
+    ):
+        found = [name for name in names if test(name)]
+        if len(found) == 1:
+            return found[0]
+    scored = [(fuzz.ratio(folded, fold(name)), name) for name in names]
+    scored.sort(reverse=True)
+    if scored and scored[0][0] >= 85 and (len(scored) == 1 or scored[1][0] < scored[0][0]):
+        return scored[0][1]
+    return None
+
+
+def _split_first_line(args: str) -> tuple[str, str]:
+    head, _, tail = args.partition("\n")
+    return head.strip(), tail
+
+
+def _looks_like_field(line: str) -> bool:
+    return ":" in line
+
+
+def _line_in_message(body: str, fragment: str) -> int:
+    """The message line on which ``fragment`` (a form) starts, for error messages."""
+    first = next((line.strip() for line in fragment.splitlines() if line.strip()), "")
+    position = body.find(first) if first else -1
+    if position < 0:
+        return 1
+    blank_lead = 0
+    for line in fragment.splitlines():
+        if line.strip():
+            break
+        blank_lead += 1
+    return body.count("\n", 0, position) + 1 - blank_lead
+
+
+def _longest_backtick_run(text: str) -> int:
+    return max((len(run) for run in re.findall(r"`+", text)), default=0)

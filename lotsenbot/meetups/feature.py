@@ -1,0 +1,1057 @@
+"""Network meetups: create, announce, sign up (👍 or command), remind, change, cancel, poll.
+
+How the pieces fit:
+
+* ``!treffen neu`` parses the message (:mod:`.form`), stores the meetup (:mod:`.store`) and
+  writes the announcement for every recipient into the outbox in the same transaction, with
+  dedup keys ``meetup:<id>:ann:<target>`` (text) and ``meetup:<id>:ics:<target>`` (calendar
+  file; a separate message, because the sender records the event id of the *file* for
+  messages with attachments, and people react to the text). Both keys are remembered, so a
+  👍 on either — found via ``outbox.event_id`` — is a sign-up.
+* Sign-ups are per date. For a series a sign-up is for its next date at the time of signing
+  up; the confirmation says so. Withdrawing (``!absage``, or removing the 👍) frees the place,
+  and the first on the waiting list moves up and is told.
+* Reminders are never scheduled per person: a periodic job asks the database which confirmed
+  people have a date coming up and which reminders (:mod:`.reminders`) are due, records each
+  as sent or skipped, and enqueues it with the key ``rem:<meetup>:<date>:<offset s>:<user>``.
+  After a restart the same question gives the same answer, so nothing is lost or doubled.
+* A date poll is a native Matrix poll; responses are stored (latest per person counts) and
+  ending the poll creates the meetup at the date with the most votes (earlier date on a tie).
+
+Every message about a meetup carries ``"de.lotsenbot.meetup": {"id", "event", "starts_at"}``;
+poll messages carry ``"poll"`` (the poll number) and, once a meetup exists, its ``"id"``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+import aiosqlite
+
+from lotsenbot.core.context import Context
+from lotsenbot.core.errors import BadArguments, Conflict, NotFound
+from lotsenbot.core.feature import Feature
+from lotsenbot.core.markdown import escape, quote
+from lotsenbot.core.outbox import Envelope
+from lotsenbot.core.types import Attachment, OutMessage, Poll, Role
+from lotsenbot.meetups import store
+from lotsenbot.meetups.audience import Audience, parse_audience
+from lotsenbot.meetups.capacity import change_capacity, sign_up, withdraw
+from lotsenbot.meetups.dates import (
+    MeetupError,
+    format_duration,
+    format_when,
+    parse_date,
+    parse_when,
+)
+from lotsenbot.meetups.form import MAX_LENGTH, MeetupDraft, parse_changes, parse_meetup
+from lotsenbot.meetups.ics import build_calendar
+from lotsenbot.meetups.recurrence import (
+    Occurrence,
+    OccurrenceChange,
+    occurrence_key,
+    original_on,
+)
+from lotsenbot.meetups.reminders import ReminderKey, due_reminders, parse_offsets
+from lotsenbot.texts import Catalogue
+
+if TYPE_CHECKING:
+    from lotsenbot.core.services import Services
+
+log = logging.getLogger(__name__)
+
+META = "de.lotsenbot.meetup"
+COORDINATORS = (Role.COORDINATOR,)
+REMINDER_JOB = "meetups.reminders"
+# Dates that began up to this long ago are still looked at, so that reminders missed while
+# the bot was down are recorded (and logged) as skipped instead of silently forgotten.
+LOOKBACK = timedelta(days=1)
+MAX_POLL_OPTIONS = 20  # what Matrix clients render
+MAX_REASON = 500
+LIST_LIMIT = 25
+
+_THUMBS_UP = re.compile("^\U0001f44d[\U0001f3fb-\U0001f3ff]?\ufe0f?$")
+_NUMBER = re.compile(r"^\s*(?:nr\.?\s*|#)?(\d{1,9})(?=\s|$)(.*)$", re.IGNORECASE | re.DOTALL)
+_ON_DATE = re.compile(r"^\s*am\s+(\S+)(.*)$", re.IGNORECASE | re.DOTALL)
+
+
+def is_thumbs_up(key: str | None) -> bool:
+    return bool(key) and bool(_THUMBS_UP.match(key or ""))
+
+
+def reminder_interval(offsets: Iterable[timedelta]) -> float:
+    """Seconds between reminder checks: tight when an offset is short (tests, demos),
+    relaxed for the usual hours, so that a reminder is at most a few percent late."""
+    return 1.0 if min(offsets, default=timedelta(hours=1)) < timedelta(minutes=5) else 30.0
+
+
+def _bad(err: MeetupError) -> BadArguments:
+    """A parse error as the core's user error; user text in the parameters is escaped."""
+    params = {k: escape(v) if isinstance(v, str) else v for k, v in err.params.items()}
+    return BadArguments(err.code, **params)
+
+
+class MeetupsFeature(Feature):
+    name = "meetups"
+
+    def __init__(self) -> None:
+        super().__init__()
+        command = self.router.command
+        command("treffen", aliases=("meetups",), args="[Nr]")(self._list_or_show)
+        command(
+            "treffen neu",
+            aliases=("meetup new",),
+            roles=COORDINATORS,
+            args="<TT.MM.JJJJ> <HH:MM> <Titel>",
+        )(self._create)
+        command(
+            "treffen ändern",
+            aliases=("meetup edit",),
+            roles=COORDINATORS,
+            args="<Nr> [am <TT.MM.JJJJ>] <Feld>: <Wert>",
+        )(self._change)
+        command(
+            "treffen streichen",
+            aliases=("meetup cancel",),
+            roles=COORDINATORS,
+            args="<Nr> [am <TT.MM.JJJJ>] [Grund]",
+        )(self._cancel)
+        command("treffen ics", aliases=("meetup ics",), args="<Nr>")(self._ics)
+        command(
+            "treffen umfrage",
+            aliases=("meetup poll",),
+            roles=COORDINATORS,
+            args="<Titel> | <Termin 1> | <Termin 2> …",
+        )(self._poll)
+        command(
+            "treffen umfrage beenden", aliases=("meetup poll end",), roles=COORDINATORS, args="<Nr>"
+        )(self._poll_end)
+        command("zusage", aliases=("rsvp",), args="<Nr>")(self._rsvp)
+        command("absage", aliases=("rsvp cancel",), args="<Nr>")(self._withdraw)
+        self.router.on_reaction(self._on_reaction)
+        self.router.on_redaction(self._on_redaction)
+        self.router.on_poll_response(self._on_poll_response)
+        self.offsets: tuple[timedelta, ...] = ()
+        self._tick_lock = asyncio.Lock()
+        self._stopped = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self, services: Services) -> None:
+        """Declare the reminder job; it runs at once, so reminders missed while the bot was
+        down are handled right after start-up."""
+        await super().start(services)
+        try:
+            self.offsets = parse_offsets(services.config.meetups.reminders)
+        except MeetupError as err:  # config validation only checks the syntax
+            raise ValueError(f"[meetups] reminders: {err}") from None
+        self._stopped = False
+        services.scheduler.add_job(
+            self.tick,
+            "interval",
+            seconds=reminder_interval(self.offsets),
+            next_run_time=datetime.now(UTC),
+            id=REMINDER_JOB,
+            replace_existing=True,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
+
+    async def stop(self) -> None:
+        """Wait for a running check to finish, so it never meets a closed database."""
+        async with self._tick_lock:
+            self._stopped = True
+
+    @property
+    def _services(self) -> Services:
+        if self.services is None:
+            raise RuntimeError("feature not started")
+        return self.services
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return self._services.config.bot.tz
+
+    # -- small helpers -----------------------------------------------------------------------
+
+    def _when(self, moment: datetime) -> str:
+        return format_when(moment, self.tz)
+
+    def _meta(
+        self, meetup_id: int | None, event: str, starts_at: datetime | None, **extra: Any
+    ) -> dict[str, Any]:
+        data: dict[str, Any] = {"id": meetup_id, "event": event}
+        if starts_at is not None:
+            data["starts_at"] = starts_at.astimezone(self.tz).isoformat()
+        data.update(extra)
+        return {META: data}
+
+    def _prefix(self) -> str:
+        return self._services.config.bot.prefix
+
+    @staticmethod
+    def _number(args: str, usage: str) -> tuple[int, str]:
+        match = _NUMBER.match(args)
+        if match is None:
+            raise BadArguments(usage)
+        return int(match.group(1)), match.group(2).strip()
+
+    async def _load(self, conn: aiosqlite.Connection, meetup_id: int) -> store.Meetup:
+        meetup = await store.get_meetup(conn, meetup_id)
+        if meetup is None:
+            raise NotFound("meetups.not_found", id=meetup_id)
+        return meetup
+
+    def _split_date(self, rest: str, meetup: store.Meetup, now: datetime) -> tuple[str | None, str]:
+        """``am TT.MM.JJJJ …`` at the start of ``rest``: the occurrence key of that date."""
+        match = _ON_DATE.match(rest)
+        if match is None:
+            return None, rest
+        try:
+            day: date = parse_date(match.group(1), tz=self.tz, now=now)
+        except MeetupError as err:
+            raise _bad(err) from None
+        original = original_on(meetup.series, day)
+        if original is None:
+            raise NotFound("meetups.date_not_found", id=meetup.id, date=escape(match.group(1)))
+        return occurrence_key(original), match.group(2).strip()
+
+    def _link(self, link: str) -> str:
+        # An autolink stays clickable although linkify is off; odd characters stay text.
+        return f"<{link}>" if not re.search(r"[<>\s]", link) else escape(link)
+
+    def _details(
+        self, t: Catalogue, meetup: store.Meetup, occ: Occurrence | None, free: int | None = None
+    ) -> list[str]:
+        """The description of a meetup as Markdown lines (announcement, details)."""
+        lines = [f"**{escape(meetup.title)}**", ""]
+        if occ is not None:
+            lines.append(
+                t(
+                    "meetups.details.when",
+                    when=self._when(occ.start),
+                    duration=format_duration(occ.end - occ.start),
+                )
+            )
+        if meetup.is_series:
+            lines.append(t("meetups.details.series"))
+        change = occ.change if occ is not None else None
+        location = (change.location if change and change.location else None) or meetup.location
+        link = (change.link if change and change.link else None) or meetup.link
+        if location:
+            lines.append(t("meetups.details.where", location=escape(location)))
+        if link:
+            lines.append(t("meetups.details.link", link=self._link(link)))
+        if meetup.capacity is None:
+            lines.append(t("meetups.details.places_unlimited"))
+        elif free is None:
+            lines.append(t("meetups.details.places", capacity=meetup.capacity))
+        else:
+            lines.append(t("meetups.details.places_free", capacity=meetup.capacity, free=free))
+        if meetup.description:
+            lines += ["", quote(meetup.description)]
+        return lines
+
+    def _calendar(self, meetup: store.Meetup) -> Attachment:
+        data = build_calendar(
+            [meetup.calendar_entry()],
+            server_name=self._services.config.matrix.server_name,
+            dtstamp=meetup.updated_at,
+        )
+        return Attachment(f"treffen-{meetup.id}.ics", "text/calendar", data)
+
+    # -- creating and announcing -------------------------------------------------------------
+
+    async def _create(self, ctx: Context, args: str) -> None:
+        config = self._services.config
+        try:
+            draft = parse_meetup(args, tz=self.tz, now=ctx.now)
+            audience = parse_audience(draft.audience, ((d.id, d.name) for d in config.departments))
+        except MeetupError as err:
+            raise _bad(err) from None
+        await self._check_audience(ctx.conn, audience)
+        meetup_id = await self.create(ctx.conn, draft, audience, ctx.sender, ctx.now)
+        meetup = await self._load(ctx.conn, meetup_id)
+        occ = meetup.next_occurrence(ctx.now)
+        assert occ is not None  # parse_meetup only accepts future starts
+        count = await self.announce(ctx.conn, meetup, ctx.now)
+        await ctx.audit("meetup.create", str(meetup_id), {"title": meetup.title})
+        t = ctx.t
+        lines = [
+            t("meetups.created", id=meetup_id, prefix=self._prefix()),
+            "",
+            *self._details(t, meetup, occ),
+            "",
+            self._audience_line(t, audience, count),
+        ]
+        ctx.reply("\n".join(lines), **self._meta(meetup_id, "created", occ.start, recipients=count))
+
+    async def create(
+        self,
+        conn: aiosqlite.Connection,
+        draft: MeetupDraft,
+        audience: Audience,
+        created_by: str,
+        now: datetime,
+    ) -> int:
+        """Store a meetup (without announcing it); for the commands and for tests."""
+        return await store.create_meetup(
+            conn, draft, audience=audience.key, created_by=created_by, now=now
+        )
+
+    async def _check_audience(self, conn: aiosqlite.Connection, audience: Audience) -> None:
+        if audience.kind != "raum":
+            return
+        async with conn.execute(
+            "SELECT 1 FROM rooms WHERE room_id = ? AND left_at IS NULL AND is_direct = 0",
+            (audience.target,),
+        ) as cursor:
+            if await cursor.fetchone() is None:
+                raise BadArguments(
+                    "meetups.audience.room_unknown", room=escape(audience.target or "")
+                )
+
+    def _audience_line(self, t: Catalogue, audience: Audience, count: int) -> str:
+        if audience.kind == "keine":
+            return t("meetups.audience.none")
+        if audience.kind == "raum":
+            return t("meetups.audience.room", room=escape(audience.target or ""))
+        return t("meetups.audience.people", count=count)
+
+    def _recipients(self, audience: Audience) -> list[tuple[str, str]]:
+        """(target kind, target) for each recipient of the announcement, from the config."""
+        config = self._services.config
+        if audience.kind == "keine":
+            return []
+        if audience.kind == "raum":
+            return [("room", audience.target or "")]
+        if audience.kind == "abteilung":
+            department = config.department(audience.target or "")
+            pilots = sorted(set(department.pilots)) if department else []
+            return [("user", p) for p in pilots]
+        return [("user", p) for p in self._services.roles.pilots()]
+
+    async def announce(
+        self, conn: aiosqlite.Connection, meetup: store.Meetup, now: datetime
+    ) -> int:
+        """Enqueue the announcement (text and calendar file) for every recipient; returns
+        the number of recipients. Keys are per meetup and target, so this is idempotent."""
+        services = self._services
+        t = services.texts
+        occ = meetup.next_occurrence(now)
+        if occ is None:
+            return 0
+        audience = Audience.from_key(meetup.audience)
+        roster = await store.roster(conn, meetup.id, occ.key, meetup.capacity)
+        text = "\n".join(
+            [
+                t("meetups.announce.intro"),
+                "",
+                *self._details(t, meetup, occ, roster.free),
+                "",
+                t("meetups.announce.howto", id=meetup.id, prefix=self._prefix()),
+            ]
+        )
+        meta = self._meta(meetup.id, "created", occ.start)
+        calendar = self._calendar(meetup)
+        recipients = self._recipients(audience)
+        for kind, target in recipients:
+            text_key = f"meetup:{meetup.id}:ann:{target}"
+            await services.outbox.enqueue(
+                conn, text_key, Envelope(kind, target, OutMessage(text, meta=meta), "announce")
+            )
+            await store.record_message(conn, text_key, meetup.id)
+            file_key = f"meetup:{meetup.id}:ics:{target}"
+            file_message = OutMessage(
+                t("meetups.announce.calendar", title=escape(meetup.title)),
+                meta=self._meta(meetup.id, "created", occ.start, calendar=True),
+                attachment=calendar,
+            )
+            await services.outbox.enqueue(
+                conn, file_key, Envelope(kind, target, file_message, "announce")
+            )
+            await store.record_message(conn, file_key, meetup.id)
+        return len(recipients)
+
+    # -- listing and details -----------------------------------------------------------------
+
+    async def _list_or_show(self, ctx: Context, args: str) -> None:
+        if args.strip():
+            meetup_id, _ = self._number(args, "meetups.usage.show")
+            await self._show(ctx, meetup_id)
+            return
+        t = ctx.t
+        upcoming: list[tuple[store.Meetup, Occurrence]] = []
+        for meetup in await store.open_meetups(ctx.conn, ctx.now):
+            occ = meetup.next_occurrence(ctx.now)
+            if occ is not None:
+                upcoming.append((meetup, occ))
+        upcoming.sort(key=lambda pair: (pair[1].start, pair[0].id))
+        upcoming = upcoming[:LIST_LIMIT]
+        if not upcoming:
+            ctx.reply(t("meetups.list.empty"), **{"de.lotsenbot.meetups": {"items": []}})
+            return
+        numbers = await store.counts(ctx.conn, [(m.id, o.key) for m, o in upcoming])
+        lines = [t("meetups.list.title"), ""]
+        items = []
+        for meetup, occ in upcoming:
+            confirmed, waiting = numbers[(meetup.id, occ.key)]
+            free = None if meetup.capacity is None else max(0, meetup.capacity - confirmed)
+            if free is None:
+                places = t("meetups.list.unlimited", confirmed=confirmed)
+            elif free > 0:
+                places = t("meetups.list.free", free=free, capacity=meetup.capacity)
+            else:
+                places = t("meetups.list.full", waiting=waiting)
+            series = " " + t("meetups.list.series") if meetup.is_series else ""
+            lines.append(
+                t(
+                    "meetups.list.item",
+                    id=meetup.id,
+                    title=escape(meetup.title),
+                    when=self._when(occ.start),
+                    places=places,
+                    series=series,
+                )
+            )
+            items.append(
+                {
+                    "id": meetup.id,
+                    "starts_at": occ.start.astimezone(self.tz).isoformat(),
+                    "free": free,
+                    "confirmed": confirmed,
+                    "waitlisted": waiting,
+                }
+            )
+        lines += ["", t("meetups.list.footer", prefix=self._prefix())]
+        ctx.reply("\n".join(lines), **{"de.lotsenbot.meetups": {"items": items}})
+
+    async def _show(self, ctx: Context, meetup_id: int) -> None:
+        t = ctx.t
+        meetup = await self._load(ctx.conn, meetup_id)
+        occ = meetup.next_occurrence(ctx.now)
+        if meetup.cancelled or occ is None:
+            key = "meetups.show.cancelled" if meetup.cancelled else "meetups.show.over"
+            lines = [*self._details(t, meetup, None), "", t(key)]
+            ctx.reply(
+                "\n".join(lines), **self._meta(meetup.id, "details", None, status=meetup.status)
+            )
+            return
+        roster = await store.roster(ctx.conn, meetup.id, occ.key, meetup.capacity)
+        lines = self._details(t, meetup, occ, roster.free)
+        status = roster.status(ctx.sender)
+        lines += [
+            "",
+            t(
+                f"meetups.show.you_{status}",
+                position=roster.position(ctx.sender) or 0,
+                id=meetup.id,
+                prefix=self._prefix(),
+            ),
+        ]
+        extra: dict[str, Any] = {
+            "status": meetup.status,
+            "free": roster.free,
+            "confirmed": len(roster.confirmed),
+            "waitlisted": len(roster.waitlist),
+        }
+        if ctx.person.is_coordinator:
+            people = ", ".join(escape(p) for p in roster.confirmed) or "–"
+            lines += [
+                "",
+                t("meetups.show.participants", count=len(roster.confirmed), people=people),
+            ]
+            if roster.waitlist:
+                waiting = ", ".join(escape(p) for p in roster.waitlist)
+                lines.append(t("meetups.show.waitlist", count=len(roster.waitlist), people=waiting))
+            extra["participants"] = list(roster.confirmed)
+            extra["waitlist"] = list(roster.waitlist)
+        ctx.reply("\n".join(lines), **self._meta(meetup.id, "details", occ.start, **extra))
+
+    async def _ics(self, ctx: Context, args: str) -> None:
+        meetup_id, _ = self._number(args, "meetups.usage.ics")
+        meetup = await self._load(ctx.conn, meetup_id)
+        occ = meetup.next_occurrence(ctx.now)
+        ctx.reply_message(
+            OutMessage(
+                ctx.t("meetups.ics.text", title=escape(meetup.title)),
+                meta=self._meta(meetup.id, "calendar", occ.start if occ else None),
+                attachment=self._calendar(meetup),
+            )
+        )
+
+    # -- signing up and withdrawing ----------------------------------------------------------
+
+    async def _rsvp(self, ctx: Context, args: str) -> None:
+        meetup_id, _ = self._number(args, "meetups.usage.rsvp")
+        meetup = await self._load(ctx.conn, meetup_id)
+        text, meta = await self._sign_up(ctx.conn, ctx.t, meetup, ctx.sender, ctx.now, None)
+        ctx.reply(text, **meta)
+
+    async def _sign_up(
+        self,
+        conn: aiosqlite.Connection,
+        t: Catalogue,
+        meetup: store.Meetup,
+        user_id: str,
+        now: datetime,
+        reaction_event_id: str | None,
+    ) -> tuple[str, dict[str, Any]]:
+        """Sign up for the next date; the answer text and metadata for the person."""
+        if meetup.cancelled:
+            raise Conflict("meetups.signup.cancelled", title=escape(meetup.title))
+        occ = meetup.next_occurrence(now)
+        if occ is None:
+            raise Conflict("meetups.signup.over", title=escape(meetup.title))
+        before = await store.roster(conn, meetup.id, occ.key, meetup.capacity)
+        after, result = sign_up(before, user_id)
+        if result.changed:
+            await store.save_roster(
+                conn,
+                meetup.id,
+                occ.key,
+                before,
+                after,
+                starts_at=occ.start,
+                now=now,
+                reaction_event_id=reaction_event_id,
+            )
+        elif reaction_event_id is not None:
+            await store.attach_reaction(conn, meetup.id, occ.key, user_id, reaction_event_id)
+        text = t(
+            f"meetups.signup.{result.outcome}",
+            title=escape(meetup.title),
+            when=self._when(occ.start),
+            position=result.position or 0,
+        )
+        if meetup.is_series:
+            text += " " + t("meetups.signup.series_note")
+        if result.outcome in ("confirmed", "already_confirmed"):
+            text += " " + t("meetups.signup.how_to_withdraw", id=meetup.id, prefix=self._prefix())
+        event = "waitlisted" if "waitlisted" in result.outcome else "rsvp"
+        return text, self._meta(
+            meetup.id, event, occ.start, status=result.outcome, position=result.position
+        )
+
+    async def _withdraw(self, ctx: Context, args: str) -> None:
+        meetup_id, _ = self._number(args, "meetups.usage.withdraw")
+        meetup = await self._load(ctx.conn, meetup_id)
+        mine = await store.signups_of(ctx.conn, ctx.sender, meetup.id, after=ctx.now)
+        if not mine:
+            occ = meetup.next_occurrence(ctx.now)
+            starts = occ.start if occ else meetup.series.first_start
+            ctx.reply(
+                ctx.t("meetups.withdraw.none", title=escape(meetup.title), when=self._when(starts)),
+                **self._meta(meetup.id, "withdrawn", starts, status="none"),
+            )
+            return
+        text, meta = await self._withdraw_signup(ctx, meetup, mine[0])
+        ctx.reply(text, **meta)
+
+    async def _withdraw_signup(
+        self, ctx: Context, meetup: store.Meetup, signup: store.Signup
+    ) -> tuple[str, dict[str, Any]]:
+        """Withdraw one sign-up; whoever moves up is told. Returns the answer for the person."""
+        before = await store.roster(ctx.conn, meetup.id, signup.occurrence, meetup.capacity)
+        after, result = withdraw(before, signup.user_id)
+        await store.save_roster(
+            ctx.conn,
+            meetup.id,
+            signup.occurrence,
+            before,
+            after,
+            starts_at=signup.starts_at,
+            now=ctx.now,
+        )
+        when = self._when(signup.starts_at)
+        for person in result.promoted:
+            self._tell_promoted(ctx, meetup, person, signup.starts_at)
+        text = ctx.t(f"meetups.withdraw.{result.was}", title=escape(meetup.title), when=when)
+        return text, self._meta(meetup.id, "withdrawn", signup.starts_at, status=result.was)
+
+    def _tell_promoted(
+        self, ctx: Context, meetup: store.Meetup, person: str, starts_at: datetime
+    ) -> None:
+        ctx.send_to_user(
+            person,
+            OutMessage(
+                ctx.t(
+                    "meetups.signup.promoted",
+                    title=escape(meetup.title),
+                    when=self._when(starts_at),
+                ),
+                meta=self._meta(meetup.id, "promoted", starts_at, status="confirmed"),
+            ),
+        )
+
+    async def _on_reaction(self, ctx: Context) -> bool:
+        incoming = ctx.incoming
+        if not is_thumbs_up(incoming.key) or not incoming.relates_to:
+            return False
+        meetup_id = await store.meetup_for_event(ctx.conn, incoming.relates_to)
+        if meetup_id is None:
+            return False
+        meetup = await self._load(ctx.conn, meetup_id)
+        try:
+            text, meta = await self._sign_up(
+                ctx.conn, ctx.t, meetup, incoming.sender, ctx.now, incoming.event_id
+            )
+        except Conflict as exc:
+            # Said privately: a reaction in a group room should not get a public answer.
+            text = ctx.t(exc.text_key, **exc.params)
+            meta = self._meta(meetup.id, "rsvp", None, status=exc.text_key.rsplit(".", 1)[-1])
+        ctx.send_to_user(incoming.sender, OutMessage(text, meta=meta))
+        return True
+
+    async def _on_redaction(self, ctx: Context) -> bool:
+        incoming = ctx.incoming
+        if not incoming.relates_to:
+            return False
+        signup = await store.signup_by_reaction(ctx.conn, incoming.relates_to)
+        if signup is None or signup.user_id != incoming.sender:
+            return False  # a moderator removing someone's reaction does not withdraw them
+        if signup.starts_at <= ctx.now:
+            return True  # the date has begun; the sign-up is history now
+        meetup = await self._load(ctx.conn, signup.meetup_id)
+        text, meta = await self._withdraw_signup(ctx, meetup, signup)
+        ctx.send_to_user(incoming.sender, OutMessage(text, meta=meta))
+        return True
+
+    # -- changing and cancelling -------------------------------------------------------------
+
+    async def _change(self, ctx: Context, args: str) -> None:
+        meetup_id, rest = self._number(args, "meetups.usage.change")
+        meetup = await self._load(ctx.conn, meetup_id)
+        if meetup.cancelled:
+            raise Conflict("meetups.change.cancelled", id=meetup.id)
+        occurrence, rest = self._split_date(rest, meetup, ctx.now)
+        single = occurrence is not None and meetup.is_series
+        try:
+            changes = parse_changes(rest, tz=self.tz, now=ctx.now, single_date=single)
+        except MeetupError as err:
+            raise _bad(err) from None
+        if single:
+            assert occurrence is not None
+            current = meetup.occurrence(occurrence)
+            if current is None:
+                raise Conflict("meetups.change.date_cancelled", id=meetup.id)
+            change = OccurrenceChange(
+                start=changes.get("when"),
+                duration=changes.get("duration"),
+                location=changes.get("location"),
+                link=changes.get("link"),
+            )
+            meetup = await store.set_exception(
+                ctx.conn, meetup.id, occurrence, now=ctx.now, change=change
+            )
+            affected = await store.signups(ctx.conn, meetup.id, occurrence=occurrence)
+        else:
+            if meetup.is_series and "when" in changes:
+                raise Conflict("meetups.change.series_when", id=meetup.id)
+            if "capacity" in changes:
+                await self._apply_capacity(ctx, meetup, changes["capacity"])
+            meetup = await store.update_meetup(ctx.conn, meetup.id, changes, ctx.now)
+            affected = await store.signups(ctx.conn, meetup.id, after=ctx.now)
+        summary = self._change_summary(ctx.t, changes)
+        told: set[str] = set()
+        for signup in affected:
+            if signup.user_id in told:
+                continue
+            told.add(signup.user_id)
+            occ = meetup.occurrence(signup.occurrence)
+            starts = occ.start if occ else signup.starts_at
+            ctx.send_to_user(
+                signup.user_id,
+                OutMessage(
+                    "\n".join(
+                        [
+                            ctx.t(
+                                "meetups.changed.notice",
+                                title=escape(meetup.title),
+                                when=self._when(starts),
+                            ),
+                            "",
+                            *summary,
+                        ]
+                    ),
+                    meta=self._meta(meetup.id, "changed", starts, fields=sorted(changes)),
+                ),
+            )
+        await ctx.audit(
+            "meetup.change", str(meetup.id), {"fields": sorted(changes), "date": occurrence}
+        )
+        occ = (
+            meetup.occurrence(occurrence)
+            if single and occurrence
+            else meetup.next_occurrence(ctx.now)
+        )
+        ctx.reply(
+            "\n".join([ctx.t("meetups.changed.done", id=meetup.id, count=len(told)), "", *summary]),
+            **self._meta(
+                meetup.id,
+                "changed",
+                occ.start if occ else None,
+                fields=sorted(changes),
+                notified=len(told),
+            ),
+        )
+
+    async def _apply_capacity(
+        self, ctx: Context, meetup: store.Meetup, capacity: int | None
+    ) -> None:
+        """New capacity for every coming date; people who move up are told."""
+        dates = {
+            s.occurrence: s.starts_at
+            for s in await store.signups(ctx.conn, meetup.id, after=ctx.now)
+        }
+        for occurrence, starts_at in dates.items():
+            before = await store.roster(ctx.conn, meetup.id, occurrence, meetup.capacity)
+            after, promoted = change_capacity(before, capacity)
+            await store.save_roster(
+                ctx.conn, meetup.id, occurrence, before, after, starts_at=starts_at, now=ctx.now
+            )
+            for person in promoted:
+                self._tell_promoted(ctx, meetup, person, starts_at)
+
+    def _change_summary(self, t: Catalogue, changes: dict[str, Any]) -> list[str]:
+        lines = []
+        for key in ("title", "when", "duration", "location", "link", "capacity", "description"):
+            if key not in changes:
+                continue
+            value = changes[key]
+            if value is None:
+                shown = t("meetups.changed.removed")
+            elif key == "when":
+                shown = self._when(value)
+            elif key == "duration":
+                shown = format_duration(value)
+            elif key == "link":
+                shown = self._link(value)
+            elif key == "capacity":
+                shown = str(value)
+            else:
+                shown = escape(str(value))
+            lines.append(t(f"meetups.changed.field_{key}", value=shown))
+        return lines
+
+    async def _cancel(self, ctx: Context, args: str) -> None:
+        meetup_id, rest = self._number(args, "meetups.usage.cancel")
+        meetup = await self._load(ctx.conn, meetup_id)
+        if meetup.cancelled:
+            raise Conflict("meetups.cancel.already", id=meetup.id)
+        occurrence, reason_text = self._split_date(rest, meetup, ctx.now)
+        reason = reason_text.strip() or None
+        if reason and len(reason) > MAX_REASON:
+            raise BadArguments("meetups.form.too_long", field="Grund", max=MAX_REASON)
+        t = ctx.t
+        reason_line = [t("meetups.cancelled.reason", reason=escape(reason))] if reason else []
+        starts: datetime | None
+        if occurrence is not None and meetup.is_series:
+            current = meetup.occurrence(occurrence)
+            if current is None:
+                raise Conflict("meetups.change.date_cancelled", id=meetup.id)
+            meetup = await store.set_exception(
+                ctx.conn, meetup.id, occurrence, now=ctx.now, cancelled=True, reason=reason
+            )
+            affected = await store.signups(ctx.conn, meetup.id, occurrence=occurrence)
+            notice, starts = "meetups.cancelled.date_notice", current.start
+        else:
+            occ = meetup.next_occurrence(ctx.now)
+            await store.cancel_meetup(ctx.conn, meetup.id, reason, ctx.now)
+            affected = await store.signups(ctx.conn, meetup.id, after=ctx.now)
+            notice, starts = "meetups.cancelled.notice", occ.start if occ else None
+        told: set[str] = set()
+        for signup in affected:
+            if signup.user_id in told:
+                continue
+            told.add(signup.user_id)
+            ctx.send_to_user(
+                signup.user_id,
+                OutMessage(
+                    "\n".join(
+                        [
+                            t(
+                                notice,
+                                title=escape(meetup.title),
+                                when=self._when(signup.starts_at),
+                            ),
+                            *reason_line,
+                        ]
+                    ),
+                    meta=self._meta(
+                        meetup.id,
+                        "cancelled",
+                        signup.starts_at,
+                        date_only=occurrence is not None and meetup.is_series,
+                    ),
+                ),
+            )
+        await ctx.audit("meetup.cancel", str(meetup.id), {"date": occurrence, "reason": reason})
+        done = (
+            "meetups.cancelled.done_date"
+            if occurrence and meetup.is_series
+            else ("meetups.cancelled.done")
+        )
+        ctx.reply(
+            t(
+                done,
+                id=meetup.id,
+                title=escape(meetup.title),
+                when=self._when(starts) if starts else "–",
+                count=len(told),
+            ),
+            **self._meta(meetup.id, "cancelled", starts, notified=len(told)),
+        )
+
+    # -- date polls ----------------------------------------------------------------------------
+
+    async def _poll(self, ctx: Context, args: str) -> None:
+        parts = [part.strip() for part in args.split("|")]
+        if len(parts) < 3 or not parts[0] or not all(parts[1:]):
+            raise BadArguments("meetups.usage.poll")
+        title = " ".join(parts[0].split())
+        if len(title) > MAX_LENGTH["title"]:
+            raise BadArguments("meetups.form.too_long", field="Titel", max=MAX_LENGTH["title"])
+        if len(parts) - 1 > MAX_POLL_OPTIONS:
+            raise BadArguments("meetups.poll.too_many", max=MAX_POLL_OPTIONS)
+        try:
+            options = [parse_when(part, tz=self.tz, now=ctx.now) for part in parts[1:]]
+        except MeetupError as err:
+            raise _bad(err) from None
+        if len(set(options)) != len(options):
+            raise BadArguments("meetups.poll.duplicate")
+        poll = await store.create_poll(
+            ctx.conn,
+            title=title,
+            room_id=ctx.room_id,
+            created_by=ctx.sender,
+            options=options,
+            now=ctx.now,
+        )
+        t = ctx.t
+        answers = tuple((answer_id, self._when(start)) for answer_id, start in poll.options)
+        fallback = "\n".join(
+            [
+                t("meetups.poll.question", title=escape(title)),
+                "",
+                *(f"{n}. {label}" for n, (_, label) in enumerate(answers, 1)),
+            ]
+        )
+        meta = self._meta(
+            None,
+            "poll",
+            None,
+            poll=poll.id,
+            status="open",
+            options=[
+                {"id": a, "starts_at": s.astimezone(self.tz).isoformat()} for a, s in poll.options
+            ],
+        )
+        await self._services.outbox.enqueue(
+            ctx.conn,
+            poll.dedup_key,
+            Envelope(
+                "room",
+                ctx.room_id,
+                OutMessage(
+                    fallback, meta=meta, poll=Poll(t("meetups.poll.question", title=title), answers)
+                ),
+            ),
+        )
+        await ctx.audit("meetup.poll", str(poll.id), {"title": title})
+        ctx.reply(t("meetups.poll.started", id=poll.id, prefix=self._prefix()), **meta)
+
+    async def _on_poll_response(self, ctx: Context) -> bool:
+        incoming = ctx.incoming
+        if not incoming.relates_to:
+            return False
+        poll = await store.poll_for_event(ctx.conn, incoming.relates_to)
+        if poll is None:
+            return False
+        if poll.is_open:
+            offered = {answer_id for answer_id, _ in poll.options}
+            chosen = [a for a in incoming.answers if a in offered][:1]  # max_selections = 1
+            await store.record_vote(
+                ctx.conn,
+                poll.id,
+                incoming.sender,
+                chosen,
+                origin_ts=incoming.origin_ts,
+                event_id=incoming.event_id,
+            )
+        return True
+
+    async def _poll_end(self, ctx: Context, args: str) -> None:
+        poll_id, _ = self._number(args, "meetups.usage.poll_end")
+        poll = await store.get_poll(ctx.conn, poll_id)
+        if poll is None:
+            raise NotFound("meetups.poll.not_found", id=poll_id)
+        if not poll.is_open:
+            raise Conflict("meetups.poll.closed", id=poll_id, meetup=poll.meetup_id or "–")
+        votes = await store.tally(ctx.conn, poll)
+        future = [(answer_id, start) for answer_id, start in poll.options if start > ctx.now]
+        if not future:
+            raise Conflict("meetups.poll.all_past", id=poll_id)
+        # Most votes wins; on a tie the earlier date, since it is sooner useful to everyone.
+        winner_id, winner = max(future, key=lambda o: (votes[o[0]], -o[1].timestamp()))
+        if votes[winner_id] == 0:
+            raise Conflict("meetups.poll.no_votes", id=poll_id)
+        draft = MeetupDraft(
+            title=poll.title,
+            start=winner.astimezone(self.tz),
+            tzid=self.tz.key,
+            duration=timedelta(hours=1),
+        )
+        audience = Audience.from_key("lotsen")
+        meetup_id = await self.create(ctx.conn, draft, audience, ctx.sender, ctx.now)
+        await store.close_poll(ctx.conn, poll.id, meetup_id, ctx.now)
+        meetup = await self._load(ctx.conn, meetup_id)
+        count = await self.announce(ctx.conn, meetup, ctx.now)
+        await ctx.audit("meetup.poll_end", str(poll.id), {"meetup": meetup_id})
+        t = ctx.t
+        results = [
+            t("meetups.poll.result_line", when=self._when(start), votes=votes[answer_id])
+            for answer_id, start in poll.options
+        ]
+        text = "\n".join(
+            [
+                t(
+                    "meetups.poll.result",
+                    id=poll.id,
+                    title=escape(poll.title),
+                    when=self._when(winner),
+                    meetup=meetup_id,
+                ),
+                "",
+                *results,
+                "",
+                t("meetups.audience.people", count=count),
+            ]
+        )
+        meta = self._meta(
+            meetup_id, "poll", winner, poll=poll.id, status="closed", votes=votes, winner=winner_id
+        )
+        if poll.room_id == ctx.room_id:
+            ctx.reply(text, **meta)
+        else:
+            ctx.send_to_room(poll.room_id, OutMessage(text, meta=meta))
+            ctx.reply(text, **meta)
+
+    # -- reminders -----------------------------------------------------------------------------
+
+    async def tick(self) -> None:
+        """Send due reminders; record missed ones as skipped. Runs every few seconds.
+
+        A cheap read first: the write transaction (which serialises with every event
+        handler) is only opened when there is something to record.
+        """
+        async with self._tick_lock:
+            if self._stopped or self.services is None:
+                return
+            try:
+                await self._tick()
+            except Exception:
+                log.exception("Erinnerungen für Treffen: Prüfung fehlgeschlagen")
+
+    async def _tick(self) -> None:
+        services = self._services
+        now = services.clock.now()
+        db = services.db
+        pending_ids = await db.fetchone(
+            "SELECT 1 FROM outbox o WHERE o.status = 'sent' AND o.dedup_key IN ("
+            " SELECT dedup_key FROM meetup_messages WHERE event_id IS NULL"
+            " UNION ALL SELECT dedup_key FROM meetup_polls WHERE event_id IS NULL) LIMIT 1"
+        )
+        if pending_ids is None and not await self._reminders(db.conn, now, dry_run=True):
+            return
+        async with db.transaction() as conn:
+            await store.copy_event_ids(conn)
+            sent = await self._reminders(conn, now, dry_run=False)
+        if sent:
+            services.outbox.wake()
+
+    async def _reminders(self, conn: aiosqlite.Connection, now: datetime, *, dry_run: bool) -> int:
+        """Handle due reminders; with ``dry_run`` only count what would be done."""
+        if not self.offsets:
+            return 0
+        services = self._services
+        t = services.texts
+        candidates = await store.reminder_candidates(
+            conn, since=now - LOOKBACK, until=now + max(self.offsets)
+        )
+        meetups: dict[int, store.Meetup | None] = {}
+        work = 0
+        for cand in candidates:
+            handled = {ReminderKey(cand.meetup_id, cand.occurrence, s) for s in cand.handled}
+            decision = due_reminders(
+                cand.meetup_id,
+                cand.starts_at,
+                self.offsets,
+                now,
+                handled,
+                original_start=store.parse_occurrence_key(cand.occurrence),
+                not_before=cand.signed_up_at,
+            )
+            work += len(decision.send_now) + len(decision.skip_missed)
+            if dry_run:
+                continue
+            for skipped in decision.skip_missed:
+                if await store.record_reminder(
+                    conn, skipped.key, cand.user_id, skipped.reason, now
+                ):
+                    log.info(
+                        "Erinnerung an Treffen %s (Termin %s, %s s vorher) übersprungen: %s",
+                        cand.meetup_id,
+                        cand.occurrence,
+                        skipped.key.offset_seconds,
+                        skipped.reason,
+                    )
+            for key in decision.send_now:
+                if cand.meetup_id not in meetups:
+                    meetups[cand.meetup_id] = await store.get_meetup(conn, cand.meetup_id)
+                meetup = meetups[cand.meetup_id]
+                occ = meetup.occurrence(cand.occurrence) if meetup else None
+                if meetup is None or occ is None:
+                    continue
+                await services.outbox.enqueue(
+                    conn,
+                    f"rem:{key.meetup_id}:{key.occurrence}:{key.offset_seconds}:{cand.user_id}",
+                    Envelope(
+                        "user",
+                        cand.user_id,
+                        self._reminder_message(t, meetup, occ, key),
+                        "reminder",
+                    ),
+                )
+                await store.record_reminder(conn, key, cand.user_id, "sent", now)
+        return work
+
+    def _reminder_message(
+        self, t: Catalogue, meetup: store.Meetup, occ: Occurrence, key: ReminderKey
+    ) -> OutMessage:
+        change = occ.change
+        location = (change.location if change and change.location else None) or meetup.location
+        link = (change.link if change and change.link else None) or meetup.link
+        when = self._when(occ.start)
+        if location:
+            text = t(
+                "meetups.reminder.text_location",
+                title=escape(meetup.title),
+                when=when,
+                location=escape(location),
+            )
+        else:
+            text = t("meetups.reminder.text", title=escape(meetup.title), when=when)
+        if link:
+            text += "\n" + t("meetups.reminder.link", link=self._link(link))
+        text += "\n" + t("meetups.reminder.withdraw", id=meetup.id, prefix=self._prefix())
+        return OutMessage(
+            text, meta=self._meta(meetup.id, "reminder", occ.start, offset=key.offset_seconds)
+        )

@@ -1,0 +1,364 @@
+"""Data protection in chat and on schedule: access, erasure, audit log, reports, retention.
+
+``!meine-daten`` (Art. 15 DSGVO) and ``!daten-löschen`` (Art. 17) ask every feature for its
+part through the hooks of :mod:`lotsenbot.core.personal_data`, plus this feature's own part
+for the foundation tables. ``!protokoll`` and ``!bericht`` are for coordinators; the report
+is also sent every Monday, and a nightly job applies the retention periods of ``[privacy]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import aiosqlite
+from apscheduler.triggers.cron import CronTrigger
+
+from lotsenbot.config import Config, PrivacyConfig
+from lotsenbot.core import personal_data
+from lotsenbot.core.clock import iso
+from lotsenbot.core.context import Context, audit
+from lotsenbot.core.errors import BadArguments, Conflict
+from lotsenbot.core.feature import Feature
+from lotsenbot.core.markdown import escape
+from lotsenbot.core.outbox import Envelope
+from lotsenbot.core.personal_data import ErasureReport
+from lotsenbot.core.router import fold
+from lotsenbot.core.services import Services
+from lotsenbot.core.types import Attachment, OutMessage, Role
+from lotsenbot.privacy import report as reports
+from lotsenbot.privacy.store import FoundationData, recent_audit
+from lotsenbot.texts import Catalogue
+
+log = logging.getLogger(__name__)
+
+META = "de.lotsenbot.privacy"
+REPORT_META = "de.lotsenbot.report"
+ERASE_CHOICE = "privacy.erase"
+ERASE_CONFIRM_WITHIN = timedelta(minutes=10)
+AUDIT_DEFAULT, AUDIT_MAX = 20, 200
+# Features whose personal-data part lives in a module of its own (registered on import).
+FEATURE_MODULES = ("faq", "tickets", "meetups", "announcements")
+CORE = "core"
+
+
+def load_feature_handlers(names: Sequence[str] = FEATURE_MODULES) -> list[str]:
+    """Import ``lotsenbot.<feature>.personal_data`` for each feature present in this build;
+    a missing module means the feature (or its part) is not there, which is fine."""
+    loaded: list[str] = []
+    for name in names:
+        try:
+            importlib.import_module(f"lotsenbot.{name}.personal_data")
+        except ImportError as exc:
+            log.debug("Kein Datenschutz-Teil für %s: %s", name, exc)
+            continue
+        loaded.append(name)
+    return loaded
+
+
+def all_handlers(features: Mapping[str, object]) -> list[tuple[str, object]]:
+    """Every handler of personal data: the foundation tables, then the features'."""
+    load_feature_handlers()
+    return personal_data.handlers(features, extra=[(CORE, FoundationData())])
+
+
+async def export_person(
+    conn: aiosqlite.Connection, handlers: Sequence[tuple[str, object]], user_id: str
+) -> dict[str, Any]:
+    sections: dict[str, Any] = {}
+    for name, handler in handlers:
+        method = personal_data.hook(handler, "export_person")
+        if method is not None:
+            sections[name] = await method(conn, user_id)
+    return sections
+
+
+async def erase_person(
+    conn: aiosqlite.Connection,
+    handlers: Sequence[tuple[str, object]],
+    user_id: str,
+    now: datetime,
+) -> ErasureReport:
+    """Erase across all features; the foundation goes last, after the features have used
+    whatever they still needed to find the person's rows."""
+    total = ErasureReport()
+    ordered = [h for h in handlers if h[0] != CORE] + [h for h in handlers if h[0] == CORE]
+    for name, handler in ordered:
+        method = personal_data.hook(handler, "erase_person")
+        if method is not None:
+            total.merge(await method(conn, user_id, now), prefix=f"{name}.")
+    return total
+
+
+async def purge_all(
+    conn: aiosqlite.Connection,
+    handlers: Sequence[tuple[str, object]],
+    now: datetime,
+    privacy: PrivacyConfig,
+    dry_run: bool,
+) -> dict[str, dict[str, int]]:
+    """Apply (or, with ``dry_run``, only count) every retention period; counts per
+    feature and category."""
+    counts: dict[str, dict[str, int]] = {}
+    for name, handler in handlers:
+        method = personal_data.hook(handler, "purge")
+        if method is not None:
+            counts[name] = dict(await method(conn, now, privacy, dry_run))
+    return counts
+
+
+async def collect_statistics(
+    conn: aiosqlite.Connection,
+    handlers: Sequence[tuple[str, object]],
+    since: datetime,
+    until: datetime,
+    per_person: bool,
+) -> dict[str, dict[str, Any]]:
+    figures: dict[str, dict[str, Any]] = {}
+    for name, handler in handlers:
+        method = personal_data.hook(handler, "statistics")
+        if method is not None:
+            result = await method(conn, since, until, per_person)
+            if result:
+                figures[name] = dict(result)
+    return figures
+
+
+def export_document(user_id: str, now: datetime, sections: Mapping[str, Any]) -> bytes:
+    document = {
+        "format": "lotsenbot-auskunft/1",
+        "user_id": user_id,
+        "generated_at": iso(now),
+        "legal_basis": "Art. 15 DSGVO",
+        "data": sections,
+    }
+    return json.dumps(document, ensure_ascii=False, indent=2, default=str).encode("utf-8")
+
+
+def _label(t: Catalogue, prefix: str, category: str) -> str:
+    key = f"privacy.{prefix}.{category}"
+    return t(key) if t.has(key) else category
+
+
+def describe_erasure(result: ErasureReport, t: Catalogue) -> list[str]:
+    lines: list[str] = []
+    if result.erased:
+        lines.append(t("privacy.erase.erased_heading"))
+        for category, count in sorted(result.erased.items()):
+            lines.append(f"- {_label(t, 'category', category)}: {count}")
+    else:
+        lines.append(t("privacy.erase.nothing"))
+    if result.kept:
+        lines += ["", t("privacy.erase.kept_heading")]
+        for item in result.kept:
+            reason = t(item.reason, **item.params) if t.has(item.reason) else item.reason
+            lines.append(f"- {_label(t, 'category', item.category)} ({item.count}): {reason}")
+    return lines
+
+
+def department_names(config: Config) -> dict[str, str]:
+    return {d.id: d.name for d in config.departments}
+
+
+class PrivacyFeature(Feature):
+    name = "privacy"
+
+    def __init__(self) -> None:
+        super().__init__()
+        r = self.router
+        r.command("meine-daten", aliases=("my-data", "meine daten"))(self._my_data)
+        r.command("daten-löschen", aliases=("delete-my-data", "daten löschen"),
+                  args="[bestätigen]")(self._erase)  # fmt: skip
+        r.command("protokoll", aliases=("audit-log",), roles=(Role.COORDINATOR,),
+                  args="[Anzahl]")(self._audit_log)  # fmt: skip
+        r.command("bericht", aliases=("report",), roles=(Role.COORDINATOR,),
+                  args="[Zeitraum]")(self._report)  # fmt: skip
+
+    def handlers(self) -> list[tuple[str, object]]:
+        assert self.services is not None
+        return all_handlers(self.services.features)
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    async def start(self, services: Services) -> None:
+        await super().start(services)
+        load_feature_handlers()
+        tz = services.config.bot.tz
+        scheduler = services.scheduler
+        scheduler.add_job(self.purge_job, CronTrigger(hour=3, minute=30, timezone=tz),
+                          id="privacy.purge", replace_existing=True, coalesce=True,
+                          misfire_grace_time=6 * 3600)  # fmt: skip
+        if services.config.privacy.weekly_report:
+            scheduler.add_job(self.weekly_report_job,
+                              CronTrigger(day_of_week="mon", hour=8, minute=0, timezone=tz),
+                              id="privacy.weekly_report", replace_existing=True, coalesce=True,
+                              misfire_grace_time=6 * 3600)  # fmt: skip
+        # matplotlib takes a moment to import; do it now rather than in the first report.
+        with contextlib.suppress(ImportError):
+            await asyncio.to_thread(importlib.import_module, "matplotlib.backends.backend_agg")
+
+    async def purge_job(self) -> dict[str, dict[str, int]]:
+        assert self.services is not None
+        services = self.services
+        now = services.clock.now()
+        async with services.db.transaction() as conn:
+            counts = await purge_all(conn, self.handlers(), now, services.config.privacy, False)
+            await audit(conn, now, services.bot_user_id, "privacy.purge", None, counts)
+        log.info("Aufbewahrungsfristen angewendet: %s", json.dumps(counts, ensure_ascii=False))
+        return counts
+
+    async def weekly_report_job(self) -> bool:
+        """Send last week's report once (dedup key ``report:<ISO week>``)."""
+        assert self.services is not None
+        services = self.services
+        config = services.config
+        now = services.clock.now()
+        period, week = reports.iso_week_before(now, config.bot.tz)
+        t = services.texts
+        async with services.db.transaction() as conn:
+            figures = await collect_statistics(
+                conn, self.handlers(), period.since, period.until, config.privacy.per_person_stats
+            )
+        message = await self._report_message(figures, period, t, config, week=week)
+        async with services.db.transaction() as conn:
+            if config.bot.coordinator_room:
+                sent = await services.outbox.enqueue(
+                    conn, f"report:{week}",
+                    Envelope("room", config.bot.coordinator_room, message, "report"),
+                )  # fmt: skip
+            else:
+                sent = False
+                for user_id in services.roles.coordinators():
+                    sent = await services.outbox.enqueue(
+                        conn, f"report:{week}:{user_id}",
+                        Envelope("user", user_id, message, "report"),
+                    ) or sent  # fmt: skip
+        services.outbox.wake()
+        return sent
+
+    async def _report_message(
+        self,
+        figures: Mapping[str, Mapping[str, Any]],
+        period: reports.Period,
+        t: Catalogue,
+        config: Config,
+        week: str | None = None,
+    ) -> OutMessage:
+        names = department_names(config)
+        per_person = config.privacy.per_person_stats
+        text = reports.render_markdown(figures, period, t, names, config.bot.tz, per_person)
+        if week is not None:
+            text = t("privacy.report.weekly_intro", week=week) + "\n\n" + text
+        png = await asyncio.to_thread(reports.render_chart, figures, period, t, names)
+        filename = f"bericht-{period.first_day.isoformat()}-{period.last_day.isoformat()}.png"
+        meta = {
+            REPORT_META: {
+                "since": iso(period.since),
+                "until": iso(period.until),
+                "sections": sorted(figures),
+                "per_person": per_person,
+                "week": week,
+            }
+        }
+        return OutMessage(text, meta=meta, attachment=Attachment(filename, "image/png", png))
+
+    # -- commands --------------------------------------------------------------------------
+
+    async def _my_data(self, ctx: Context, args: str) -> None:
+        sections = await export_person(ctx.conn, self.handlers(), ctx.sender)
+        data = export_document(ctx.sender, ctx.now, sections)
+        day = ctx.now.astimezone(ctx.services.config.bot.tz).date().isoformat()
+        filename = f"meine-daten-{day}.json"
+        meta = {META: {"action": "export", "filename": filename, "bytes": len(data),
+                       "sections": sorted(sections)}}  # fmt: skip
+        message = OutMessage(
+            ctx.t("privacy.export.done", filename=filename),
+            meta=meta,
+            attachment=Attachment(filename, "application/json", data),
+        )
+        if ctx.incoming.is_direct:
+            ctx.reply_message(message)
+        else:
+            # Never into a group room: the file goes to the person's direct chat.
+            ctx.send_to_user(ctx.sender, message, purpose="privacy")
+            ctx.reply(ctx.t("privacy.export.sent_direct"), **{META: {"action": "export_sent"}})
+        await ctx.audit("privacy.export", ctx.sender, {"bytes": len(data),
+                                                       "sections": sorted(sections)})  # fmt: skip
+
+    async def _erase(self, ctx: Context, args: str) -> None:
+        word = fold(args)
+        if not word:
+            expires = ctx.now + ERASE_CONFIRM_WITHIN
+            await ctx.remember_choice(ERASE_CHOICE, {"asked_at": iso(ctx.now)},
+                                      ERASE_CONFIRM_WITHIN)  # fmt: skip
+            await ctx.audit("privacy.erase_requested", ctx.sender, {})
+            ctx.reply(
+                ctx.t("privacy.erase.confirm", prefix=ctx.services.config.bot.prefix,
+                      minutes=int(ERASE_CONFIRM_WITHIN.total_seconds() // 60)),
+                **{META: {"action": "erase_confirm", "expires_at": iso(expires)}},
+            )  # fmt: skip
+            return
+        if word in ("abbrechen", "cancel", "nein", "no"):
+            await ctx.forget_choice(ERASE_CHOICE)
+            ctx.reply(ctx.t("privacy.erase.cancelled"), **{META: {"action": "erase_cancelled"}})
+            return
+        if word not in ("bestaetigen", "bestatigen", "confirm", "ja", "yes"):
+            raise BadArguments("privacy.usage.daten_loeschen")  # fmt: skip
+        if await ctx.recall_choice(ERASE_CHOICE, consume=True) is None:
+            raise Conflict("privacy.erase.no_pending")
+        result = await erase_person(ctx.conn, self.handlers(), ctx.sender, ctx.now)
+        # The audit entry is the evidence that the request was carried out (Art. 5(2)).
+        await ctx.audit("privacy.erase", ctx.sender, result.to_dict())
+        lines = [ctx.t("privacy.erase.done"), "", *describe_erasure(result, ctx.t)]
+        ctx.reply("\n".join(lines), **{META: {"action": "erased", **result.to_dict()}})
+
+    async def _audit_log(self, ctx: Context, args: str) -> None:
+        value = args.strip()
+        if not value:
+            limit = AUDIT_DEFAULT
+        elif value.isdigit() and 1 <= int(value) <= AUDIT_MAX:
+            limit = int(value)
+        else:
+            raise BadArguments("privacy.usage.protokoll", max=AUDIT_MAX)
+        entries = await recent_audit(ctx.conn, limit)
+        await ctx.audit("privacy.audit_view", None, {"count": limit})
+        tz = ctx.services.config.bot.tz
+        if not entries:
+            ctx.reply(ctx.t("privacy.protokoll.empty"), **{META: {"action": "audit_log",
+                                                                  "entries": []}})  # fmt: skip
+            return
+        lines = [ctx.t("privacy.protokoll.heading", count=len(entries)), ""]
+        for entry in entries:
+            when = datetime.fromisoformat(entry.at.replace("Z", "+00:00")).astimezone(tz)
+            details = json.dumps(entry.details, ensure_ascii=False) if entry.details else ""
+            if len(details) > 160:
+                details = details[:159] + "…"
+            action_key = f"privacy.action.{entry.action}"
+            action = ctx.t(action_key) if ctx.t.has(action_key) else entry.action
+            lines.append(ctx.t(
+                "privacy.protokoll.line", when=when.strftime("%d.%m.%Y %H:%M"),
+                actor=escape(entry.actor), action=escape(action),
+                subject=escape(entry.subject or "–"),
+            ) + (f" – `{details.replace('`', '')}`" if details else ""))  # fmt: skip
+        meta = {META: {"action": "audit_log", "entries": [
+            {"at": e.at, "actor": e.actor, "action": e.action, "subject": e.subject}
+            for e in entries]}}  # fmt: skip
+        ctx.reply("\n".join(lines), **meta)
+
+    async def _report(self, ctx: Context, args: str) -> None:
+        config = ctx.services.config
+        period = reports.parse_period(args, ctx.now, config.bot.tz)
+        per_person = config.privacy.per_person_stats
+        figures = await collect_statistics(
+            ctx.conn, self.handlers(), period.since, period.until, per_person
+        )
+        message = await self._report_message(figures, period, ctx.t, config)
+        await ctx.audit("privacy.report", None, {"since": iso(period.since),
+                                                 "until": iso(period.until)})  # fmt: skip
+        ctx.reply_message(message)

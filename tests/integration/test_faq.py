@@ -1,0 +1,194 @@
+"""The FAQ through a real Synapse: answers with metadata, "Meinten Sie …?", feedback by
+reaction, passing an unanswered question on as a request, and coordinators editing entries.
+
+Assertions read ``de.lotsenbot.faq`` (and ``.ticket`` / ``.error``) in the event content,
+never the German prose, except where the text itself is what changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lotsenbot.app import App
+from lotsenbot.devserver import Synapse
+from tests.integration.bot import BotRunner
+from tests.integration.conftest import MakeUser, RegisterUser
+from tests.integration.helpers import MatrixUser, Received
+
+META = "de.lotsenbot.faq"
+
+
+async def start_bot(
+    tmp_path: Path,
+    synapse: Synapse,
+    register_user: RegisterUser,
+    *,
+    coordinators: Sequence[str] = (),
+    pilots: Sequence[str] = (),
+) -> tuple[BotRunner, App]:
+    """The bot with every default feature (tickets included) and the starter FAQ."""
+    bot = await register_user("lotsenbot")
+    config: dict[str, Any] = {
+        "matrix": {
+            "homeserver": synapse.url,
+            "user_id": bot.user_id,
+            "password": bot.password,
+            "store_path": "store",
+            "allowed_servers": [synapse.server_name],
+            "sync_timeout_ms": 5000,
+        },
+        "database": {"path": "bot.db"},
+        "bot": {"coordinators": list(coordinators)},
+        "departments": [
+            {"id": "it", "name": "IT-Service", "specialist": True, "pilots": list(pilots),
+             "keywords": ["Drucker", "Passwort", "VPN"]},
+        ],
+    }  # fmt: skip
+    runner = BotRunner(tmp_path / "bot", config)
+    app = await runner.start()
+    assert app.services is not None
+    faq = app.services.feature("faq")
+    assert faq is not None, "the FAQ feature is part of the default build"
+    assert await faq.load_starter_kb() == 47
+    return runner, app
+
+
+async def open_dm(person: MatrixUser, bot_id: str) -> str:
+    room = await person.create_dm(bot_id)
+    await person.wait_for_join(room, bot_id, timeout=15)
+    return room
+
+
+def faq_meta(item: Received) -> dict[str, Any]:
+    value = item.content.get(META)
+    return value if isinstance(value, dict) else {}
+
+
+def has(key: str) -> Callable[[Received], bool]:
+    return lambda item: key in item.content
+
+
+async def say(person: MatrixUser, room: str, bot_id: str, text: str,
+              key: str = META) -> Received:  # fmt: skip
+    person.mark()
+    await person.send_text(room, text)
+    return await person.wait_for_message(room, sender=bot_id, predicate=has(key), timeout=15)
+
+
+async def eventually(probe: Callable[[], Any], timeout: float = 10.0) -> Any:
+    """Poll until ``probe`` returns something truthy (the bot works asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await probe()
+        if value or time.monotonic() > deadline:
+            return value
+        await asyncio.sleep(0.2)
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_answer_suggestion_and_feedback_by_reaction(
+    tmp_path: Path, synapse: Synapse, register_user: RegisterUser, make_user: MakeUser
+) -> None:
+    anna = await make_user("anna")
+    runner, app = await start_bot(tmp_path, synapse, register_user)
+    bot_id = app.config.matrix.user_id
+    try:
+        room = await open_dm(anna, bot_id)
+        answer = await say(anna, room, bot_id, "Ich habe mein Passwort vergessen")
+        assert faq_meta(answer) == {"entry": "passwort-vergessen", "score": 1.0,
+                                    "suggestions": [], "decision": "answer"}  # fmt: skip
+        assert answer.msgtype == "m.notice"
+        assert "<strong>Ich habe mein Passwort vergessen. Was kann ich tun?</strong>" in (
+            answer.formatted_body or "")  # fmt: skip
+
+        suggestion = await say(anna, room, bot_id, "Passwort")
+        meta = faq_meta(suggestion)
+        assert meta["decision"] == "suggest" and meta["entry"] is None
+        ids = meta["suggestions"]
+        assert 2 <= len(ids) <= 3 and "passwort-aendern" in ids
+        picked = await say(anna, room, bot_id, str(ids.index("passwort-aendern") + 1))
+        assert faq_meta(picked)["entry"] == "passwort-aendern"
+        assert faq_meta(picked)["decision"] == "picked"
+
+        await anna.react(room, answer.event_id, "👍")
+
+        async def verdict() -> Any:
+            return await app.db.fetchone(
+                "SELECT q.entry_id, f.helpful FROM faq_feedback AS f"
+                " JOIN faq_questions AS q ON q.id = f.question_id WHERE f.user_id = ?",
+                (anna.user_id,),
+            )
+
+        row = await eventually(verdict)
+        assert row is not None and tuple(row) == ("passwort-vergessen", 1)
+    finally:
+        await runner.stop()
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_unanswered_question_is_offered_and_passed_on_as_a_request(
+    tmp_path: Path, synapse: Synapse, register_user: RegisterUser, make_user: MakeUser
+) -> None:
+    anna = await make_user("anna")
+    lotsin = await make_user("lotsin")
+    coordinator = await make_user("koord")
+    team = {"coordinators": [coordinator.user_id], "pilots": [lotsin.user_id]}
+    runner, app = await start_bot(tmp_path, synapse, register_user, **team)
+    bot_id = app.config.matrix.user_id
+    try:
+        room = await open_dm(anna, bot_id)
+        question = "Wie funktioniert die Kaffeemaschine im dritten Stock?"
+        none = await say(anna, room, bot_id, question)
+        meta = faq_meta(none)
+        assert meta["decision"] == "none" and meta["entry"] is None
+        assert meta["suggestions"] == [] and meta["offer"] is True
+        assert f"!anfrage {question}" in none.body
+
+        created = await say(anna, room, bot_id, "ja", key="de.lotsenbot.ticket")
+        ticket = created.content["de.lotsenbot.ticket"]
+        assert ticket["event"] == "created" and isinstance(ticket["id"], int)
+        row = await app.db.fetchone("SELECT body, source FROM tickets WHERE id = ?",
+                                    (ticket["id"],))  # fmt: skip
+        assert row is not None and tuple(row) == (question, "faq")
+        unanswered = await app.db.fetchone("SELECT question, ticket_id FROM faq_unanswered")
+        assert unanswered is not None and tuple(unanswered) == (question, ticket["id"])
+    finally:
+        await runner.stop()
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_coordinator_edit_changes_the_next_answer_and_staff_may_not(
+    tmp_path: Path, synapse: Synapse, register_user: RegisterUser, make_user: MakeUser
+) -> None:
+    anna = await make_user("anna")
+    coordinator = await make_user("koord")
+    runner, app = await start_bot(tmp_path, synapse, register_user,
+                                  coordinators=[coordinator.user_id])  # fmt: skip
+    bot_id = app.config.matrix.user_id
+    try:
+        anna_room, koord_room = await asyncio.gather(
+            open_dm(anna, bot_id), open_dm(coordinator, bot_id)
+        )
+        edit = "!faq ändern passwort-vergessen\nAntwort:\nBitte **Durchwahl 4711** anrufen."
+        refused = await say(anna, anna_room, bot_id, edit, key="de.lotsenbot.error")
+        assert refused.content["de.lotsenbot.error"]["code"] == "permission_denied"
+
+        changed = await say(coordinator, koord_room, bot_id, edit)
+        assert faq_meta(changed)["edit"] == {"action": "updated", "entry": "passwort-vergessen",
+                                             "fields": ["answer"]}  # fmt: skip
+        answer = await say(anna, anna_room, bot_id, "Ich habe mein Passwort vergessen")
+        assert faq_meta(answer)["entry"] == "passwort-vergessen"
+        assert "<strong>Durchwahl 4711</strong>" in (answer.formatted_body or "")
+        audit = await app.db.fetchone(
+            "SELECT actor FROM audit_log WHERE action = 'faq.update' AND subject = ?",
+            ("passwort-vergessen",),
+        )
+        assert audit is not None and audit[0] == coordinator.user_id
+    finally:
+        await runner.stop()

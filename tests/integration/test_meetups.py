@@ -1,0 +1,344 @@
+"""Network meetups through a real Synapse: announce, sign up, waiting list, reminders across
+restarts, cancellation, and a date poll that becomes a meetup.
+
+Assertions read ``"de.lotsenbot.meetup"`` (and the error code), never the German prose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from nio import RoomCreateError, RoomRedactResponse
+
+from lotsenbot.devserver import Synapse
+from lotsenbot.meetups.audience import Audience
+from lotsenbot.meetups.feature import MeetupsFeature
+from lotsenbot.meetups.form import MeetupDraft
+from tests.integration.bot import BotRunner
+from tests.integration.conftest import MakeUser, RegisterUser
+from tests.integration.helpers import MatrixUser, Received
+
+META = "de.lotsenbot.meetup"
+TZ = ZoneInfo("Europe/Berlin")
+POLL_START = "org.matrix.msc3381.poll.start"
+POLL_RESPONSE = "org.matrix.msc3381.poll.response"
+
+
+async def make_bot(
+    tmp_path: Path,
+    synapse: Synapse,
+    register_user: RegisterUser,
+    *,
+    coordinators: list[str],
+    pilots: list[str],
+    reminders: list[str] | None = None,
+) -> BotRunner:
+    account = await register_user("lotsenbot")
+    sections: dict[str, Any] = {
+        "matrix": {
+            "homeserver": synapse.url,
+            "user_id": account.user_id,
+            "password": account.password,
+            "store_path": "store",
+            "allowed_servers": [synapse.server_name],
+        },
+        "database": {"path": "bot.db"},
+        "bot": {"coordinators": coordinators},
+        "departments": [{"id": "it", "name": "IT-Service", "pilots": pilots}],
+    }
+    if reminders is not None:
+        sections["meetups"] = {"reminders": reminders}
+    return BotRunner(tmp_path / "bot", sections)
+
+
+def meetup_meta(event: str, **expected: Any):  # type: ignore[no-untyped-def]
+    """Predicate: a bot message about a meetup with this event (and these meta values)."""
+
+    def matches(item: Received) -> bool:
+        meta = item.content.get(META)
+        if not isinstance(meta, dict) or meta.get("event") != event:
+            return False
+        return all(meta.get(key) == value for key, value in expected.items())
+
+    return matches
+
+
+def local(days: int, hour: int, minute: int = 0) -> datetime:
+    day = datetime.now(TZ).date() + timedelta(days=days)
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=TZ)
+
+
+def typed(moment: datetime) -> str:
+    return moment.strftime("%d.%m.%Y %H:%M")
+
+
+async def open_dm(person: MatrixUser, bot_id: str) -> str:
+    room = await person.create_dm(bot_id)
+    await person.wait_for_join(room, bot_id, timeout=15)
+    return room
+
+
+async def redact(person: MatrixUser, room_id: str, event_id: str) -> None:
+    response = await person.client.room_redact(room_id, event_id)
+    assert isinstance(response, RoomRedactResponse), response
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_announce_signup_waitlist_change_cancel(
+    tmp_path: Path, synapse: Synapse, register_user: RegisterUser, make_user: MakeUser
+) -> None:
+    coordinator = await make_user("koord")
+    p1, p2, p3 = [await make_user(f"lotse{n}") for n in (1, 2, 3)]
+    pilots = [p1, p2, p3]
+    runner = await make_bot(
+        tmp_path,
+        synapse,
+        register_user,
+        coordinators=[coordinator.user_id],
+        pilots=[p.user_id for p in pilots],
+    )
+    app = await runner.start()
+    bot = app.config.matrix.user_id
+    try:
+        desk = await open_dm(coordinator, bot)
+        coordinator.mark()
+        await coordinator.send_text(desk, "!treffen neu 01.02.2020 14:00 Zu spät")
+        refused = await coordinator.wait_for_message(desk, sender=bot)
+        assert refused.content["de.lotsenbot.error"]["code"] == "bad_arguments"
+
+        for person in pilots:
+            person.mark()
+        start = local(30, 14)
+        await coordinator.send_text(
+            desk, f"!treffen neu\nTitel: Lotsentreffen\nWann: {typed(start)}\nPlätze: 1"
+        )
+        created = await coordinator.wait_for_message(
+            desk, sender=bot, predicate=meetup_meta("created")
+        )
+        meetup_id = created.content[META]["id"]
+        assert created.content[META]["starts_at"] == start.isoformat()
+        assert created.content[META]["recipients"] == 3
+
+        def announcement(item: Received) -> bool:
+            meta = item.content.get(META) or {}
+            return (
+                meta.get("id") == meetup_id
+                and meta.get("event") == "created"
+                and (not meta.get("calendar"))
+            )
+
+        rooms: dict[str, str] = {}
+        announced: dict[str, Received] = {}
+        for person in pilots:
+            announced[person.user_id] = await person.wait_for_message(
+                sender=bot, predicate=announcement, timeout=15
+            )
+            rooms[person.user_id] = announced[person.user_id].room_id
+            calendar = await person.wait_for_message(
+                rooms[person.user_id],
+                sender=bot,
+                timeout=10,
+                predicate=lambda item: item.msgtype == "m.file",
+            )
+            assert calendar.content["filename"] == f"treffen-{meetup_id}.ics"
+            assert calendar.content["info"]["mimetype"] == "text/calendar"
+
+        # p1 signs up with 👍, p2 and p3 by command and end up on the waiting list.
+        reaction = await p1.react(rooms[p1.user_id], announced[p1.user_id].event_id, "👍")
+        confirmed = await p1.wait_for_message(
+            rooms[p1.user_id], sender=bot, predicate=meetup_meta("rsvp", id=meetup_id)
+        )
+        assert confirmed.content[META]["status"] == "confirmed"
+        for position, person in enumerate((p2, p3), start=1):
+            await person.send_text(rooms[person.user_id], f"!zusage {meetup_id}")
+            waiting = await person.wait_for_message(
+                rooms[person.user_id], sender=bot, predicate=meetup_meta("waitlisted")
+            )
+            assert waiting.content[META]["position"] == position
+
+        # Removing the 👍 withdraws p1; p2 moves up and is told.
+        await redact(p1, rooms[p1.user_id], reaction)
+        await p1.wait_for_message(
+            rooms[p1.user_id], sender=bot, predicate=meetup_meta("withdrawn", status="confirmed")
+        )
+        await p2.wait_for_message(
+            rooms[p2.user_id], sender=bot, predicate=meetup_meta("promoted", id=meetup_id)
+        )
+
+        # A second place: p3 moves up; everyone signed up hears about the change.
+        await coordinator.send_text(desk, f"!treffen ändern {meetup_id} Plätze: 2")
+        changed = await coordinator.wait_for_message(
+            desk, sender=bot, predicate=meetup_meta("changed")
+        )
+        assert changed.content[META]["notified"] == 2
+        await p3.wait_for_message(rooms[p3.user_id], sender=bot, predicate=meetup_meta("promoted"))
+        for person in (p2, p3):
+            await person.wait_for_message(
+                rooms[person.user_id], sender=bot, predicate=meetup_meta("changed")
+            )
+
+        await coordinator.send_text(desk, f"!treffen {meetup_id}")
+        details = await coordinator.wait_for_message(
+            desk, sender=bot, predicate=meetup_meta("details")
+        )
+        assert details.content[META]["participants"] == [p2.user_id, p3.user_id]
+
+        p1_mark = p1.mark()
+        await coordinator.send_text(desk, f"!treffen streichen {meetup_id} Krankheit")
+        done = await coordinator.wait_for_message(
+            desk, sender=bot, predicate=meetup_meta("cancelled")
+        )
+        assert done.content[META]["notified"] == 2
+        for person in (p2, p3):
+            notice = await person.wait_for_message(
+                rooms[person.user_id], sender=bot, predicate=meetup_meta("cancelled")
+            )
+            assert notice.content[META]["starts_at"] == start.isoformat()
+            assert "Krankheit" in notice.body
+        await asyncio.sleep(1.0)
+        assert not [m for m in p1.messages(since=p1_mark) if meetup_meta("cancelled")(m)]
+    finally:
+        await runner.stop()
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_reminders_exactly_once_across_restarts(
+    tmp_path: Path, synapse: Synapse, register_user: RegisterUser, make_user: MakeUser
+) -> None:
+    """Offsets 28 s and 12 s before a meetup 40 s ahead. The bot is restarted between the
+    sign-up and the first reminder, and is down while the second one falls due."""
+    coordinator = await make_user("koord")
+    person = await make_user("lotsin")
+    runner = await make_bot(
+        tmp_path,
+        synapse,
+        register_user,
+        coordinators=[coordinator.user_id],
+        pilots=[person.user_id],
+        reminders=["28s", "12s"],
+    )
+    app = await runner.start()
+    bot = app.config.matrix.user_id
+    try:
+        room = await open_dm(person, bot)
+        start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=40)
+        feature = app.services.features["meetups"] if app.services else None
+        assert isinstance(feature, MeetupsFeature)
+        draft = MeetupDraft(
+            title="Kurzes Treffen",
+            start=start.astimezone(TZ),
+            tzid="Europe/Berlin",
+            duration=timedelta(minutes=30),
+        )
+        async with app.db.transaction() as conn:
+            meetup_id = await feature.create(
+                conn, draft, Audience("keine"), coordinator.user_id, datetime.now(UTC)
+            )
+        mark = person.mark()
+        await person.send_text(room, f"!zusage {meetup_id}")
+        await person.wait_for_message(room, sender=bot, predicate=meetup_meta("rsvp"))
+        # Let the bot's sync pass its own confirmation, so that after the restart nothing new
+        # has happened in this room: the reminder must reach a room the restarted bot has
+        # not seen any traffic in (as after a night's restart in production).
+        await asyncio.sleep(1.5)
+
+        await runner.stop()  # stopped after the sign-up, started before the first reminder
+        await runner.start()
+        first = await person.wait_for_message(
+            room, sender=bot, timeout=25, predicate=meetup_meta("reminder", id=meetup_id)
+        )
+        assert first.content[META]["offset"] == 28
+        assert first.content[META]["starts_at"] == start.astimezone(TZ).isoformat()
+
+        await runner.stop()  # down while the 12 s reminder falls due
+        two_seconds_after_due = start - timedelta(seconds=10)
+        await asyncio.sleep(max(0.0, (two_seconds_after_due - datetime.now(UTC)).total_seconds()))
+        await runner.start()
+        second = await person.wait_for_message(
+            room, sender=bot, timeout=8, predicate=meetup_meta("reminder", id=meetup_id)
+        )
+        assert second.content[META]["offset"] == 12
+        assert datetime.now(UTC) < start  # it came before the meetup began
+
+        await asyncio.sleep(1.5)
+        sent = [
+            m.content[META]["offset"]
+            for m in person.messages(room, since=mark)
+            if meetup_meta("reminder")(m)
+        ]
+        assert sent == [28, 12]
+    finally:
+        await runner.stop()
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_poll_becomes_meetup(
+    tmp_path: Path, synapse: Synapse, register_user: RegisterUser, make_user: MakeUser
+) -> None:
+    coordinator = await make_user("koord")
+    voter1, voter2 = await make_user("lotse"), await make_user("lotsin")
+    runner = await make_bot(
+        tmp_path,
+        synapse,
+        register_user,
+        coordinators=[coordinator.user_id],
+        pilots=[voter1.user_id, voter2.user_id],
+    )
+    app = await runner.start()
+    bot = app.config.matrix.user_id
+    try:
+        created = await coordinator.client.room_create(
+            name="Netzwerk", invite=[bot, voter1.user_id, voter2.user_id]
+        )
+        assert not isinstance(created, RoomCreateError), created
+        room = created.room_id
+        for user_id in (bot, voter1.user_id, voter2.user_id):
+            await coordinator.wait_for_join(room, user_id, timeout=15)
+        first, second = local(20, 10), local(21, 15, 30)
+        for person in (coordinator, voter1, voter2):
+            person.mark()
+        await coordinator.send_text(
+            room, f"!treffen umfrage Planungstreffen | {typed(first)} | {typed(second)}"
+        )
+        started = await coordinator.wait_for_message(
+            room, sender=bot, predicate=meetup_meta("poll")
+        )
+        poll_id = started.content[META]["poll"]
+        poll = await voter1.wait_for_event(room_id=room, sender=bot, event_type=POLL_START)
+        answers = poll.content[POLL_START]["answers"]
+        assert [a["id"] for a in answers] == ["t1", "t2"]
+        assert "Planungstreffen" in poll.content[POLL_START]["question"]["body"]
+
+        async def vote(person: MatrixUser, answer: str) -> None:
+            await person.send(
+                room,
+                POLL_RESPONSE,
+                {
+                    "m.relates_to": {"rel_type": "m.reference", "event_id": poll.event_id},
+                    POLL_RESPONSE: {"answers": [answer]},
+                },
+            )
+
+        await vote(voter1, "t2")
+        await vote(voter2, "t1")
+        await vote(voter2, "t2")  # changed their mind: the latest response counts
+        await asyncio.sleep(0.5)
+        await coordinator.send_text(room, f"!treffen umfrage beenden {poll_id}")
+        result = await coordinator.wait_for_message(
+            room, sender=bot, timeout=15, predicate=meetup_meta("poll", status="closed")
+        )
+        meta = result.content[META]
+        assert meta["votes"] == {"t1": 0, "t2": 2}
+        assert meta["starts_at"] == second.isoformat()
+        meetup_id = meta["id"]
+        invitation = await voter1.wait_for_message(
+            sender=bot, timeout=15, predicate=meetup_meta("created", id=meetup_id)
+        )
+        assert invitation.content[META]["starts_at"] == second.isoformat()
+    finally:
+        await runner.stop()

@@ -1,0 +1,373 @@
+"""Requests through a real Synapse: the whole life of a ticket, races, triage, absences,
+escalation and privacy, as staff, pilots and coordinators see them in their chats.
+
+Assertions read the ``de.lotsenbot.ticket`` metadata of the bot's messages, never prose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lotsenbot.devserver import Synapse
+from lotsenbot.tickets.feature import TicketsFeature
+from tests.integration.bot import BotRunner
+from tests.integration.conftest import MakeUser, RegisterUser
+from tests.integration.helpers import MatrixUser, Received
+
+TICKET = "de.lotsenbot.ticket"
+# Plenty of evidence for "it", so these tests do not depend on the router's thresholds.
+IT_TEXT = "Mein Drucker druckt nicht mehr, und der Laptop findet das VPN nicht"
+
+
+def ticket_event(event: str, **fields: Any) -> Callable[[Received], bool]:
+    def matches(item: Received) -> bool:
+        meta = item.content.get(TICKET) or {}
+        return meta.get("event") == event and all(meta.get(k) == v for k, v in fields.items())
+
+    return matches
+
+
+def error(item: Received) -> str | None:
+    return (item.content.get("de.lotsenbot.error") or {}).get("code")
+
+
+async def make_bot(
+    tmp_path: Path,
+    synapse: Synapse,
+    register_user: RegisterUser,
+    *,
+    coordinators: Sequence[str] = (),
+    it: Sequence[str] = (),
+    personal: Sequence[str] = (),
+    tickets: dict[str, Any] | None = None,
+) -> BotRunner:
+    account = await register_user("lotsenbot")
+    sections: dict[str, Any] = {
+        "matrix": {
+            "homeserver": synapse.url,
+            "user_id": account.user_id,
+            "password": account.password,
+            "store_path": "store",
+            "allowed_servers": [synapse.server_name],
+        },
+        "database": {"path": "bot.db"},
+        "bot": {"coordinators": list(coordinators)},
+        "departments": [
+            {
+                "id": "it",
+                "name": "IT-Service",
+                "specialist": True,
+                "description": "Arbeitsplatzrechner, Drucker und Telefonie der Verwaltung.",
+                "keywords": ["Drucker", "Laptop", "Passwort", "VPN"],
+                "pilots": list(it),
+            },
+            {
+                "id": "personal",
+                "name": "Personal",
+                "specialist": True,
+                "description": "Personalangelegenheiten, Arbeitszeit und Fortbildung.",
+                "keywords": ["Urlaub", "Arbeitszeit", "Fortbildung"],
+                "pilots": list(personal),
+            },
+        ],
+        "tickets": tickets or {},
+    }
+    return BotRunner(tmp_path / "bot", sections)
+
+
+async def start(runner: BotRunner) -> str:
+    app = await runner.start([TicketsFeature()])
+    return app.config.matrix.user_id
+
+
+async def open_dm(user: MatrixUser, bot_id: str) -> str:
+    room = await user.create_dm(bot_id)
+    await user.wait_for_join(room, bot_id, timeout=15)
+    return room
+
+
+async def ask(
+    user: MatrixUser,
+    room: str,
+    bot_id: str,
+    text: str,
+    predicate: Callable[[Received], bool] | None = None,
+) -> Received:
+    user.mark()
+    await user.send_text(room, text)
+    return await user.wait_for_message(room, sender=bot_id, predicate=predicate, timeout=15)
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_ticket_life_cycle(tmp_path, synapse, register_user, make_user: MakeUser):
+    """Create → pilot notified (new direct chat) → claim → reply relayed → resolved → reopened."""
+    staff = await make_user("staff")
+    pilot = await make_user("lotsin")
+    runner = await make_bot(tmp_path, synapse, register_user, it=[pilot.user_id])
+    bot_id = await start(runner)
+    try:
+        room = await open_dm(staff, bot_id)
+        pilot.mark()
+        created = await ask(staff, room, bot_id, f"!anfrage {IT_TEXT}.\nSeit heute früh.")
+        meta = created.content[TICKET]
+        assert (meta["event"], meta["department"], meta["assignee"], meta["status"]) == (
+            "created",
+            "it",
+            pilot.user_id,
+            "assigned",
+        )
+        number = meta["id"]
+        # The pilot hears of it in a direct chat the bot opens on demand.
+        note = await pilot.wait_for_message(
+            sender=bot_id, timeout=20, predicate=ticket_event("assigned", id=number)
+        )
+        assert "Seit heute früh" in note.body and note.msgtype == "m.notice"
+        pilot_room = note.room_id
+
+        staff.mark()
+        claimed = await ask(pilot, pilot_room, bot_id, f"!übernehmen {number}")
+        assert claimed.content[TICKET]["event"] == "claimed"
+        await staff.wait_for_message(room, sender=bot_id, predicate=ticket_event("claimed"))
+
+        staff.mark()
+        await ask(
+            pilot,
+            pilot_room,
+            bot_id,
+            f"!antwort {number} Bitte Papierfach prüfen.\nDanach neu starten.",
+            ticket_event("reply"),
+        )
+        relayed = await staff.wait_for_message(room, sender=bot_id, predicate=ticket_event("reply"))
+        assert relayed.content[TICKET]["status"] == "answered"
+        assert "Danach neu starten" in relayed.body
+        assert pilot.user_id.split(":")[0][1:] in relayed.body  # the pilot's name
+
+        staff.mark()
+        await ask(pilot, pilot_room, bot_id, f"!erledigt {number}", ticket_event("resolved"))
+        resolved = await staff.wait_for_message(
+            room, sender=bot_id, predicate=ticket_event("resolved")
+        )
+        assert resolved.content[TICKET]["status"] == "resolved"
+
+        pilot.mark()
+        reopened = await ask(staff, room, bot_id, f"!wiedereröffnen {number}")
+        assert reopened.content[TICKET]["event"] == "reopened"
+        back = await pilot.wait_for_message(
+            pilot_room, sender=bot_id, predicate=ticket_event("reopened")
+        )
+        assert back.content[TICKET]["status"] == "claimed"
+    finally:
+        await runner.stop()
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_two_pilots_claim_at_once(tmp_path, synapse, register_user, make_user: MakeUser):
+    staff = await make_user("staff")
+    first = await make_user("lotsin")
+    second = await make_user("lotse")
+    runner = await make_bot(tmp_path, synapse, register_user, it=[first.user_id, second.user_id])
+    bot_id = await start(runner)
+    try:
+        rooms = await asyncio.gather(*(open_dm(u, bot_id) for u in (staff, first, second)))
+        staff_room, first_room, second_room = rooms
+        created = await ask(staff, staff_room, bot_id, f"!anfrage {IT_TEXT}")
+        number = created.content[TICKET]["id"]
+        first.mark()
+        second.mark()
+        await asyncio.gather(
+            first.send_text(first_room, f"!übernehmen {number}"),
+            second.send_text(second_room, f"!übernehmen {number}"),
+        )
+
+        def answer(item: Received) -> bool:
+            return error(item) is not None or ticket_event("claimed")(item)
+
+        results = await asyncio.gather(
+            first.wait_for_message(first_room, sender=bot_id, predicate=answer, timeout=15),
+            second.wait_for_message(second_room, sender=bot_id, predicate=answer, timeout=15),
+        )
+        outcomes = sorted("claimed" if error(r) is None else str(error(r)) for r in results)
+        assert outcomes == ["claimed", "conflict"]
+        winner = next(r for r in results if error(r) is None).content[TICKET]["assignee"]
+        loser = next(r for r in results if error(r) is not None)
+        assert winner.split(":")[0][1:] in loser.body  # names who was faster
+    finally:
+        await runner.stop()
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_triage_and_transfers(tmp_path, synapse, register_user, make_user: MakeUser):
+    """An uncertain request goes to the coordinators, who assign it; a pilot passes it on."""
+    staff = await make_user("staff")
+    coordinator = await make_user("koord")
+    it_pilot = await make_user("lotsin")
+    hr_pilot = await make_user("lotse")
+    runner = await make_bot(
+        tmp_path,
+        synapse,
+        register_user,
+        coordinators=[coordinator.user_id],
+        it=[it_pilot.user_id],
+        personal=[hr_pilot.user_id],
+    )
+    bot_id = await start(runner)
+    try:
+        staff_room, coord_room, hr_room = await asyncio.gather(
+            *(open_dm(u, bot_id) for u in (staff, coordinator, hr_pilot))
+        )
+        coordinator.mark()
+        created = await ask(staff, staff_room, bot_id, "!anfrage Ich habe da mal eine Frage")
+        assert created.content[TICKET]["status"] == "triage"
+        number = created.content[TICKET]["id"]
+        triage = await coordinator.wait_for_message(
+            coord_room, sender=bot_id, predicate=ticket_event("created")
+        )
+        assert triage.content[TICKET] == {
+            "id": number,
+            "status": "triage",
+            "department": None,
+            "assignee": None,
+            "event": "created",
+        }
+
+        hr_pilot.mark()
+        staff.mark()
+        done = await ask(coordinator, coord_room, bot_id, f"!weiterleiten {number} personal")
+        assert done.content[TICKET]["event"] == "transferred"
+        assigned = await hr_pilot.wait_for_message(
+            hr_room, sender=bot_id, predicate=ticket_event("transferred")
+        )
+        assert assigned.content[TICKET]["assignee"] == hr_pilot.user_id
+        told = await staff.wait_for_message(
+            staff_room, sender=bot_id, predicate=ticket_event("transferred")
+        )
+        assert told.content[TICKET]["department"] == "personal"
+
+        it_pilot.mark()
+        await ask(
+            hr_pilot,
+            hr_room,
+            bot_id,
+            f"!weiterleiten {number} it Das ist ein Druckerthema",
+            ticket_event("transferred"),
+        )
+        moved = await it_pilot.wait_for_message(
+            sender=bot_id, timeout=20, predicate=ticket_event("transferred")
+        )
+        assert moved.content[TICKET]["department"] == "it"
+        assert "Druckerthema" in moved.body
+    finally:
+        await runner.stop()
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_absence_with_deputy(tmp_path, synapse, register_user, make_user: MakeUser):
+    staff = await make_user("staff")
+    away = await make_user("lotsin")
+    colleague = await make_user("lotse")
+    deputy = await make_user("vertretung")
+    runner = await make_bot(
+        tmp_path,
+        synapse,
+        register_user,
+        it=[away.user_id, colleague.user_id],
+        personal=[deputy.user_id],
+    )
+    bot_id = await start(runner)
+    try:
+        staff_room, away_room, deputy_room = await asyncio.gather(
+            *(open_dm(u, bot_id) for u in (staff, away, deputy))
+        )
+        until = (date.today() + timedelta(days=7)).strftime("%d.%m.%Y")
+        deputy.mark()
+        reply = await ask(
+            away, away_room, bot_id, f"!abwesend bis {until} Vertretung {deputy.user_id}"
+        )
+        assert reply.content["de.lotsenbot.absence"]["deputy"] == deputy.user_id
+        await deputy.wait_for_message(deputy_room, sender=bot_id)  # told about standing in
+        created = await ask(staff, staff_room, bot_id, f"!anfrage {IT_TEXT}")
+        meta = created.content[TICKET]
+        assert meta["assignee"] == deputy.user_id  # the absent pilot's turn, served by the deputy
+        number = meta["id"]
+        await deputy.wait_for_message(
+            deputy_room, sender=bot_id, predicate=ticket_event("assigned", id=number)
+        )
+        claimed = await ask(deputy, deputy_room, bot_id, f"!übernehmen {number}")
+        assert claimed.content[TICKET]["status"] == "claimed"
+        reply = await ask(away, away_room, bot_id, "!anwesend")
+        assert reply.content["de.lotsenbot.absence"] is None
+    finally:
+        await runner.stop()
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_unclaimed_ticket_escalates_once(
+    tmp_path, synapse, register_user, make_user: MakeUser
+):
+    staff = await make_user("staff")
+    pilot = await make_user("lotsin")
+    coordinator = await make_user("koord")
+    runner = await make_bot(
+        tmp_path,
+        synapse,
+        register_user,
+        coordinators=[coordinator.user_id],
+        it=[pilot.user_id],
+        tickets={"claim_within": "3s", "working_time": "always"},
+    )
+    bot_id = await start(runner)
+    try:
+        staff_room, coord_room, pilot_room = await asyncio.gather(
+            *(open_dm(u, bot_id) for u in (staff, coordinator, pilot))
+        )
+        mark = coordinator.mark()
+        pilot.mark()
+        created = await ask(staff, staff_room, bot_id, f"!anfrage {IT_TEXT}")
+        number = created.content[TICKET]["id"]
+        report = await coordinator.wait_for_message(
+            coord_room, sender=bot_id, timeout=15, predicate=ticket_event("escalated")
+        )
+        assert report.content[TICKET]["status"] == "escalated"
+        await pilot.wait_for_message(
+            pilot_room, sender=bot_id, timeout=10, predicate=ticket_event("escalated", id=number)
+        )
+        await asyncio.sleep(2.5)  # several more job runs
+        reports = [
+            m for m in coordinator.messages(coord_room, since=mark) if ticket_event("escalated")(m)
+        ]
+        assert len(reports) == 1
+        claimed = await ask(pilot, pilot_room, bot_id, f"!übernehmen {number}")
+        assert claimed.content[TICKET]["status"] == "claimed"
+    finally:
+        await runner.stop()
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_stranger_cannot_read_or_answer(
+    tmp_path, synapse, register_user, make_user: MakeUser
+):
+    staff = await make_user("staff")
+    stranger = await make_user("kollege")
+    pilot = await make_user("lotsin")
+    runner = await make_bot(tmp_path, synapse, register_user, it=[pilot.user_id])
+    bot_id = await start(runner)
+    try:
+        staff_room, stranger_room = await asyncio.gather(
+            open_dm(staff, bot_id), open_dm(stranger, bot_id)
+        )
+        created = await ask(staff, staff_room, bot_id, f"!anfrage {IT_TEXT}")
+        number = created.content[TICKET]["id"]
+        for command in (f"!verlauf {number}", f"!antwort {number} Ich lese mit"):
+            reply = await ask(stranger, stranger_room, bot_id, command)
+            assert error(reply) == "permission_denied", command
+            assert "Drucker" not in reply.body
+        own = await ask(staff, staff_room, bot_id, f"!verlauf {number}")
+        assert own.content[TICKET]["id"] == number and "Drucker" in own.body
+    finally:
+        await runner.stop()

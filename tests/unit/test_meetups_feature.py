@@ -1,0 +1,390 @@
+"""The meetup commands and the reminder job through the real dispatcher and outbox.
+
+No Matrix here: events go into :class:`Dispatcher.handle` as the transport would hand them
+over, and assertions read the outbox rows (target, dedup key, structured metadata) that the
+sender would deliver. The clock is fixed, so reminder timing and "the bot was down" are
+exact instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from lotsenbot.config import Config
+from lotsenbot.core.clock import Clock
+from lotsenbot.core.dispatch import Dispatcher
+from lotsenbot.core.inbox import Inbox
+from lotsenbot.core.outbox import Outbox
+from lotsenbot.core.roles import Roles
+from lotsenbot.core.services import Services
+from lotsenbot.core.types import Incoming
+from lotsenbot.meetups import store
+from lotsenbot.meetups.audience import Audience
+from lotsenbot.meetups.feature import MeetupsFeature, reminder_interval
+from lotsenbot.meetups.form import MeetupDraft
+from lotsenbot.storage.db import Database
+from lotsenbot.storage.migrate import migrate
+from lotsenbot.texts import Catalogue
+
+TZ = ZoneInfo("Europe/Berlin")
+START = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+COORD, P1, P2, P3, STAFF = (f"@{n}:stadt.de" for n in ("koord", "p1", "p2", "p3", "staff"))
+META = "de.lotsenbot.meetup"
+
+
+class FixedClock(Clock):
+    def __init__(self, at: datetime) -> None:
+        super().__init__()
+        self.at = at
+
+    def now(self) -> datetime:
+        return self.at
+
+
+@dataclass
+class Harness:
+    db: Database
+    clock: FixedClock
+    config: Config
+    feature: MeetupsFeature = field(init=False)
+    dispatcher: Dispatcher = field(init=False)
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    async def boot(self) -> None:
+        """A fresh feature on the same database: what a restart of the bot amounts to."""
+        services = Services(
+            config=self.config,
+            db=self.db,
+            texts=Catalogue("de"),
+            clock=self.clock,
+            roles=Roles(self.config),
+            outbox=Outbox(self.clock.now),
+            scheduler=AsyncIOScheduler(timezone=TZ),
+            bot_user_id="@bot:stadt.de",
+        )
+        self.feature = MeetupsFeature()
+        services.features["meetups"] = self.feature
+        await self.feature.start(services)
+        self.dispatcher = Dispatcher(services, [self.feature.router], Inbox(self.db))
+
+    async def event(self, sender: str, kind: str = "message", **values: Any) -> str:
+        event_id = f"$e{next(self._ids)}"
+        values.setdefault("room_id", "!dm:stadt.de")
+        values.setdefault("is_direct", True)
+        incoming = Incoming(
+            event_id=event_id,
+            sender=sender,
+            kind=kind,  # type: ignore[arg-type]
+            **values,
+        )
+        await self.dispatcher.handle(incoming)
+        return event_id
+
+    async def say(self, sender: str, text: str, **values: Any) -> list[dict[str, Any]]:
+        event_id = await self.event(sender, body=text, **values)
+        return await self.rows(f"evt:{event_id}:%")
+
+    async def rows(self, pattern: str = "%") -> list[dict[str, Any]]:
+        found = await self.db.fetchall(
+            "SELECT dedup_key, target_kind, target, content, attachment_name, status"
+            " FROM outbox WHERE dedup_key LIKE ? ORDER BY id",
+            (pattern,),
+        )
+        return [{**dict(row), "content": json.loads(row["content"])} for row in found]
+
+    async def deliver(self, dedup_key: str, event_id: str) -> None:
+        """Pretend the sender delivered a row and the homeserver gave it this event id."""
+        await self.db.execute(
+            "UPDATE outbox SET status = 'sent', event_id = ? WHERE dedup_key = ?",
+            (event_id, dedup_key),
+        )
+
+
+def meta(row: dict[str, Any]) -> dict[str, Any]:
+    value: dict[str, Any] = row["content"]["meta"][META]
+    return value
+
+
+def error(rows: list[dict[str, Any]]) -> str:
+    return str(rows[0]["content"]["meta"]["de.lotsenbot.error"]["code"])
+
+
+@pytest.fixture
+async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
+    db = Database(tmp_path / "bot.db")
+    await db.open()
+    await migrate(db)
+    config = Config.model_validate(
+        {
+            "matrix": {
+                "homeserver": "http://127.0.0.1:9",
+                "user_id": "@bot:stadt.de",
+                "password": "x",
+            },
+            "bot": {"coordinators": [COORD]},
+            "departments": [
+                {"id": "it", "name": "IT-Service", "pilots": [P1, P2]},
+                {"id": "buergeramt", "name": "Bürgeramt", "pilots": [P3]},
+            ],
+            "meetups": {"reminders": ["20s", "8s"]},
+        }
+    )
+    value = Harness(db, FixedClock(START), config)
+    await value.boot()
+    try:
+        yield value
+    finally:
+        await db.close()
+
+
+async def test_create_announces_to_pilots_with_calendar(harness: Harness) -> None:
+    rows = await harness.say(
+        COORD, "!treffen neu 12.01.2027 14:00 Vernetzungstreffen Digitallotsen"
+    )
+    assert len(rows) == 1
+    created = meta(rows[0])
+    assert created["event"] == "created" and created["recipients"] == 3
+    assert created["starts_at"] == "2027-01-12T14:00:00+01:00"
+    meetup_id = created["id"]
+    announcements = await harness.rows(f"meetup:{meetup_id}:%")
+    assert {(r["target_kind"], r["target"]) for r in announcements} == {
+        ("user", P1),
+        ("user", P2),
+        ("user", P3),
+    }
+    assert len(announcements) == 6  # text and calendar file for each
+    files = [r for r in announcements if r["attachment_name"]]
+    assert {r["attachment_name"] for r in files} == {f"treffen-{meetup_id}.ics"}
+    text = next(r for r in announcements if r["target"] == P1 and not r["attachment_name"])
+    assert "Vernetzungstreffen Digitallotsen" in text["content"]["markdown"]
+    assert "Dienstag, 12. Januar 2027, 14:00 Uhr" in text["content"]["markdown"]
+    assert meta(text)["event"] == "created"
+
+
+async def test_errors_are_user_errors(harness: Harness) -> None:
+    past = await harness.say(COORD, "!treffen neu 12.01.2025 14:00 Zu spät")
+    assert error(past) == "bad_arguments"
+    assert "Vergangenheit" in past[0]["content"]["markdown"]
+    assert "12\\.01\\.2027 14\\:00" in past[0]["content"]["markdown"]  # the example, escaped
+    garbage = await harness.say(COORD, "!treffen neu irgendwann Treffen")
+    assert error(garbage) == "bad_arguments"
+    staff = await harness.say(STAFF, "!treffen neu 12.01.2027 14:00 Treffen")
+    assert error(staff) == "permission_denied"
+    audience = await harness.say(
+        COORD, "!treffen neu\nTitel: T\nWann: 12.01.2027 14:00\nZielgruppe: Marsianer"
+    )
+    assert error(audience) == "bad_arguments"
+    assert await harness.rows("meetup:%") == []  # nothing stored, nothing announced
+    missing = await harness.say(STAFF, "!zusage 99")
+    assert error(missing) == "not_found"
+
+
+async def test_signup_by_reaction_waitlist_redaction_and_cancel(harness: Harness) -> None:
+    rows = await harness.say(
+        COORD,
+        "!treffen neu\nTitel: Lotsentreffen\nWann: 12.01.2027 14:00\nPlätze: 1\nZielgruppe: it",
+    )
+    meetup_id = meta(rows[0])["id"]
+    assert meta(rows[0])["recipients"] == 2
+    await harness.deliver(f"meetup:{meetup_id}:ann:{P1}", "$ann1")
+    reaction = await harness.event(P1, "reaction", relates_to="$ann1", key="👍")
+    confirm = await harness.rows(f"evt:{reaction}:%")
+    assert confirm[0]["target"] == P1 and meta(confirm[0])["event"] == "rsvp"
+    assert meta(confirm[0])["status"] == "confirmed"
+    waiting = await harness.say(P2, "!zusage " + str(meetup_id))
+    assert meta(waiting[0])["event"] == "waitlisted" and meta(waiting[0])["position"] == 1
+    again = await harness.say(P2, f"!zusage {meetup_id}")
+    assert meta(again[0])["status"] == "already_waitlisted"
+    # Someone else's redaction of P1's reaction (a moderator) withdraws nobody.
+    assert (
+        await harness.rows(f"evt:{await harness.event(P3, 'redaction', relates_to=reaction)}:%")
+        == []
+    )
+    removed = await harness.event(P1, "redaction", relates_to=reaction)
+    out = await harness.rows(f"evt:{removed}:%")
+    assert {(r["target"], meta(r)["event"]) for r in out} == {(P1, "withdrawn"), (P2, "promoted")}
+    # Coordinator sees the participants, staff does not.
+    detail = await harness.say(COORD, f"!treffen {meetup_id}")
+    assert meta(detail[0])["participants"] == [P2]
+    assert "participants" not in meta((await harness.say(STAFF, f"!treffen {meetup_id}"))[0])
+    await harness.say(P3, f"!zusage {meetup_id}")
+    cancel = await harness.say(COORD, f"!treffen streichen {meetup_id} Krankheit")
+    told = {r["target"]: meta(r) for r in cancel if r["target_kind"] == "user"}
+    assert set(told) == {P2, P3}
+    assert all(m["event"] == "cancelled" for m in told.values())
+    assert meta(cancel[-1])["notified"] == 2
+    late = await harness.say(P1, f"!zusage {meetup_id}")
+    assert error(late) == "conflict"
+
+
+async def test_change_capacity_moves_people_up_and_tells_them(harness: Harness) -> None:
+    rows = await harness.say(COORD, "!treffen neu\nTitel: Klein\nWann: 12.01.2027 14:00\nPlätze: 1")
+    meetup_id = meta(rows[0])["id"]
+    for person in (P1, P2, P3):
+        await harness.say(person, f"!zusage {meetup_id}")
+    change = await harness.say(COORD, f"!treffen ändern {meetup_id}\nPlätze: 2\nWo: Raum 2")
+    events = [(r["target"], meta(r)["event"]) for r in change if r["target_kind"] == "user"]
+    assert (P2, "promoted") in events
+    assert {t for t, e in events if e == "changed"} == {P1, P2, P3}
+    assert meta(change[-1])["fields"] == ["capacity", "location"]
+    meetup = await store.get_meetup(harness.db.conn, meetup_id)
+    assert meetup is not None and meetup.capacity == 2 and meetup.location == "Raum 2"
+    moved = await harness.say(COORD, f"!treffen ändern {meetup_id} Wann: 13.01.2027 10:00")
+    assert meta(moved[-1])["starts_at"] == "2027-01-13T10:00:00+01:00"
+    listing = await harness.say(STAFF, "!treffen")
+    items = listing[0]["content"]["meta"]["de.lotsenbot.meetups"]["items"]
+    assert items == [
+        {
+            "id": meetup_id,
+            "starts_at": "2027-01-13T10:00:00+01:00",
+            "free": 0,
+            "confirmed": 2,
+            "waitlisted": 1,
+        }
+    ]
+
+
+async def test_series_single_date_cancel_and_move(harness: Harness) -> None:
+    rows = await harness.say(
+        COORD,
+        "!treffen neu\nTitel: Reihe\nWann: 05.01.2027 14:00\n"
+        "Wiederholung: wöchentlich\nZielgruppe: keine",
+    )
+    meetup_id = meta(rows[0])["id"]
+    assert meta(rows[0])["recipients"] == 0
+    signed = await harness.say(P1, f"!zusage {meetup_id}")
+    assert "nächsten Termin" in signed[0]["content"]["markdown"]
+    assert meta(signed[0])["starts_at"] == "2027-01-05T14:00:00+01:00"
+    cancel = await harness.say(COORD, f"!treffen streichen {meetup_id} am 05.01.2027 Ferien")
+    told = [r for r in cancel if r["target"] == P1]
+    assert meta(told[0])["event"] == "cancelled" and meta(told[0])["date_only"] is True
+    nothing = await harness.say(COORD, f"!treffen streichen {meetup_id} am 06.01.2027")
+    assert error(nothing) == "not_found"
+    series_when = await harness.say(COORD, f"!treffen ändern {meetup_id} Wann: 07.01.2027 14:00")
+    assert error(series_when) == "conflict"
+    moved = await harness.say(
+        COORD, f"!treffen ändern {meetup_id} am 12.01.2027 Wann: 13.01.2027 16:00"
+    )
+    assert meta(moved[-1])["starts_at"] == "2027-01-13T16:00:00+01:00"
+    nxt = await harness.say(P2, f"!zusage {meetup_id}")
+    assert meta(nxt[0])["starts_at"] == "2027-01-13T16:00:00+01:00"
+    ics = await harness.say(STAFF, f"!treffen ics {meetup_id}")
+    assert ics[0]["attachment_name"] == f"treffen-{meetup_id}.ics"
+    data = await harness.db.fetchone(
+        "SELECT attachment FROM outbox WHERE dedup_key = ?", (ics[0]["dedup_key"],)
+    )
+    assert data is not None
+    text = bytes(data["attachment"]).decode()
+    assert (
+        "RRULE:FREQ=WEEKLY;BYDAY=TU" in text and "EXDATE;TZID=Europe/Berlin:20270105T140000" in text
+    )
+    assert "RECURRENCE-ID;TZID=Europe/Berlin:20270112T140000" in text
+
+
+async def test_poll_votes_and_end(harness: Harness) -> None:
+    room = {"room_id": "!gruppe:stadt.de", "is_direct": False}
+    rows = await harness.say(
+        COORD,
+        "!treffen umfrage Planung | 12.01.2027 14:00 | 19.01.2027 14:00 | 26.01.2027 10:00",
+        **room,
+    )
+    assert meta(rows[0])["event"] == "poll"
+    poll_id = meta(rows[0])["poll"]
+    start = await harness.rows(f"meetup-poll:{poll_id}")
+    assert start[0]["content"]["poll"]["answers"][1] == [
+        "t2",
+        "Dienstag, 19. Januar 2027, 14:00 Uhr",
+    ]
+    await harness.deliver(f"meetup-poll:{poll_id}", "$poll")
+    early = await harness.say(COORD, f"!treffen umfrage beenden {poll_id}", **room)
+    assert error(early) == "conflict"  # no votes yet
+    for person, answer, ts in ((P1, "t2", 10), (P2, "t3", 11), (P3, "t3", 12), (P3, "t2", 13)):
+        await harness.event(
+            person, "poll_response", relates_to="$poll", answers=(answer,), origin_ts=ts, **room
+        )
+    end = await harness.say(COORD, f"!treffen umfrage beenden {poll_id}", **room)
+    result = meta(end[0])
+    assert result["event"] == "poll" and result["votes"] == {"t1": 0, "t2": 2, "t3": 1}
+    assert result["starts_at"] == "2027-01-19T14:00:00+01:00"
+    meetup = await store.get_meetup(harness.db.conn, result["id"])
+    assert meetup is not None and meetup.title == "Planung"
+    assert len(await harness.rows(f"meetup:{result['id']}:ann:%")) == 3
+    again = await harness.say(COORD, f"!treffen umfrage beenden {poll_id}", **room)
+    assert error(again) == "conflict"
+
+
+async def signed_up_meetup(harness: Harness, start: datetime) -> int:
+    draft = MeetupDraft(
+        title="Bald",
+        start=start.astimezone(TZ),
+        tzid="Europe/Berlin",
+        duration=timedelta(minutes=30),
+    )
+    async with harness.db.transaction() as conn:
+        meetup_id = await harness.feature.create(
+            conn, draft, Audience("keine"), COORD, harness.clock.now()
+        )
+    await harness.say(P1, f"!zusage {meetup_id}")
+    return meetup_id
+
+
+async def reminders(harness: Harness) -> list[tuple[int, int]]:
+    rows = await harness.rows("rem:%")
+    return [(meta(r)["id"], meta(r)["offset"]) for r in rows]
+
+
+async def test_reminders_once_across_restarts(harness: Harness) -> None:
+    meetup_id = await signed_up_meetup(harness, START + timedelta(seconds=30))
+    await harness.feature.tick()
+    assert await reminders(harness) == []
+    harness.clock.at = START + timedelta(seconds=10)  # 20 s before the start
+    await harness.feature.tick()
+    await harness.feature.tick()
+    assert await reminders(harness) == [(meetup_id, 20)]
+    row = (await harness.rows("rem:%"))[0]
+    assert row["dedup_key"] == f"rem:{meetup_id}:2026-12-01T09:00:30Z:20:{P1}"
+    assert row["target"] == P1 and meta(row)["event"] == "reminder"
+    # Down across the 8 s reminder (due at +22 s), back at +25 s: still sent, once.
+    await harness.feature.stop()
+    harness.clock.at = START + timedelta(seconds=25)
+    await harness.boot()
+    await harness.feature.tick()
+    await harness.feature.tick()
+    assert await reminders(harness) == [(meetup_id, 20), (meetup_id, 8)]
+    harness.clock.at = START + timedelta(seconds=40)
+    await harness.boot()
+    await harness.feature.tick()
+    assert len(await reminders(harness)) == 2
+
+
+async def test_missed_reminders_are_skipped_or_superseded(harness: Harness) -> None:
+    superseded = await signed_up_meetup(harness, START + timedelta(seconds=30))
+    started = await signed_up_meetup(harness, START + timedelta(seconds=26))
+    harness.clock.at = START + timedelta(seconds=28)  # both reminders of both meetups passed
+    await harness.boot()
+    await harness.feature.tick()
+    assert await reminders(harness) == [(superseded, 8)]
+    outcomes = await harness.db.fetchall(
+        "SELECT meetup_id, offset_s, outcome FROM meetup_reminders ORDER BY meetup_id, offset_s"
+    )
+    assert [tuple(r) for r in outcomes] == [
+        (superseded, 8, "sent"),
+        (superseded, 20, "superseded"),
+        (started, 8, "started"),
+        (started, 20, "started"),
+    ]
+
+
+def test_reminder_interval() -> None:
+    assert reminder_interval([timedelta(hours=24), timedelta(hours=1)]) == 30.0
+    assert reminder_interval([timedelta(hours=1), timedelta(seconds=90)]) == 1.0

@@ -1,0 +1,529 @@
+"""Data protection without Matrix: export, erasure, retention, statistics, report, commands.
+
+The database is real (all migrations); times are constructed explicitly, so retention is
+tested by placing rows in the past rather than by waiting. Commands go through the real
+:class:`Dispatcher` and the assertions read the outbox rows the transport would deliver.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from lotsenbot.config import Config, PrivacyConfig
+from lotsenbot.core import personal_data
+from lotsenbot.core.clock import Clock, iso
+from lotsenbot.core.dispatch import Dispatcher
+from lotsenbot.core.errors import BadArguments
+from lotsenbot.core.inbox import Inbox
+from lotsenbot.core.outbox import Outbox
+from lotsenbot.core.personal_data import ERASED, ErasureReport
+from lotsenbot.core.roles import Roles
+from lotsenbot.core.services import Services
+from lotsenbot.core.types import Incoming
+from lotsenbot.privacy import report as reports
+from lotsenbot.privacy.feature import (
+    PrivacyFeature,
+    all_handlers,
+    collect_statistics,
+    erase_person,
+    export_person,
+    purge_all,
+)
+from lotsenbot.privacy.store import status_totals
+from lotsenbot.storage.db import Database
+from lotsenbot.storage.migrate import migrate
+from lotsenbot.texts import Catalogue
+
+BOT = "@lotsenbot:stadt.de"
+ANNA = "@anna:stadt.de"
+BERT = "@bert:stadt.de"
+LOTSIN = "@lotsin:stadt.de"
+HR = "@hr:stadt.de"
+KOORD = "@koord:stadt.de"
+DM_ANNA = "!dm-anna:stadt.de"
+NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)  # a Monday
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def make_config(privacy: dict[str, Any] | None = None) -> Config:
+    return Config.model_validate(
+        {
+            "matrix": {"homeserver": "http://127.0.0.1:1", "user_id": BOT, "password": "x"},
+            "bot": {"coordinators": [KOORD]},
+            "departments": [
+                {"id": "it", "name": "IT-Service", "pilots": [LOTSIN]},
+                {"id": "personal", "name": "Personal", "pilots": [HR]},
+            ],
+            "privacy": privacy or {},
+        }
+    )
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = Database(tmp_path / "bot.db")
+    await database.open()
+    await migrate(database)
+    yield database
+    await database.close()
+
+
+def ago(**delta: float) -> str:
+    return iso(NOW - timedelta(**delta))
+
+
+_ids = itertools.count(1)
+
+
+async def add_event(db: Database, sender: str, *, handled: str, status: str = "done",
+                    room: str = DM_ANNA, body: str = "") -> str:  # fmt: skip
+    event_id = f"$e{next(_ids)}"
+    payload = json.dumps({"body": body}) if status == "pending" else "{}"
+    await db.execute(
+        "INSERT INTO inbox (event_id, room_id, sender, kind, payload, origin_ts, received_at,"
+        " status, handled_at) VALUES (?, ?, ?, 'message', ?, 0, ?, ?, ?)",
+        (event_id, room, sender, payload, handled, status,
+         handled if status != "pending" else None),
+    )  # fmt: skip
+    return event_id
+
+
+async def add_outbox(db: Database, target_kind: str, target: str, text: str, *, sent: str | None,
+                     status: str = "sent", mentions: tuple[str, ...] = ()) -> int:  # fmt: skip
+    content = json.dumps({"markdown": text, "meta": {}, "mentions": list(mentions),
+                          "reply_to": None})  # fmt: skip
+    async with db.transaction() as conn:
+        cursor = await conn.execute(
+            "INSERT INTO outbox (dedup_key, target_kind, target, room_id, content, status,"
+            " next_attempt_at, created_at, sent_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (f"k{next(_ids)}", target_kind, target, target if target_kind == "room" else None,
+             content, status, sent or iso(NOW), sent or iso(NOW), sent),
+        )  # fmt: skip
+        return int(cursor.lastrowid or 0)
+
+
+async def add_ticket(db: Database, requester: str, body: str, *, department: str = "it",
+                     status: str = "open", created: str, closed: str | None = None,
+                     assignee: str | None = None, answered: str | None = None) -> int:  # fmt: skip
+    async with db.transaction() as conn:
+        cursor = await conn.execute(
+            "INSERT INTO tickets (requester, room_id, body, department, assignee, status,"
+            " created_at, updated_at, resolved_at, closed_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (requester, DM_ANNA, body, department, assignee, status, created, created,
+             closed if status == "resolved" else None, closed),
+        )  # fmt: skip
+        ticket_id = int(cursor.lastrowid or 0)
+        await conn.execute(
+            "INSERT INTO ticket_events (ticket_id, at, actor, kind, body) VALUES (?, ?, ?, ?, ?)",
+            (ticket_id, created, requester, "created", body),
+        )
+        if answered and assignee:
+            await conn.execute(
+                "INSERT INTO ticket_events (ticket_id, at, actor, kind, body)"
+                " VALUES (?, ?, ?, 'reply', 'Antwort')",
+                (ticket_id, answered, assignee),
+            )
+    return ticket_id
+
+
+async def scalar(db: Database, sql: str, params: tuple[Any, ...] = ()) -> Any:
+    row = await db.fetchone(sql, params)
+    return row[0] if row is not None else None
+
+
+# -- the hook registry ---------------------------------------------------------------------
+
+
+def test_feature_parts_are_registered_and_a_feature_method_wins() -> None:
+    class OwnTickets:
+        async def statistics(self, conn: Any, since: Any, until: Any, per_person: bool) -> dict:
+            return {}
+
+    chosen = dict(all_handlers({"tickets": OwnTickets(), "privacy": PrivacyFeature()}))
+    assert {"core", "tickets", "faq", "meetups", "announcements"} <= set(chosen)
+    assert isinstance(chosen["tickets"], OwnTickets)  # the feature's own hooks first
+    assert "privacy" not in chosen  # no hooks of its own: nothing to call
+    with pytest.raises(TypeError):
+        personal_data.register("nothing", object())
+
+
+# -- export --------------------------------------------------------------------------------
+
+
+async def test_export_contains_everything_about_the_person_and_nothing_about_others(
+    db: Database,
+) -> None:
+    await db.execute(
+        "INSERT INTO users (user_id, first_seen, last_seen, department) VALUES (?, ?, ?, 'it')",
+        (ANNA, ago(days=20), ago(days=1)),
+    )
+    await db.execute("INSERT INTO dm_rooms VALUES (?, ?, ?)", (ANNA, DM_ANNA, ago(days=20)))
+    await add_event(db, ANNA, handled=ago(days=1))
+    await add_event(db, BERT, handled=ago(days=1), room="!dm-bert:stadt.de")
+    await add_outbox(db, "room", DM_ANNA, "Antwort an Anna", sent=ago(days=1))
+    await add_outbox(db, "room", "!gruppe:stadt.de", "Hallo Anna", sent=ago(days=1),
+                     mentions=(ANNA,))  # fmt: skip
+    await add_outbox(db, "room", "!dm-bert:stadt.de", "Antwort an Bert", sent=ago(days=1))
+    await add_ticket(db, ANNA, "Drucker kaputt", created=ago(days=2))
+    await add_ticket(db, BERT, "Berts Problem", created=ago(days=2))
+    async with db.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO faq_questions (asked_at, user_id, room_id, decision, entry_id, score)"
+            " VALUES (?, ?, ?, 'answer', 'vpn', 0.9)",
+            (ago(days=3), ANNA, DM_ANNA),
+        )
+        await conn.execute(
+            "INSERT INTO faq_feedback VALUES (1, ?, 1, ?, NULL)", (ANNA, ago(days=3))
+        )
+        await conn.execute("INSERT INTO announcement_optouts VALUES (?, ?)", (ANNA, ago(days=5)))
+        sections = await export_person(conn, all_handlers({}), ANNA)
+    text = json.dumps(sections, ensure_ascii=False)
+    assert sections["core"]["person"]["department"] == "it"
+    assert sections["core"]["direct_chat"]["room_id"] == DM_ANNA
+    assert len(sections["core"]["events"]) == 1
+    assert {m["text"] for m in sections["core"]["messages"]} == {"Antwort an Anna", "Hallo Anna"}
+    assert [t["body"] for t in sections["tickets"]["requests"]] == ["Drucker kaputt"]
+    assert sections["tickets"]["requests"][0]["history"][0]["kind"] == "created"
+    assert sections["faq"]["feedback"] == [{"question_id": 1, "helpful": True,
+                                            "given_at": ago(days=3)}]  # fmt: skip
+    assert sections["announcements"]["opted_out_since"] == ago(days=5)
+    assert sections["meetups"]["signups"] == []
+    assert "Bert" not in text and BERT not in text
+
+
+# -- erasure -------------------------------------------------------------------------------
+
+
+async def test_erasure_anonymises_and_keeps_what_an_open_ticket_needs(db: Database) -> None:
+    await db.execute(
+        "INSERT INTO users (user_id, first_seen, last_seen) VALUES (?, ?, ?)",
+        (ANNA, ago(days=20), ago(days=1)),
+    )
+    await db.execute("INSERT INTO dm_rooms VALUES (?, ?, ?)", (ANNA, DM_ANNA, ago(days=20)))
+    await db.execute(
+        "INSERT INTO pending_choices VALUES (?, ?, 'x', '{}', ?)", (ANNA, DM_ANNA, ago(days=-1))
+    )
+    handled = await add_event(db, ANNA, handled=ago(days=1))
+    sent = await add_outbox(db, "user", ANNA, "Ihre Anfrage", sent=ago(days=1))
+    forwarded = await add_outbox(db, "room", "!it:stadt.de", f"Neue Anfrage von {ANNA}",
+                                 sent=ago(days=1))  # fmt: skip
+    waiting = await add_outbox(db, "room", DM_ANNA, "kommt gleich", sent=None, status="pending")
+    closed = await add_ticket(
+        db, ANNA, "Altes Problem", status="resolved", created=ago(days=9), closed=ago(days=8),
+        assignee=LOTSIN, answered=ago(days=8, hours=12),
+    )  # fmt: skip
+    still_open = await add_ticket(db, ANNA, "Drucker kaputt", created=ago(days=1))
+    await db.execute(
+        "INSERT INTO audit_log (at, actor, action, subject, details) VALUES (?, ?, ?, ?, '{}')",
+        (ago(days=1), ANNA, "privacy.export", ANNA),
+    )
+    async with db.transaction() as conn:
+        result = await erase_person(conn, all_handlers({}), ANNA, NOW)
+
+    assert await scalar(db, "SELECT COUNT(*) FROM users WHERE user_id = ?", (ANNA,)) == 0
+    assert await scalar(db, "SELECT COUNT(*) FROM pending_choices") == 0
+    assert await scalar(db, "SELECT sender FROM inbox WHERE event_id = ?", (handled,)) == ERASED
+    for row_id in (sent, forwarded):
+        content = await scalar(db, "SELECT content FROM outbox WHERE id = ?", (row_id,))
+        assert json.loads(content)["markdown"] == ""
+    assert await scalar(db, "SELECT target FROM outbox WHERE id = ?", (sent,)) == ERASED
+    kept = await scalar(db, "SELECT content FROM outbox WHERE id = ?", (waiting,))
+    assert json.loads(kept)["markdown"] == "kommt gleich"
+    old = await db.fetchone("SELECT * FROM tickets WHERE id = ?", (closed,))
+    assert (old["requester"], old["body"], old["assignee"]) == (ERASED, "", ERASED)
+    assert old["department"] == "it" and old["resolved_at"] is not None  # statistics stay
+    assert await scalar(db, "SELECT COUNT(*) FROM ticket_events WHERE ticket_id = ? AND"
+                            " (actor != ? OR body IS NOT NULL)", (closed, ERASED)) == 0  # fmt: skip
+    current = await db.fetchone("SELECT * FROM tickets WHERE id = ?", (still_open,))
+    assert (current["requester"], current["body"]) == (ANNA, "Drucker kaputt")
+
+    assert result.erased["core.person"] == 1
+    assert result.erased["tickets.tickets"] == 1
+    reasons = {k.category: k for k in result.kept}
+    assert reasons["tickets.open_tickets"].reason == "privacy.kept.open_ticket"
+    assert reasons["tickets.open_tickets"].params == {"numbers": str(still_open)}
+    assert reasons["core.messages"].reason == "privacy.kept.pending_delivery"
+    assert reasons["core.audit_log"].count == 1
+    assert reasons["core.direct_chat"].count == 1
+
+
+async def test_erasure_frees_a_meetup_place_for_the_waiting_list(db: Database) -> None:
+    async with db.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO meetups (id, title, start_local, tzid, duration_s, capacity, first_start,"
+            " created_by, created_at, updated_at) VALUES (1, 'Lotsentreffen',"
+            " '2026-12-10T14:00:00', 'Europe/Berlin', 3600, 1, ?, ?, ?, ?)",
+            ("2026-12-10T13:00:00.000Z", KOORD, ago(days=5), ago(days=5)),
+        )
+        for user, status in ((ANNA, "confirmed"), (BERT, "waitlisted")):
+            await conn.execute(
+                "INSERT INTO meetup_signups (meetup_id, occurrence, user_id, status, starts_at,"
+                " signed_up_at) VALUES (1, '2026-12-10T13:00:00Z', ?, ?, ?, ?)",
+                (user, status, "2026-12-10T13:00:00.000Z", ago(days=2)),
+            )
+        result = await erase_person(conn, all_handlers({}), ANNA, NOW)
+    rows = await db.fetchall("SELECT user_id, status FROM meetup_signups")
+    assert [tuple(r) for r in rows] == [(BERT, "confirmed")]
+    assert result.erased["meetups.signups"] == 1
+
+
+# -- retention -----------------------------------------------------------------------------
+
+
+async def test_purge_applies_each_period_and_dry_run_changes_nothing(db: Database) -> None:
+    privacy = PrivacyConfig()  # defaults: 30 days events/records, 180 ticket contents, …
+    old_event = await add_event(db, ANNA, handled=ago(days=31))
+    new_event = await add_event(db, ANNA, handled=ago(days=29))
+    waiting = await add_event(db, ANNA, handled=ago(days=60), status="pending", body="hallo")
+    await add_outbox(db, "user", ANNA, "alt", sent=ago(days=31))
+    await add_outbox(db, "user", ANNA, "neu", sent=ago(days=29))
+    await add_outbox(db, "user", ANNA, "hängt", sent=None, status="pending")
+    await db.execute(
+        "INSERT INTO users (user_id, first_seen, last_seen) VALUES (?, ?, ?), (?, ?, ?)",
+        (ANNA, ago(days=800), ago(days=366), BERT, ago(days=800), ago(days=364)),
+    )
+    await db.execute(
+        "INSERT INTO audit_log (at, actor, action) VALUES (?, ?, 'x'), (?, ?, 'y')",
+        (ago(days=731), KOORD, ago(days=729), KOORD),
+    )
+    expired = await add_ticket(db, ANNA, "alt", status="resolved", created=ago(days=200),
+                               closed=ago(days=181))  # fmt: skip
+    recent = await add_ticket(db, ANNA, "neuer", status="resolved", created=ago(days=200),
+                              closed=ago(days=179))  # fmt: skip
+    old_open = await add_ticket(db, ANNA, "offen seit langem", created=ago(days=400))
+    async with db.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO faq_unanswered (asked_at, question, normalized) VALUES (?, 'a', 'a'),"
+            " (?, 'b', 'b')",
+            (ago(days=91), ago(days=89)),
+        )
+    before = await status_totals(db.conn, "inbox")
+
+    async with db.transaction() as conn:
+        planned = await purge_all(conn, all_handlers({}), NOW, privacy, dry_run=True)
+    assert planned["core"] == {"events": 1, "delivery_records": 1, "expired_choices": 0,
+                               "inactive_people": 1, "audit_log": 1}  # fmt: skip
+    assert planned["tickets"] == {"ticket_contents": 1}
+    assert planned["faq"]["unanswered_questions"] == 1
+    assert await scalar(db, "SELECT COUNT(*) FROM inbox") == 3  # dry run: nothing gone
+
+    async with db.transaction() as conn:
+        done = await purge_all(conn, all_handlers({}), NOW, privacy, dry_run=False)
+    assert done == planned
+    events = {r[0] for r in await db.fetchall("SELECT event_id FROM inbox")}
+    assert events == {new_event, waiting}
+    assert old_event not in events
+    texts = {json.loads(r[0])["markdown"] for r in await db.fetchall("SELECT content FROM outbox")}
+    assert texts == {"neu", "hängt"}
+    assert {r[0] for r in await db.fetchall("SELECT user_id FROM users")} == {BERT}
+    assert await scalar(db, "SELECT COUNT(*) FROM audit_log") == 1
+    bodies = {r[0]: r[1] for r in await db.fetchall("SELECT id, body FROM tickets")}
+    assert bodies == {expired: "", recent: "neuer", old_open: "offen seit langem"}
+    assert await scalar(db, "SELECT COUNT(*) FROM faq_unanswered") == 1
+    # Prometheus totals do not go down with the purge.
+    assert await status_totals(db.conn, "inbox") == before
+
+    async with db.transaction() as conn:
+        again = await purge_all(conn, all_handlers({}), NOW, privacy, dry_run=False)
+    assert all(n == 0 for part in again.values() for n in part.values())
+
+    # Moving the clock on by a day makes the next records due.
+    async with db.transaction() as conn:
+        later = await purge_all(conn, all_handlers({}), NOW + timedelta(days=2), privacy, True)
+    assert later["core"]["events"] == 1 and later["core"]["delivery_records"] == 1
+    assert later["tickets"]["ticket_contents"] == 1
+
+
+# -- statistics and report -----------------------------------------------------------------
+
+
+async def _two_departments(db: Database) -> None:
+    await add_ticket(db, ANNA, "a", created=ago(days=3), assignee=LOTSIN, status="resolved",
+                     answered=ago(days=3, hours=-2), closed=ago(days=2))  # fmt: skip
+    await add_ticket(db, BERT, "b", created=ago(days=3), assignee=LOTSIN,
+                     answered=ago(days=3, hours=-4))  # fmt: skip
+    await add_ticket(db, ANNA, "c", department="personal", created=ago(days=1), assignee=HR,
+                     answered=ago(days=1, hours=-1))  # fmt: skip
+    await add_ticket(db, ANNA, "d", created=ago(days=40))  # outside the period
+
+
+async def test_statistics_are_aggregates_per_department_unless_per_person(db: Database) -> None:
+    await _two_departments(db)
+    since, until = NOW - timedelta(days=30), NOW
+    async with db.transaction() as conn:
+        figures = await collect_statistics(conn, all_handlers({}), since, until, False)
+        personal = await collect_statistics(conn, all_handlers({}), since, until, True)
+    tickets = figures["tickets"]
+    assert tickets["requests"] == {"it": 2, "personal": 1}
+    assert tickets["first_answer_median_s"] == {"it": 3 * 3600, "personal": 3600}
+    assert tickets["resolution_median_s"] == {"it": 86400}
+    assert tickets["open_now"] == {"it": 2, "personal": 1}
+    assert "@" not in json.dumps(figures)  # no Matrix ID anywhere
+    assert personal["tickets"]["by_pilot"] == {LOTSIN: {"answered": 2, "resolved": 1},
+                                               HR: {"answered": 1}}  # fmt: skip
+
+
+async def test_report_text_and_chart(db: Database, tmp_path: Path) -> None:
+    await _two_departments(db)
+    async with db.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO faq_questions (asked_at, user_id, room_id, decision, score) VALUES"
+            " (?, ?, '', 'answer', 1), (?, ?, '', 'none', 0), (?, ?, '', 'suggest', 0.5),"
+            " (?, ?, '', 'answer', 1)",
+            (ago(days=1), ANNA) * 4,
+        )
+        for question in ("Wie geht *E-Akte*?", "wie geht e-akte", "Fax?"):
+            await conn.execute(
+                "INSERT INTO faq_unanswered (asked_at, question, normalized) VALUES (?, ?, ?)",
+                (ago(days=1), question, "fax" if "Fax" in question else "e-akte"),
+            )
+        figures = await collect_statistics(conn, all_handlers({}), NOW - timedelta(days=30),
+                                           NOW, False)  # fmt: skip
+    t = Catalogue("de")
+    period = reports.rolling(30, NOW, BERLIN)
+    names = {"it": "IT-Service", "personal": "Personal"}
+    text = reports.render_markdown(figures, period, t, names, BERLIN, per_person=False)
+    assert "## Bericht 31.10.2026 – 30.11.2026" in text
+    assert "| IT\\-Service | 2 | 3,0 Std. | 24,0 Std. | 2 |" in text, text
+    assert "Trefferquote: 50,0 %" in text
+    assert "„Wie geht \\*E\\-Akte\\*?“ (2×)" in text  # user text escaped, grouped
+    assert "@" not in text
+    assert "Treffen" not in text  # no meetup figures: the section is left out
+    png = reports.render_chart(figures, period, t, names)
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert 10_000 < len(png) < 400_000
+    (tmp_path / "bericht.png").write_bytes(png)
+    empty = reports.render_chart({}, period, t, names)
+    assert empty.startswith(b"\x89PNG") and len(empty) < len(png)
+
+
+def test_periods() -> None:
+    p = reports.parse_period("", NOW, BERLIN)
+    assert (p.since, p.until) == (NOW - timedelta(days=30), NOW)
+    assert reports.parse_period("7 Tage", NOW, BERLIN).since == NOW - timedelta(days=7)
+    assert reports.parse_period("Woche", NOW, BERLIN).since == NOW - timedelta(days=7)
+    assert reports.parse_period("2 Wochen", NOW, BERLIN).since == NOW - timedelta(days=14)
+    assert reports.parse_period("monat", NOW, BERLIN).since == NOW - timedelta(days=30)
+    r = reports.parse_period("01.10.2026 – 31.10.2026", NOW, BERLIN)
+    # Local days: 1 October 00:00 CEST is 22:00 UTC the day before; 1 November 00:00 CET.
+    assert r.since == datetime(2026, 9, 30, 22, tzinfo=UTC)
+    assert r.until == datetime(2026, 10, 31, 23, tzinfo=UTC)
+    for bad in ("gestern", "31.02.2026-01.03.2026", "10.10.2026-01.10.2026", "0 Tage"):
+        with pytest.raises(BadArguments):
+            reports.parse_period(bad, NOW, BERLIN)
+    week, name = reports.iso_week_before(NOW, BERLIN)
+    assert name == "2026-W48"
+    assert (week.first_day.isoformat(), week.last_day.isoformat()) == ("2026-11-23", "2026-11-29")
+    assert week.until == datetime(2026, 11, 29, 23, tzinfo=UTC)
+
+
+# -- the chat commands through the dispatcher ----------------------------------------------
+
+
+class Harness:
+    def __init__(self, db: Database, config: Config) -> None:
+        self.clock = Clock(NOW - datetime.now(UTC))
+        self.feature = PrivacyFeature()
+        self.services = Services(
+            config=config, db=db, texts=Catalogue("de"), clock=self.clock, roles=Roles(config),
+            outbox=Outbox(self.clock.now), scheduler=AsyncIOScheduler(timezone=config.bot.tz),
+            bot_user_id=BOT, features={"privacy": self.feature},
+        )  # fmt: skip
+        self.feature.services = self.services
+        self.inbox = Inbox(db)
+        self.dispatcher = Dispatcher(self.services, [self.feature.router], self.inbox)
+        self.db = db
+
+    async def say(self, sender: str, body: str, room: str = DM_ANNA, direct: bool = True) -> Any:
+        event = Incoming(f"$m{next(_ids)}", room, sender, "message", body, is_direct=direct)
+        async with self.db.transaction() as conn:
+            await self.inbox.accept(conn, [event], self.clock.now())
+        await self.dispatcher.handle(event)
+        rows = await self.db.fetchall(
+            "SELECT * FROM outbox WHERE dedup_key LIKE ? ORDER BY id", (f"evt:{event.event_id}:%",)
+        )
+        return rows
+
+
+def meta(row: Any, key: str = "de.lotsenbot.privacy") -> dict[str, Any]:
+    return json.loads(row["content"])["meta"].get(key) or {}
+
+
+async def test_commands_export_erase_protocol_and_roles(db: Database) -> None:
+    h = Harness(db, make_config())
+    await add_ticket(db, ANNA, "Drucker kaputt", created=ago(days=1))
+    [reply] = await h.say(ANNA, "!meine-daten")
+    assert reply["attachment_mime"] == "application/json"
+    assert reply["attachment_name"] == "meine-daten-2026-11-30.json"
+    document = json.loads(bytes(reply["attachment"]))
+    assert document["user_id"] == ANNA
+    assert document["data"]["tickets"]["requests"][0]["body"] == "Drucker kaputt"
+
+    # In a group room the file goes to the direct chat, never into the room.
+    private, note = await h.say(ANNA, "!meine-daten", room="!gruppe:stadt.de", direct=False)
+    assert (note["target_kind"], note["attachment"]) == ("room", None)
+    assert (private["target_kind"], private["target"]) == ("user", ANNA)
+    assert private["attachment_name"].endswith(".json")
+
+    [answer] = await h.say(ANNA, "!daten-löschen bestätigen")
+    assert meta(answer, "de.lotsenbot.error")["code"] == "conflict"  # nothing to confirm yet
+    [ask] = await h.say(ANNA, "!daten-löschen")
+    assert meta(ask)["action"] == "erase_confirm"
+    h.clock.offset += timedelta(minutes=11)  # too late
+    [late] = await h.say(ANNA, "!daten-löschen bestätigen")
+    assert meta(late, "de.lotsenbot.error")["code"] == "conflict"
+    await h.say(ANNA, "!daten-löschen")
+    h.clock.offset += timedelta(minutes=9)
+    [done] = await h.say(ANNA, "!daten löschen bestaetigen")
+    assert meta(done)["action"] == "erased"
+    kept = {k["category"]: k for k in meta(done)["kept"]}
+    assert kept["tickets.open_tickets"]["reason"] == "privacy.kept.open_ticket"
+    assert "offene Anfrage Nr. 1" in json.loads(done["content"])["markdown"]
+    actions = [r[0] for r in await db.fetchall("SELECT action FROM audit_log ORDER BY id")]
+    assert actions == ["privacy.export", "privacy.export", "privacy.erase_requested",
+                       "privacy.erase_requested", "privacy.erase"]  # fmt: skip
+
+    [denied] = await h.say(ANNA, "!protokoll")
+    assert meta(denied, "de.lotsenbot.error")["code"] == "permission_denied"
+    [denied] = await h.say(ANNA, "!bericht")
+    assert meta(denied, "de.lotsenbot.error")["code"] == "permission_denied"
+    [log] = await h.say(KOORD, "!protokoll 3", room="!dm-koord:stadt.de")
+    entries = meta(log)["entries"]
+    assert [e["action"] for e in entries] == ["privacy.erase", "privacy.erase_requested",
+                                              "privacy.erase_requested"]  # fmt: skip
+    assert entries[0]["actor"] == ANNA
+    [bad] = await h.say(KOORD, "!protokoll viele", room="!dm-koord:stadt.de")
+    assert meta(bad, "de.lotsenbot.error")["code"] == "bad_arguments"
+    [report] = await h.say(KOORD, "!bericht 7 Tage", room="!dm-koord:stadt.de")
+    assert report["attachment_mime"] == "image/png"
+    assert bytes(report["attachment"]).startswith(b"\x89PNG")
+    assert meta(report, "de.lotsenbot.report")["sections"] == ["core", "tickets"]
+
+
+async def test_weekly_report_is_sent_once_per_week(db: Database) -> None:
+    h = Harness(db, make_config())
+    await add_ticket(db, ANNA, "x", created=ago(days=3))
+    assert await h.feature.weekly_report_job() is True
+    assert await h.feature.weekly_report_job() is False  # same week: dedup key exists
+    rows = await db.fetchall("SELECT dedup_key, target FROM outbox WHERE purpose = 'report'")
+    assert [tuple(r) for r in rows] == [(f"report:2026-W48:{KOORD}", KOORD)]
+
+
+def test_erasure_report_merge() -> None:
+    a = ErasureReport()
+    a.count("x", 2)
+    a.count("y", 0)
+    a.keep("z", 0, "r")
+    b = ErasureReport()
+    b.merge(a, prefix="f.")
+    assert b.erased == {"f.x": 2} and b.kept == []

@@ -1,0 +1,595 @@
+"""The requests feature end to end without Matrix: dispatcher, handlers, database, outbox.
+
+Events go through the real :class:`Dispatcher` (error handling, roles, one transaction per
+event) and the assertions read the outbox rows the transport would deliver, through their
+structured ``de.lotsenbot.*`` metadata.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from lotsenbot.config import Config
+from lotsenbot.core.clock import Clock
+from lotsenbot.core.dispatch import Dispatcher
+from lotsenbot.core.inbox import Inbox
+from lotsenbot.core.outbox import Outbox
+from lotsenbot.core.roles import Roles
+from lotsenbot.core.services import Services
+from lotsenbot.core.types import Incoming
+from lotsenbot.storage.db import Database
+from lotsenbot.storage.migrate import migrate
+from lotsenbot.texts import Catalogue
+from lotsenbot.tickets import store
+from lotsenbot.tickets.escalation import escalate_due, job_interval
+from lotsenbot.tickets.feature import TicketsFeature
+
+BOT = "@lotsenbot:stadt.de"
+ANNA = "@anna:stadt.de"  # staff
+BERT = "@bert:stadt.de"  # staff, a stranger to Anna's tickets
+LOTSIN = "@lotsin:stadt.de"  # pilot it
+LOTSE = "@lotse:stadt.de"  # pilot it
+HR = "@hr:stadt.de"  # pilot personal
+BA = "@ba:stadt.de"  # pilot buergeramt
+KOORD = "@koord:stadt.de"
+IT_ROOM = "!itlotsen:stadt.de"
+# Requests with plenty of evidence, so these tests do not depend on the router's thresholds.
+IT_TEXT = "Mein Drucker druckt nicht mehr, und der Laptop findet das VPN nicht"
+HR_TEXT = "Wie beantrage ich Urlaub und eine Fortbildung?"
+VAGUE_TEXT = "Ich habe da mal eine Frage"
+
+
+def make_config(tickets: dict[str, Any] | None = None) -> Config:
+    return Config.model_validate(
+        {
+            "matrix": {"homeserver": "http://127.0.0.1:1", "user_id": BOT, "password": "x"},
+            "bot": {"coordinators": [KOORD]},
+            "departments": [
+                {
+                    "id": "it",
+                    "name": "IT-Service",
+                    "specialist": True,
+                    "room": IT_ROOM,
+                    "description": "Arbeitsplatzrechner, Drucker, Telefonie.",
+                    "keywords": ["Drucker", "Laptop", "Passwort", "VPN"],
+                    "pilots": [LOTSIN, LOTSE],
+                },
+                {
+                    "id": "personal",
+                    "name": "Personal",
+                    "specialist": True,
+                    "description": "Personalangelegenheiten, Arbeitszeit und Fortbildung.",
+                    "keywords": ["Urlaub", "Arbeitszeit", "Fortbildung"],
+                    "pilots": [HR],
+                },
+                {
+                    "id": "organisation",
+                    "name": "Organisation",
+                    "specialist": True,
+                    "description": "Abläufe und Formulare.",
+                    "keywords": ["Prozess", "Formular"],
+                },
+                {
+                    "id": "buergeramt",
+                    "name": "Bürgeramt",
+                    "specialist": False,
+                    "description": "Meldewesen und Ausweise.",
+                    "keywords": ["Meldewesen", "Personalausweis"],
+                    "pilots": [BA],
+                },
+            ],
+            "tickets": tickets or {},
+        }
+    )
+
+
+@dataclass
+class Sent:
+    target_kind: str
+    target: str
+    dedup_key: str
+    markdown: str
+    meta: dict[str, Any]
+
+    @property
+    def text(self) -> str:
+        """The Markdown with escapes removed, for checks of what a person reads."""
+        return re.sub(r"\\(.)", r"\1", self.markdown)
+
+    @property
+    def ticket(self) -> dict[str, Any]:
+        return self.meta.get("de.lotsenbot.ticket") or {}
+
+    @property
+    def error(self) -> str | None:
+        error = self.meta.get("de.lotsenbot.error")
+        return error["code"] if error else None
+
+
+@dataclass
+class Env:
+    services: Services
+    dispatcher: Dispatcher
+    feature: TicketsFeature
+    clock: Clock
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _seen: int = 0
+
+    async def say(self, sender: str, body: str, room: str | None = None) -> list[Sent]:
+        """Handle one direct-chat message and return what it put into the outbox."""
+        room = room or f"!dm-{sender[1:].split(':')[0]}:stadt.de"
+        event = Incoming(
+            event_id=f"$e{next(self._ids)}",
+            room_id=room,
+            sender=sender,
+            kind="message",
+            body=body,
+            is_direct=True,
+        )
+        await self.dispatcher.handle(event)
+        return await self.new_messages()
+
+    async def new_messages(self) -> list[Sent]:
+        rows = await self.services.db.fetchall(
+            "SELECT * FROM outbox WHERE id > ? ORDER BY id", (self._seen,)
+        )
+        if rows:
+            self._seen = rows[-1]["id"]
+        out = []
+        for row in rows:
+            content = json.loads(row["content"])
+            out.append(
+                Sent(
+                    row["target_kind"],
+                    row["target"],
+                    row["dedup_key"],
+                    content["markdown"],
+                    content["meta"],
+                )
+            )
+        return out
+
+    async def ticket(self, ticket_id: int) -> store.Ticket:
+        ticket = await store.get_ticket(self.services.db.conn, ticket_id)
+        assert ticket is not None
+        return ticket
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[Env]:
+    environment = await build_env(tmp_path, make_config())
+    try:
+        yield environment
+    finally:
+        await environment.services.db.close()
+
+
+async def build_env(tmp_path: Path, config: Config) -> Env:
+    db = Database(tmp_path / "bot.db")
+    await db.open()
+    await migrate(db)
+    clock = Clock()
+    services = Services(
+        config=config,
+        db=db,
+        texts=Catalogue("de"),
+        clock=clock,
+        roles=Roles(config),
+        outbox=Outbox(clock.now),
+        scheduler=AsyncIOScheduler(timezone=config.bot.tz),
+        bot_user_id=BOT,
+    )
+    feature = TicketsFeature()
+    services.features[feature.name] = feature
+    dispatcher = Dispatcher(services, [feature.router], Inbox(db))
+    await feature.start(services)
+    return Env(services, dispatcher, feature, clock)
+
+
+def only(messages: list[Sent], **where: str) -> Sent:
+    found = [m for m in messages if all(getattr(m, k) == v for k, v in where.items())]
+    assert len(found) == 1, (where, [(m.target_kind, m.target, m.ticket) for m in messages])
+    return found[0]
+
+
+def reply_to(messages: list[Sent], sender: str) -> Sent:
+    return only(messages, target_kind="room", target=f"!dm-{sender[1:].split(':')[0]}:stadt.de")
+
+
+async def test_request_is_routed_assigned_and_announced(env: Env) -> None:
+    out = await env.say(ANNA, "!anfrage Mein Drucker druckt nicht mehr.\nZweite Zeile bleibt.")
+    answer = reply_to(out, ANNA)
+    meta = answer.ticket
+    assert meta["event"] == "created" and meta["department"] == "it"
+    assert meta["assignee"] == LOTSIN and meta["status"] == "assigned"
+    assert "IT-Service" in answer.text and f"#{meta['id']}" in answer.text
+    pilot = only(out, target_kind="user", target=LOTSIN)
+    assert pilot.ticket["event"] == "assigned"
+    assert "> Zweite Zeile bleibt\\." in pilot.markdown  # quoted, escaped, line kept
+    room = only(out, target_kind="room", target=IT_ROOM)
+    assert room.ticket["id"] == meta["id"]
+    ticket = await env.ticket(meta["id"])
+    assert ticket.body == "Mein Drucker druckt nicht mehr.\nZweite Zeile bleibt."
+    assert ticket.claim_due_at is not None and ticket.answer_due_at is None  # not claimed yet
+    await env.say(LOTSIN, f"!übernehmen {meta['id']}")
+    assert (await env.ticket(meta["id"])).answer_due_at is not None
+
+
+async def test_round_robin_and_fewest_open_tickets(env: Env) -> None:
+    assignees = []
+    for _ in range(4):
+        out = await env.say(ANNA, f"!anfrage {IT_TEXT}")
+        assignees.append(reply_to(out, ANNA).ticket["assignee"])
+    assert assignees == [LOTSIN, LOTSE, LOTSIN, LOTSE]
+    await env.say(LOTSIN, "!erledigt 1")  # Lotsin now has one open ticket, Lotse two
+    out = await env.say(ANNA, f"!anfrage {IT_TEXT}")
+    assert reply_to(out, ANNA).ticket["assignee"] == LOTSIN
+
+
+async def test_claim_answer_resolve_reopen(env: Env) -> None:
+    await env.say(ANNA, f"!anfrage {IT_TEXT}")
+    out = await env.say(LOTSE, "!übernehmen 1")  # not the assignee, but a pilot of it
+    assert reply_to(out, LOTSE).ticket == {
+        "id": 1,
+        "status": "claimed",
+        "department": "it",
+        "assignee": LOTSE,
+        "event": "claimed",
+    }
+    assert only(out, target=ANNA).ticket["event"] == "claimed"
+    assert only(out, target=LOTSIN).ticket["event"] == "claimed"  # the previous assignee
+    out = await env.say(LOTSE, "!antwort 1 Bitte Papierfach prüfen.\nUnd neu starten.")
+    relayed = only(out, target=ANNA)
+    assert relayed.ticket["event"] == "reply" and relayed.ticket["status"] == "answered"
+    assert "lotse" in relayed.text and "Und neu starten" in relayed.text
+    out = await env.say(ANNA, "!antwort 1 Hat leider nicht geholfen")
+    assert only(out, target=LOTSE).ticket["status"] == "claimed"
+    out = await env.say(LOTSE, "!notiz 1 Toner bestellt")
+    assert reply_to(out, LOTSE).ticket["event"] == "note"
+    assert [m for m in out if m.target == ANNA] == []
+    out = await env.say(LOTSE, "!erledigt 1 Toner getauscht")
+    resolved = only(out, target=ANNA)
+    assert resolved.ticket["event"] == "resolved" and "Toner getauscht" in resolved.text
+    assert "wiedereröffnen 1" in resolved.text
+    out = await env.say(ANNA, "!wiedereröffnen 1")
+    assert reply_to(out, ANNA).ticket["status"] == "claimed"
+    assert only(out, target=LOTSE).ticket["event"] == "reopened"
+
+    # History: the requester sees everything but the note; the team sees the note too.
+    out = await env.say(ANNA, "!verlauf 1")
+    kinds = [e["kind"] for e in reply_to(out, ANNA).meta["de.lotsenbot.ticket_history"]]
+    assert kinds == ["created", "assigned", "claimed", "reply", "reply", "resolved", "reopened"]
+    assert "Toner bestellt" not in reply_to(out, ANNA).text
+    out = await env.say(KOORD, "!anfrage 1")
+    team_view = reply_to(out, KOORD)
+    assert "note" in [e["kind"] for e in team_view.meta["de.lotsenbot.ticket_history"]]
+    assert "Toner bestellt" in team_view.text
+
+
+async def test_reopen_window(tmp_path: Path) -> None:
+    env = await build_env(tmp_path, make_config({"reopen_days": 3}))
+    try:
+        await env.say(ANNA, f"!anfrage {IT_TEXT}")
+        await env.say(LOTSIN, "!erledigt 1")
+        env.clock.offset = timedelta(days=4)
+        out = await env.say(ANNA, "!wiedereröffnen 1")
+        assert reply_to(out, ANNA).error == "conflict"
+        assert (await env.ticket(1)).status == "resolved"
+    finally:
+        await env.services.db.close()
+
+
+async def test_two_pilots_claim_at_once_exactly_one_wins(env: Env) -> None:
+    await env.say(ANNA, f"!anfrage {IT_TEXT}")
+    first = Incoming(
+        event_id="$c1",
+        room_id="!dm-lotsin:stadt.de",
+        sender=LOTSIN,
+        kind="message",
+        body="!übernehmen 1",
+        is_direct=True,
+    )
+    second = Incoming(
+        event_id="$c2",
+        room_id="!dm-lotse:stadt.de",
+        sender=LOTSE,
+        kind="message",
+        body="!uebernehmen #1",
+        is_direct=True,
+    )
+    await asyncio.gather(env.dispatcher.handle(first), env.dispatcher.handle(second))
+    out = await env.new_messages()
+    answers = [reply_to(out, LOTSIN), reply_to(out, LOTSE)]
+    outcomes = sorted((a.ticket.get("event", "-"), a.error or "-") for a in answers)
+    assert outcomes == [("-", "conflict"), ("claimed", "-")]
+    winner = next(a for a in answers if a.error is None).ticket["assignee"]
+    assert (await env.ticket(1)).assignee == winner
+    loser = next(a for a in answers if a.error == "conflict")
+    assert winner[1:].split(":")[0] in loser.text  # names who was faster
+
+
+async def test_strangers_get_permission_denied(env: Env) -> None:
+    await env.say(ANNA, f"!anfrage {IT_TEXT}")
+    for command in (
+        "!verlauf 1",
+        "!anfrage 1",
+        "!antwort 1 Ich will auch",
+        "!zurückziehen 1",
+        "!wiedereröffnen 1",
+    ):
+        assert reply_to(await env.say(BERT, command), BERT).error == "permission_denied", command
+    # A pilot of another department is a stranger too, and only pilots may claim at all.
+    assert reply_to(await env.say(HR, "!übernehmen 1"), HR).error == "permission_denied"
+    assert reply_to(await env.say(HR, "!notiz 1 x"), HR).error == "permission_denied"
+    assert reply_to(await env.say(BERT, "!übernehmen 1"), BERT).error == "permission_denied"
+    # The requester may not claim, note or resolve their own ticket.
+    assert reply_to(await env.say(ANNA, "!erledigt 1"), ANNA).error == "permission_denied"
+    assert reply_to(await env.say(ANNA, "!verlauf 99"), ANNA).error == "not_found"
+    assert (await env.ticket(1)).status == "assigned"
+
+
+async def test_uncertain_request_goes_to_triage_then_transfer(env: Env) -> None:
+    out = await env.say(ANNA, f"!anfrage {VAGUE_TEXT}")
+    assert reply_to(out, ANNA).ticket["status"] == "triage"
+    triage = only(out, target=KOORD)
+    assert triage.ticket == {
+        "id": 1,
+        "status": "triage",
+        "department": None,
+        "assignee": None,
+        "event": "created",
+    }
+    assert VAGUE_TEXT in triage.text
+    # A pilot does not see it yet; coordinators assign it.
+    assert reply_to(await env.say(HR, "!verlauf 1"), HR).error == "permission_denied"
+    out = await env.say(KOORD, "!weiterleiten 1 personal Reisekosten sind Personalsache")
+    assert reply_to(out, KOORD).ticket["event"] == "transferred"
+    pilot = only(out, target=HR)
+    assert pilot.ticket == {
+        "id": 1,
+        "status": "assigned",
+        "department": "personal",
+        "assignee": HR,
+        "event": "transferred",
+    }
+    assert "Reisekosten sind Personalsache" in pilot.text
+    assert only(out, target=ANNA).ticket["event"] == "transferred"
+    audit = await env.services.db.fetchall("SELECT * FROM audit_log")
+    assert [(a["actor"], a["action"], a["subject"]) for a in audit] == [
+        (KOORD, "ticket.transfer", "ticket:1")
+    ]
+    assert json.loads(audit[0]["details"])["to"] == "personal"
+
+
+async def test_pilot_transfers_to_a_department_without_pilots(env: Env) -> None:
+    await env.say(ANNA, f"!anfrage {IT_TEXT}")
+    out = await env.say(LOTSIN, "!weiterleiten 1 Organisation")  # by name, any case
+    meta = reply_to(out, LOTSIN).ticket
+    assert (meta["department"], meta["assignee"], meta["status"]) == ("organisation", None, "open")
+    assert only(out, target=KOORD).ticket["status"] == "open"  # coordinators told: nobody there
+    assert reply_to(await env.say(LOTSIN, "!weiterleiten 1 it"), LOTSIN).error == (
+        "permission_denied"
+    )  # no longer hers
+    out = await env.say(KOORD, "!weiterleiten 1 nirgendwo")
+    assert reply_to(out, KOORD).error == "bad_arguments"
+
+
+async def test_own_department_catches_non_specialist_requests(env: Env) -> None:
+    out = await env.say(ANNA, "!abteilung buergeramt")
+    assert reply_to(out, ANNA).meta["de.lotsenbot.department"] == {"id": "buergeramt"}
+    out = await env.say(ANNA, f"!anfrage {VAGUE_TEXT}")
+    assert reply_to(out, ANNA).ticket["department"] == "buergeramt"
+    out = await env.say(ANNA, f"!anfrage {IT_TEXT}")
+    assert reply_to(out, ANNA).ticket["department"] == "it"  # specialist topics still go there
+    assert reply_to(await env.say(ANNA, "!abteilung mond"), ANNA).error == "bad_arguments"
+
+
+async def test_absence_with_deputy_and_back(env: Env) -> None:
+    out = await env.say(LOTSIN, "!abwesend bis 31.12.2099 Vertretung @hr:stadt.de")
+    assert reply_to(out, LOTSIN).error == "bad_arguments"  # more than a year ahead
+    today = env.clock.now().astimezone(env.services.config.bot.tz).date()
+    until = (today + timedelta(days=10)).strftime("%d.%m.%Y")
+    out = await env.say(LOTSIN, f"!abwesend bis {until} Vertretung {HR}")
+    assert reply_to(out, LOTSIN).meta["de.lotsenbot.absence"]["deputy"] == HR
+    assert only(out, target=HR).text  # the deputy is told
+    out = await env.say(ANNA, f"!anfrage {IT_TEXT}")
+    meta = reply_to(out, ANNA).ticket
+    assert meta["assignee"] == HR
+    assert "in Vertretung" in reply_to(out, ANNA).text
+    assert "lotsin" in only(out, target=HR).text
+    # The deputy may claim and answer though not a pilot of "it".
+    assert reply_to(await env.say(HR, "!übernehmen 1"), HR).ticket["event"] == "claimed"
+    # Lotsin's slot is used, so the next ticket goes to Lotse's slot.
+    out = await env.say(ANNA, f"!anfrage {IT_TEXT}")
+    assert reply_to(out, ANNA).ticket["assignee"] == LOTSE
+    out = await env.say(LOTSIN, "!anwesend")
+    assert reply_to(out, LOTSIN).meta["de.lotsenbot.absence"] is None
+    out = await env.say(ANNA, f"!anfrage {IT_TEXT}")
+    assert reply_to(out, ANNA).ticket["assignee"] == LOTSIN
+    # Wrong inputs.
+    assert reply_to(await env.say(LOTSIN, "!abwesend bis 31.02.2027"), LOTSIN).error == (
+        "bad_arguments"
+    )
+    assert (
+        reply_to(await env.say(LOTSIN, f"!abwesend bis {until} Vertretung {BERT}"), LOTSIN).error
+        == "bad_arguments"
+    )  # Bert is no pilot
+    assert reply_to(await env.say(ANNA, f"!abwesend bis {until}"), ANNA).error == (
+        "permission_denied"
+    )
+
+
+async def test_everyone_away_leaves_ticket_in_queue(env: Env) -> None:
+    today = env.clock.now().astimezone(env.services.config.bot.tz).date()
+    until = (today + timedelta(days=2)).strftime("%d.%m.%Y")
+    await env.say(LOTSIN, f"!abwesend bis {until}")
+    await env.say(LOTSE, f"!abwesend {until}")
+    out = await env.say(ANNA, f"!anfrage {IT_TEXT}")
+    assert reply_to(out, ANNA).ticket["status"] == "open"
+    assert only(out, target=KOORD).ticket["status"] == "open"
+    out = await env.say(LOTSE, "!warteschlange")
+    assert [t["id"] for t in reply_to(out, LOTSE).meta["de.lotsenbot.tickets"]] == [1]
+    out = await env.say(HR, "!warteschlange")
+    assert reply_to(out, HR).meta["de.lotsenbot.tickets"] == []
+    assert reply_to(await env.say(ANNA, "!warteschlange"), ANNA).error == "permission_denied"
+
+
+async def test_claim_escalation_once_after_deadline(tmp_path: Path) -> None:
+    env = await build_env(tmp_path, make_config({"claim_within": "3s", "working_time": "always"}))
+    try:
+        assert job_interval(env.services.config) == 1.0
+        await env.say(ANNA, f"!anfrage {IT_TEXT}")
+        assert await escalate_due(env.services) == 0
+        env.clock.offset = timedelta(seconds=4)
+        assert await escalate_due(env.services) == 1
+        out = await env.new_messages()
+        report = only(out, target=KOORD)
+        assert report.dedup_key == "esc:1:claim"
+        assert report.ticket == {
+            "id": 1,
+            "status": "escalated",
+            "department": "it",
+            "assignee": LOTSIN,
+            "event": "escalated",
+        }
+        assert {m.target for m in out} == {KOORD, LOTSIN, LOTSE, IT_ROOM}
+        assert await escalate_due(env.services) == 0  # once only
+        assert await env.new_messages() == []
+        # Still claimable by the whole department.
+        out = await env.say(LOTSE, "!übernehmen 1")
+        assert reply_to(out, LOTSE).ticket["status"] == "claimed"
+        # After a transfer the new department gets its own deadline and escalation.
+        await env.say(KOORD, "!weiterleiten 1 personal")
+        env.clock.offset = timedelta(seconds=9)
+        assert await escalate_due(env.services) == 1
+        assert only(await env.new_messages(), target=KOORD).dedup_key == "esc:1:claim2"
+    finally:
+        await env.services.db.close()
+
+
+async def test_answer_escalation(tmp_path: Path) -> None:
+    env = await build_env(tmp_path, make_config({"answer_within": "5s", "working_time": "always"}))
+    try:
+        await env.say(ANNA, f"!anfrage {IT_TEXT}")
+        await env.say(LOTSIN, "!übernehmen 1")
+        env.clock.offset = timedelta(seconds=6)
+        assert await escalate_due(env.services) == 1
+        report = only(await env.new_messages(), target=KOORD)
+        assert report.dedup_key == "esc:1:answer" and report.ticket["status"] == "escalated"
+        out = await env.say(LOTSIN, "!antwort 1 Erledige ich gleich")
+        assert only(out, target=ANNA).ticket["status"] == "answered"
+    finally:
+        await env.services.db.close()
+
+
+async def test_office_hours_deadline_skips_the_night(tmp_path: Path) -> None:
+    env = await build_env(tmp_path, make_config({"claim_within": "4h"}))
+    try:
+        assert job_interval(env.services.config) == 30.0
+        await env.say(ANNA, f"!anfrage {IT_TEXT}")
+        ticket = await env.ticket(1)
+        assert ticket.claim_due_at is not None
+        calendar = env.feature._build(env.services.config)[1].calendar
+        assert calendar.is_working_time(ticket.claim_due_at - timedelta(seconds=1))
+        assert ticket.claim_due_at - ticket.created_at >= timedelta(hours=4)
+    finally:
+        await env.services.db.close()
+
+
+class FakeFaq:
+    name = "faq"
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    async def department_hints(self, text: str) -> list[tuple[str, float]]:
+        self.asked.append(text)
+        return [("organisation", 0.9), ("unbekannt", 1.0)]
+
+
+async def test_faq_hints_and_open_ticket_api(env: Env) -> None:
+    faq = FakeFaq()
+    env.services.features["faq"] = faq
+    out = await env.say(ANNA, f"!anfrage {VAGUE_TEXT}")
+    assert faq.asked == [VAGUE_TEXT]
+    # The hint alone is too weak to decide, but coordinators see it among the candidates;
+    # the unknown department of a stale FAQ entry is ignored.
+    assert reply_to(out, ANNA).ticket["status"] == "triage"
+    triage = only(out, target=KOORD)
+    assert "`organisation`" in triage.text and "unbekannt" not in triage.text
+    # The FAQ's "pass my question on" offer calls open_ticket inside its own handler.
+    async with env.services.db.transaction() as conn:
+        from lotsenbot.core.context import Context
+        from lotsenbot.core.roles import Person
+        from lotsenbot.core.types import Role
+
+        ctx = Context(
+            Incoming("$faq", "!dm-anna:stadt.de", ANNA, "message", body="ja", is_direct=True),
+            Person(ANNA, frozenset({Role.STAFF}), ()),
+            conn,
+            env.services.texts,
+            env.clock.now(),
+            env.services,
+        )
+        ticket_id = await env.feature.open_ticket(ctx, HR_TEXT, source="faq")
+    ticket = await env.ticket(ticket_id)
+    assert (ticket.source, ticket.department, ticket.assignee) == ("faq", "personal", HR)
+    assert ctx.outgoing[-1].message.meta["de.lotsenbot.ticket"]["event"] == "created"
+
+
+async def test_lists_withdraw_and_usage(env: Env) -> None:
+    assert reply_to(await env.say(ANNA, "!anfragen"), ANNA).meta["de.lotsenbot.tickets"] == []
+    assert reply_to(await env.say(ANNA, "!anfrage"), ANNA).error == "bad_arguments"
+    assert reply_to(await env.say(ANNA, "!antwort zwölf Text"), ANNA).error == "bad_arguments"
+    await env.say(ANNA, "!ticket Drucker druckt nicht")
+    await env.say(ANNA, f"!anfrage {HR_TEXT}")
+    out = await env.say(ANNA, "!zurückziehen 1")
+    assert reply_to(out, ANNA).ticket["status"] == "withdrawn"
+    assert only(out, target=LOTSIN).ticket["event"] == "withdrawn"
+    assert reply_to(await env.say(ANNA, "!zurückziehen 1"), ANNA).error == "conflict"
+    assert reply_to(await env.say(LOTSIN, "!übernehmen 1"), LOTSIN).error == "conflict"
+    listed = reply_to(await env.say(ANNA, "!anfragen"), ANNA).meta["de.lotsenbot.tickets"]
+    assert [(t["id"], t["status"]) for t in listed] == [(2, "assigned"), (1, "withdrawn")]
+    out = await env.say(KOORD, "!warteschlange")
+    assert [t["id"] for t in reply_to(out, KOORD).meta["de.lotsenbot.tickets"]] == [2]
+
+
+async def test_escalation_state_survives_a_restart(tmp_path: Path) -> None:
+    """Deadlines live in the database: a new process escalates what the old one left due."""
+    config = make_config({"claim_within": "3s", "working_time": "always"})
+    first = await build_env(tmp_path, config)
+    await first.say(ANNA, f"!anfrage {IT_TEXT}")
+    await first.services.db.close()
+    second = await build_env(tmp_path, config)
+    try:
+        second.clock.offset = timedelta(seconds=5)
+        assert await escalate_due(second.services) == 1
+        second.clock.offset = timedelta(seconds=10)
+        assert await escalate_due(second.services) == 0
+        keys = await second.services.db.fetchall(
+            "SELECT dedup_key FROM outbox WHERE dedup_key LIKE 'esc:%' ORDER BY id"
+        )
+        assert keys[0]["dedup_key"] == "esc:1:claim"
+        assert len({row["dedup_key"] for row in keys}) == len(keys)
+    finally:
+        await second.services.db.close()
+
+
+def test_every_command_has_help_in_both_languages() -> None:
+    feature = TicketsFeature()
+    for lang in ("de", "en"):
+        texts = Catalogue(lang)
+        for command in feature.router.commands:
+            assert texts.has(command.help_key), (lang, command.name)
+        assert texts.has("tickets.title")
