@@ -50,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--folder", type=Path, default=Path(".demo"), help="Arbeitsordner")
     demo.add_argument("--port", type=int, default=8008, help="Port des Homeservers")
+    reference = commands.add_parser("commands", help="Befehlsübersicht als Markdown ausgeben")
+    reference.add_argument(
+        "--update-readme", action="store_true", help="README.md im aktuellen Ordner aktualisieren"
+    )
     chat = commands.add_parser("chat", help="Im Terminal mit dem Demo-Bot schreiben")
     chat.add_argument("--user", required=True, help="Demo-Konto, z. B. mitarbeiterin")
     chat.add_argument("--folder", type=Path, default=Path(".demo"), help="Arbeitsordner der Demo")
@@ -131,6 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             config = _load(args)
             setup_logging(config.logging)
             return asyncio.run(run_bot(config))
+        if args.command == "commands":
+            return print_commands(update_readme=args.update_readme)
         if args.command == "demo":
             from lotsenbot.demo import run_demo
 
@@ -161,6 +167,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_OK
     return EXIT_ERROR
+
+
+def print_commands(*, update_readme: bool) -> int:
+    from lotsenbot.core.reference import default_reference, replace_block
+
+    block = default_reference()
+    if not update_readme:
+        print(block, end="")
+        return EXIT_OK
+    readme = Path("README.md")
+    readme.write_text(replace_block(readme.read_text("utf-8"), block), "utf-8")
+    print("README.md aktualisiert.")
+    return EXIT_OK
 
 
 async def _migrate(config: Config) -> int:

@@ -23,7 +23,7 @@ from lotsenbot.core.errors import PermissionDenied, UserError
 from lotsenbot.core.inbox import Inbox
 from lotsenbot.core.markdown import escape
 from lotsenbot.core.roles import Person
-from lotsenbot.core.router import CommandTable, Router, fold
+from lotsenbot.core.router import CommandTable, Handler, Router, fold
 from lotsenbot.core.services import Services
 from lotsenbot.core.types import Incoming, Role
 
@@ -40,9 +40,7 @@ class Dispatcher:
     def __init__(self, services: Services, routers: Iterable[Router], inbox: Inbox) -> None:
         self.services = services
         self.inbox = inbox
-        core = Router("core")
-        core.command("hilfe", aliases=("help",), args="[Befehl]")(self._help)
-        self.routers = [core, *routers]
+        self.routers = [core_router(self._help), *routers]
         self.table = CommandTable(self.routers)
         self._message_handlers = sorted(
             (h for r in self.routers for h in r.message_handlers), key=lambda item: item[0]
@@ -191,6 +189,13 @@ class Dispatcher:
             "\n".join(lines),
             **{"de.lotsenbot.help": {"role": role_key, "commands": visible_names}},
         )
+
+
+def core_router(help_handler: Handler) -> Router:
+    """The commands every build has, whatever features it runs."""
+    core = Router("core")
+    core.command("hilfe", aliases=("help",), args="[Befehl]")(help_handler)
+    return core
 
 
 def raise_unknown(ctx: Context, text: str, names: list[str], prefix: str) -> None:
