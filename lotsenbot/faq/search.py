@@ -8,7 +8,8 @@ Plain BM25 over whitespace tokens finds about half of the questions staff really
 that answers them. The gap is closed with knowledge, not with tuning on test questions:
 
 * **Morphology** (``lotsenbot.nlp``): folding of case, umlauts and ß; Snowball stems; feminine
-  forms; compounds split against the knowledge base's own vocabulary (the reasons are in
+  forms; action nouns mapped onto their verb ("Änderung" → "ändern"); compounds split against
+  the knowledge base's own vocabulary (the reasons are in
   ``lotsenbot.nlp.compounds``).
 * **Synonyms**: a curated domain list (``faq/data/synonyms_de.yaml``) that coordinators extend,
   and optionally OpenThesaurus (Debian's ``mythes-de``) as a last resort for unknown words.

@@ -5,6 +5,7 @@ Public API (stable, used by the FAQ engine and ticket routing)::
     normalize(text) -> str              # "Passwort ändern!" -> "passwort andern"
     tokenize(text) -> list[str]         # normalised tokens, hyphenated words kept whole
     stem(token) -> str                  # Snowball German stem, feminine forms folded
+    derived_stem(token) -> str | None   # verb stem of an -ung/-ation noun ("anderung" -> "and")
     STOPWORDS                           # normalised stopwords
     Analyzer(synonyms=..., vocabulary=..., thesaurus=...)
         .terms(text, query=False) -> list[str]
@@ -17,7 +18,7 @@ from lotsenbot.nlp.analyzer import Analyzer, Unit
 from lotsenbot.nlp.compounds import CompoundSplitter
 from lotsenbot.nlp.stopwords import STOPWORDS
 from lotsenbot.nlp.synonyms import CONCEPT_PREFIX, SynonymError, SynonymSet
-from lotsenbot.nlp.text import degender, is_stopword, normalize, stem, tokenize
+from lotsenbot.nlp.text import degender, derived_stem, is_stopword, normalize, stem, tokenize
 from lotsenbot.nlp.thesaurus import MythesThesaurus, find_mythes_de
 from lotsenbot.nlp.vocabulary import Vocabulary
 
@@ -32,6 +33,7 @@ __all__ = [
     "Unit",
     "Vocabulary",
     "degender",
+    "derived_stem",
     "find_mythes_de",
     "is_stopword",
     "normalize",

@@ -9,6 +9,9 @@ alternative            weight       why
 own stem               1.0          the word as written
 whole compound stem    1.0          a part of "Passwortänderung" still matches a document
                                     that uses the compound unsplit
+verb of an action      0.9          "Änderung" → stem of "ändern" (Snowball stems the two
+noun                                differently); below the exact word because the noun
+                                    and the verb are not always used alike
 synonym concept        0.9          "Kennwort" ↔ "Passwort"; slightly below the exact word
 typo repair (1 edit)   0.65         "druker" → "drucker", only for words the vocabulary
 typo repair (2 edits)  0.5          does not know (1 edit from five letters, 2 from nine),
@@ -37,7 +40,7 @@ from rapidfuzz.distance import DamerauLevenshtein, Indel
 
 from lotsenbot.nlp.compounds import CompoundSplitter
 from lotsenbot.nlp.synonyms import SynonymSet
-from lotsenbot.nlp.text import is_stopword, split_hyphenated, stem, tokenize
+from lotsenbot.nlp.text import derived_stem, is_stopword, split_hyphenated, stem, tokenize
 from lotsenbot.nlp.thesaurus import MythesThesaurus
 from lotsenbot.nlp.vocabulary import Vocabulary
 
@@ -45,6 +48,7 @@ __all__ = ["Analyzer", "Unit"]
 
 WEIGHT_COMPOUND = 1.0
 WEIGHT_SYNONYM = 0.9
+WEIGHT_DERIVED = 0.9
 WEIGHT_TYPO = (1.0, 0.65, 0.5)  # by edit distance
 WEIGHT_THESAURUS = 0.6
 
@@ -151,6 +155,9 @@ class Analyzer:
             alternatives = {primary: 1.0}
             if primary != whole:
                 alternatives[whole] = WEIGHT_COMPOUND
+            verb = derived_stem(surface)
+            if verb is not None and verb not in alternatives:
+                alternatives[verb] = WEIGHT_DERIVED
             for term, weight in list(alternatives.items()):
                 for concept in self.synonyms.concepts_for_stem(term):
                     if WEIGHT_SYNONYM * weight > alternatives.get(concept, 0.0):

@@ -14,6 +14,13 @@ Why these choices:
   "Mitarbeiter:innen". The gender star, colon and underscore are removed before tokenising and
   :func:`degender` maps feminine forms onto the masculine base so that "Lotsin" and "Lotse"
   meet. It only touches well-known feminine endings and skips verbs such as "beginnen".
+* **Derivation** (:func:`derived_stem`). Snowball conflates inflection, not derivation, and not
+  even consistently: "Änderung" → "ander" but "ändern" → "and", "Meldung" → "meldung" but
+  "melden" → "meld", "Installation" → "installation" but "installieren" → "installi". Staff ask
+  with the verb ("Passwort ändern") where the entry uses the noun ("Passwortänderung") and the
+  other way round. The action nouns in -ung and -ation are regular enough to map back onto their
+  verb: the suffix is replaced by the infinitive ending (-en, -ieren) and the result stemmed,
+  so the noun meets the verb exactly where Snowball puts the verb.
 * **Hyphens stay inside a token** ("E-Akte", "Zwei-Faktor-Authentifizierung"); the analyzer
   treats the hyphen as an explicit compound boundary.
 """
@@ -28,7 +35,15 @@ import Stemmer
 
 from lotsenbot.nlp.stopwords import STOPWORDS
 
-__all__ = ["degender", "is_stopword", "normalize", "split_hyphenated", "stem", "tokenize"]
+__all__ = [
+    "degender",
+    "derived_stem",
+    "is_stopword",
+    "normalize",
+    "split_hyphenated",
+    "stem",
+    "tokenize",
+]
 
 # Gender markers between a stem and "in"/"innen": Lots*innen, Lots:innen, Lots_innen, Lots·innen.
 _GENDER_MARK = re.compile(r"(?<=\w)[*:_·/](?=in(?:nen)?\b)", re.IGNORECASE)
@@ -87,6 +102,13 @@ _FEMININE = re.compile(r"(?<=[rsgtfdk])in(?:nen)?$")
 
 _STEMMER = Stemmer.Stemmer("german")
 
+# Action nouns and the infinitive ending their verb takes: Änderung → ändern (via "anderen",
+# which Snowball stems like "andern"), Installation → installieren. The base must keep at
+# least four letters so that short nouns that are not derived from a verb ("Nation",
+# "Lung…") stay alone.
+_DERIVATIONS = (("ungen", "en"), ("ung", "en"), ("ationen", "ieren"), ("ation", "ieren"))
+_MIN_DERIVATION_BASE = 4
+
 
 def normalize(text: str) -> str:
     """Return ``text`` folded for matching: lower case, no diacritics, ß → ss, no punctuation.
@@ -139,3 +161,23 @@ def stem(token: str) -> str:
     """
     word = degender(token).replace("-", "")
     return _STEMMER.stemWord(word) if word else word
+
+
+@lru_cache(maxsize=65536)
+def derived_stem(token: str) -> str | None:
+    """Stem of the verb a normalised action noun comes from, if it differs from its own stem.
+
+    "anderung" → "and" (the stem of "andern"), "meldung" → "meld", "installation" →
+    "installi"; ``None`` for words that are not -ung/-ation nouns or already stem like the verb
+    ("einrichtung" and "einrichten" share "einricht" anyway).
+    """
+    if "-" in token:
+        return None
+    for suffix, ending in _DERIVATIONS:
+        if token.endswith(suffix):
+            base = token[: -len(suffix)]
+            if len(base) < _MIN_DERIVATION_BASE:
+                return None
+            verb = _STEMMER.stemWord(base + ending)
+            return verb if verb != stem(token) else None
+    return None

@@ -1,9 +1,10 @@
 """Regression guard: retrieval quality on the held-out evaluation split.
 
-The floors are the figures measured when the engine was tuned on ``dev`` (see
-``bench/faq_eval.py`` and ``bench/results/faq_eval.json``), rounded down a little. They are not
-the issue's targets: top-1 0.892 and answer-correct 0.739 fall short of 0.90. Raising a floor
-needs a better engine, never edits to the held-out questions.
+The floors are the figures of the latest held-out measurement (see
+``tests/data/faq_eval/README.md``, ``bench/faq_eval.py`` and ``bench/results/faq_eval.json``),
+rounded down a little. They are not the issue's targets: top-1 0.887 and answer-correct 0.744
+(measurement 2) fall short of 0.90. Raising a floor needs a better engine, never edits to the
+held-out questions.
 """
 
 from __future__ import annotations
@@ -62,6 +63,6 @@ def test_heldout_ranking_quality(heldout: dict[str, float]) -> None:
 
 
 def test_heldout_decisions(heldout: dict[str, float]) -> None:
-    assert heldout["answer_correct"] >= 0.73
+    assert heldout["answer_correct"] >= 0.735
     assert heldout["wrong_answer"] <= 0.02
     assert heldout["oos_none"] >= 0.95

@@ -6,6 +6,7 @@ import pytest
 
 from lotsenbot.faq.kb import FaqEntry
 from lotsenbot.faq.search import FaqIndex
+from lotsenbot.nlp import SynonymSet
 
 
 def _entry(
@@ -163,3 +164,16 @@ def test_build_replaces_previous_content() -> None:
     index.build(ENTRIES[:1])
     assert len(index) == 1 and index.entry("passwort-vergessen") is not None
     assert index.search("drucker").decision == "none"
+
+
+def test_action_noun_finds_the_verb_entry_without_any_synonym() -> None:
+    # No curated synonyms: only the derivation connects "Meldung" with "melden".
+    index = FaqIndex(synonyms=SynonymSet())
+    index.build(
+        [
+            _entry("vorfall", "Wie melde ich einen Sicherheitsvorfall?"),
+            _entry("fortbildung", "Wie buche ich eine Fortbildung?"),
+            _entry("drucker", "Wie richte ich einen Drucker ein?"),
+        ]
+    )
+    assert [e for e, _ in index.rank("Meldung")] == ["vorfall"]

@@ -153,3 +153,18 @@ def test_thesaurus_expands_only_unknown_query_words_to_known_words(tmp_path: Pat
     assert weighted[stem("passwort")] == 0.6
     assert stem("zugangscode") not in weighted  # not in the vocabulary
     assert stem("passwort") not in analyzer.terms("kennwort")  # documents are not expanded
+
+
+def test_action_noun_matches_the_verb_in_both_directions() -> None:
+    analyzer = Analyzer()
+    noun = analyzer.weighted_terms("Meldung")
+    verb = analyzer.weighted_terms("melden")
+    assert stem("melden") in noun and noun[stem("melden")] < 1.0
+    assert set(verb) & set(noun)
+
+
+def test_action_noun_inside_a_compound_meets_the_verb() -> None:
+    vocabulary = _vocabulary("Passwort ändern", "Passwort", "Änderung")
+    analyzer = Analyzer(vocabulary=vocabulary)
+    terms = analyzer.weighted_terms("Passwortänderung")
+    assert stem("andern") in terms and stem("passwort") in terms

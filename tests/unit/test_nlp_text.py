@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lotsenbot.nlp import STOPWORDS, degender, normalize, stem, tokenize
+from lotsenbot.nlp import STOPWORDS, degender, derived_stem, normalize, stem, tokenize
 
 
 def test_normalize_folds_case_umlauts_sharp_s_and_punctuation() -> None:
@@ -60,3 +60,31 @@ def test_stopwords_are_normalised_and_keep_meaningful_words_out() -> None:
     assert {"ich", "wie", "bitte", "hallo", "fur", "uber"} <= STOPWORDS
     assert all(word == normalize(word) for word in STOPWORDS)
     assert not {"neu", "zweit", "werde", "online", "drucker"} & STOPWORDS
+
+
+@pytest.mark.parametrize(
+    ("noun", "verb"),
+    [
+        ("Änderung", "ändern"),
+        ("Änderungen", "ändern"),
+        ("Meldung", "melden"),
+        ("Prüfung", "prüfen"),
+        ("Nutzung", "nutzen"),
+        ("Installation", "installieren"),
+        ("Informationen", "informieren"),
+    ],
+)
+def test_action_nouns_meet_their_verb(noun: str, verb: str) -> None:
+    # Snowball stems these pairs apart; the derived stem is where it puts the verb.
+    token = normalize(noun)
+    assert stem(token) != stem(normalize(verb))
+    assert derived_stem(token) == stem(normalize(verb))
+
+
+@pytest.mark.parametrize(
+    "word", ["einrichtung", "station", "nation", "lösung", "e-mail-änderung", "drucker"]
+)
+def test_no_derived_stem_where_it_adds_nothing_or_is_not_a_derivation(word: str) -> None:
+    # "einrichtung" already stems like "einrichten"; "station"/"nation"/"lösung" have bases
+    # too short to be a verb worth trusting; hyphenated words are split before this runs.
+    assert derived_stem(normalize(word)) is None
