@@ -109,6 +109,8 @@ class App:
         for feature in self.features:
             await feature.start(self.services)
         self.transport = MatrixTransport(self.config.matrix, texts=self.services.texts)
+        for row in await self.db.fetchall("SELECT room_id FROM dm_rooms"):
+            self.transport.remember_direct(row["room_id"])
         await self.transport.login()
         self.sender = Sender(self.db, self.outbox, self.transport, self.clock.now)
         self.scheduler.start()
@@ -209,6 +211,7 @@ class App:
                             (other, room_id, iso(now)),
                         )
                 for room_id in batch.left_rooms:
+                    self.transport.forget_direct(room_id)
                     await conn.execute("DELETE FROM dm_rooms WHERE room_id = ?", (room_id,))
                     await conn.execute(
                         "UPDATE rooms SET left_at = ? WHERE room_id = ?", (iso(now), room_id)
@@ -260,6 +263,8 @@ class App:
             return
         if not await self.transport.join(room_id):
             return
+        if is_direct:
+            self.transport.remember_direct(room_id)
 
         async def record() -> None:
             now = self.clock.now()
@@ -311,6 +316,10 @@ class App:
                     await self.dispatcher.handle(item.incoming, item.attempts)
                 except TransientError as exc:
                     await self._retry_later(item, str(exc))
+                    # Later events of this room wait for this one: the pump hands them out
+                    # again, in order, once it is due (see Inbox.pending).
+                    for later in self._queued.pop(room_id, []):
+                        self._in_flight.discard(later.incoming.event_id)
                 finally:
                     self._in_flight.discard(item.incoming.event_id)
                 if self._stopping.is_set():

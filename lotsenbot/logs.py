@@ -36,5 +36,9 @@ def setup_logging(config: LoggingConfig) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(config.level)
-    for noisy in ("nio", "aiohttp", "apscheduler", "peewee"):
+    # At DEBUG, aiosqlite logs statements with their parameters (message bodies), and
+    # nio's schema checks quote whole events: neither belongs in an ordinary log.
+    for noisy in ("nio", "aiohttp", "apscheduler", "peewee", "aiosqlite"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    for chatty in ("nio.events", "nio.responses"):
+        logging.getLogger(chatty).setLevel(logging.CRITICAL)

@@ -57,10 +57,17 @@ class Inbox:
         return fresh
 
     async def pending(self, now: datetime, limit: int = 500) -> list[InboxItem]:
+        # An event waiting for a retry holds back the later events of its room, so that
+        # "1" is never handled before the question it answers.
         rows = await self.db.fetchall(
-            "SELECT payload, attempts FROM inbox WHERE status = 'pending' AND next_attempt_at <= ?"
+            "SELECT payload, attempts FROM inbox AS i"
+            " WHERE status = 'pending' AND next_attempt_at <= ?"
+            " AND NOT EXISTS (SELECT 1 FROM inbox AS e WHERE e.status = 'pending'"
+            "   AND e.room_id = i.room_id AND e.next_attempt_at > ?"
+            "   AND (e.origin_ts < i.origin_ts"
+            "        OR (e.origin_ts = i.origin_ts AND e.rowid < i.rowid)))"
             " ORDER BY origin_ts, rowid LIMIT ?",
-            (iso(now), limit),
+            (iso(now), iso(now), limit),
         )
         return [InboxItem(Incoming.from_json(r["payload"]), r["attempts"]) for r in rows]
 

@@ -13,6 +13,8 @@ from typing import Any
 
 from nio import AsyncClient, MessageDirection, RoomMessagesResponse
 
+from lotsenbot.matrix.errors import TransientSyncError
+
 log = logging.getLogger(__name__)
 
 PAGE = 100
@@ -24,12 +26,15 @@ async def fetch_gap(client: AsyncClient, room_id: str, prev_batch: str, since: s
     collected: list[Any] = []
     start = prev_batch
     while len(collected) < MAX_EVENTS:
-        response = await client.room_messages(
-            room_id, start=start, end=since, direction=MessageDirection.back, limit=PAGE
-        )
+        try:
+            response = await client.room_messages(
+                room_id, start=start, end=since, direction=MessageDirection.back, limit=PAGE
+            )
+        except Exception as exc:  # no connection: the same, retry the batch later
+            raise TransientSyncError(f"Lücke in {room_id} nicht nachgeladen: {exc}") from exc
         if not isinstance(response, RoomMessagesResponse):
-            log.warning("Lücke in %s nicht vollständig nachgeladen: %s", room_id, response)
-            break
+            # Skipping the gap would lose messages: let the sync loop retry the batch.
+            raise TransientSyncError(f"Lücke in {room_id} nicht nachgeladen: {response}")
         collected.extend(response.chunk)
         if not response.chunk or not response.end or response.end == start:
             break

@@ -35,7 +35,8 @@ from lotsenbot.storage.db import Database
 
 log = logging.getLogger(__name__)
 
-PERMANENT = {"M_FORBIDDEN", "M_NOT_FOUND", "M_UNKNOWN", "M_BAD_JSON", "M_NOT_JSON",
+# M_UNKNOWN is not here: Synapse answers every internal error (HTTP 500) with it.
+PERMANENT = {"M_FORBIDDEN", "M_NOT_FOUND", "M_BAD_JSON", "M_NOT_JSON",
              "M_TOO_LARGE", "M_INVALID_PARAM"}  # fmt: skip
 MAX_ATTEMPTS = 12
 CONCURRENCY = 4
@@ -229,7 +230,14 @@ class Sender:
         user_id = str(row["target"])
         found = await self.db.fetchone("SELECT room_id FROM dm_rooms WHERE user_id = ?", (user_id,))
         if found is not None:
-            return str(found["room_id"])
+            room = self.transport.client.rooms.get(str(found["room_id"]))
+            if room is None or room.member_count <= 2:
+                return str(found["room_id"])
+            # Others joined what was a direct chat: private messages must not go there.
+            log.warning("Direktchat %s hat jetzt mehr Mitglieder; lege einen neuen an",
+                        found["room_id"])  # fmt: skip
+            await self.db.execute("DELETE FROM dm_rooms WHERE user_id = ?", (user_id,))
+            self.transport.forget_direct(str(found["room_id"]))
         try:
             room_id = await self.transport.create_direct_room(user_id)
         except RoomCreationFailed as exc:

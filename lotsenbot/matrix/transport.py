@@ -56,11 +56,15 @@ from lotsenbot.matrix.crypto import (
     UndecryptedStore,
     write_recovery_file,
 )
+from lotsenbot.matrix.errors import TransientSyncError
 from lotsenbot.matrix.format import message_content
 from lotsenbot.texts import Catalogue
 
 log = logging.getLogger(__name__)
 
+# Backoff cap: short enough that the bot is back soon after an outage, long enough that
+# a down homeserver sees well under one request per second.
+MAX_BACKOFF_SECONDS = 15.0
 SESSION_FILE = "session.json"
 PICKLE_KEY_FILE = "pickle.key"
 POLL_RESPONSE_TYPES = ("org.matrix.msc3381.poll.response", "m.poll.response")
@@ -138,6 +142,7 @@ class MatrixTransport:
         )
         self._stopping = asyncio.Event()
         self.user_id = config.user_id
+        self.known_direct: set[str] = set()  # filled by the app from its database
         # The bot language is not part of [matrix]; the App may pass its catalogue.
         self.texts = texts or Catalogue()
         self.late = LateDecryption(
@@ -221,7 +226,7 @@ class MatrixTransport:
                 rooms_known = await self._learn_rooms()
                 if not rooms_known:
                     await self._sleep(delay)
-                    delay = min(delay * 2, 60.0)
+                    delay = min(delay * 2, MAX_BACKOFF_SECONDS)
                     continue
             sync_task = asyncio.ensure_future(
                 self.client.sync(
@@ -246,7 +251,7 @@ class MatrixTransport:
             except Exception as exc:  # connection refused, timeouts, bad gateway …
                 log.warning("Sync fehlgeschlagen (%s), neuer Versuch in %.0f s", exc, delay)
                 await self._sleep(delay)
-                delay = min(delay * 2, 60.0)
+                delay = min(delay * 2, MAX_BACKOFF_SECONDS)
                 continue
             if isinstance(response, SyncError):
                 if response.status_code in ("M_UNKNOWN_TOKEN", "M_MISSING_TOKEN"):
@@ -254,14 +259,22 @@ class MatrixTransport:
                 retry = (response.retry_after_ms or 0) / 1000
                 log.warning("Sync-Fehler %s, neuer Versuch in %.0f s", response.message, delay)
                 await self._sleep(max(delay, retry))
-                delay = min(delay * 2, 60.0)
+                delay = min(delay * 2, MAX_BACKOFF_SECONDS)
                 continue
             delay = 1.0
             caught_up = True
-            batch = await self._convert(response, token)
-            # Kept before the token moves on; the history of a first sync is not kept.
-            kept = await self.late.keep(self._undecrypted(response)) if token else []
-            await on_batch(batch)
+            try:
+                batch = await self._convert(response, token)
+                # Kept before the token moves on; the history of a first sync is not kept.
+                kept = await self.late.keep(self._undecrypted(response)) if token else []
+                await on_batch(batch)
+            except TransientSyncError as exc:
+                # Nothing of this batch is lost: the token stays, the same batch comes again.
+                log.warning("Sync-Ergebnis nicht verarbeitet (%s), neuer Versuch in %.0f s",
+                            exc, delay)  # fmt: skip
+                await self._sleep(delay)
+                delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+                continue
             token = response.next_batch
             await self._crypto_housekeeping()
             await self.late.request_keys(kept)
@@ -447,8 +460,20 @@ class MatrixTransport:
         return SyncBatch(response.next_batch, events, invites,
                          list(response.rooms.leave), direct)  # fmt: skip
 
+    def remember_direct(self, room_id: str) -> None:
+        """A room that is a direct chat: invited as one (``is_direct``) or created as one."""
+        self.known_direct.add(room_id)
+
+    def forget_direct(self, room_id: str) -> None:
+        self.known_direct.discard(room_id)
+
     def _direct_partner(self, room_id: str) -> str | None:
-        """The other member of a 1:1 room, or None for group rooms."""
+        """The other member of a direct chat, or None for group rooms.
+
+        Member count alone is not enough: a group room the bot was invited to first has two
+        members for a while, and private answers must never go there."""
+        if room_id not in self.known_direct:
+            return None
         room = self.client.rooms.get(room_id)
         members = set(room.users) | set(room.invited_users) if room else set()
         others = sorted(members - {self.user_id})
@@ -464,7 +489,9 @@ class MatrixTransport:
             source = getattr(event, "source", None) or {}
             if source.get("type") == "m.room.member" and source.get("state_key") == self.user_id:
                 inviter = source.get("sender")
-                is_direct = bool(source.get("content", {}).get("is_direct"))
+                # nio moves "content" out of the source dict into an attribute.
+                content = getattr(event, "content", None) or source.get("content") or {}
+                is_direct = bool(content.get("is_direct")) if isinstance(content, dict) else False
         return Invite(room_id, inviter, is_direct)
 
     def _incoming(self, room_id: str, event: Any, is_direct: bool) -> Incoming | None:
@@ -547,14 +574,24 @@ class MatrixTransport:
     # -- rooms -----------------------------------------------------------------------------
 
     async def join(self, room_id: str) -> bool:
-        response = await self.client.join(room_id)
+        """Join; False when the room cannot be joined (gone, forbidden). A transient failure
+        (rate limit, server error, no connection) raises, so the batch is tried again."""
+        try:
+            response = await self.client.join(room_id)
+        except Exception as exc:
+            raise TransientSyncError(f"Beitritt zu {room_id}: {exc}") from exc
         if isinstance(response, JoinError):
-            log.warning("Beitritt zu %s fehlgeschlagen: %s", room_id, response.message)
-            return False
+            if response.status_code in ("M_FORBIDDEN", "M_NOT_FOUND", "M_UNKNOWN_ROOM"):
+                log.warning("Beitritt zu %s nicht möglich: %s", room_id, response.message)
+                return False
+            raise TransientSyncError(f"Beitritt zu {room_id}: {response.message}")
         return True
 
     async def decline(self, room_id: str) -> None:
-        await self.client.room_leave(room_id)
+        try:
+            await self.client.room_leave(room_id)
+        except Exception as exc:
+            raise TransientSyncError(f"Ablehnen von {room_id}: {exc}") from exc
         with contextlib.suppress(Exception):
             await self.client.room_forget(room_id)
 
@@ -566,6 +603,7 @@ class MatrixTransport:
             raise RoomCreationFailed(
                 response.status_code or "", response.message, response.retry_after_ms
             )
+        self.remember_direct(response.room_id)
         await self._mark_direct(user_id, response.room_id)
         return response.room_id
 

@@ -30,6 +30,7 @@ class Database:
         self.path = Path(path) if str(path) != ":memory:" else path
         self._conn: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
+        self._owner: asyncio.Task[Any] | None = None  # the task inside transaction()
 
     async def open(self) -> None:
         if isinstance(self.path, Path):
@@ -57,22 +58,37 @@ class Database:
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """A write transaction; commits on success, rolls back on any exception."""
         async with self._write_lock:
+            self._owner = asyncio.current_task()
             conn = self.conn
-            await conn.execute("BEGIN IMMEDIATE")
             try:
-                yield conn
-            except BaseException:
-                await conn.execute("ROLLBACK")
-                raise
-            else:
-                await conn.execute("COMMIT")
+                await conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    await conn.execute("ROLLBACK")
+                    raise
+                else:
+                    await conn.execute("COMMIT")
+            finally:
+                self._owner = None
+
+    @asynccontextmanager
+    async def _reading(self) -> AsyncIterator[aiosqlite.Connection]:
+        """Reads share the one connection, so outside a transaction they wait for the
+        current writer: otherwise they would see its uncommitted rows (an outbox row that
+        is then rolled back, say). Inside its own transaction a task reads directly."""
+        if self._owner is not None and self._owner is asyncio.current_task():
+            yield self.conn
+            return
+        async with self._write_lock:
+            yield self.conn
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
-        async with self.conn.execute(sql, tuple(params)) as cursor:
+        async with self._reading() as conn, conn.execute(sql, tuple(params)) as cursor:
             return await cursor.fetchone()
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        async with self.conn.execute(sql, tuple(params)) as cursor:
+        async with self._reading() as conn, conn.execute(sql, tuple(params)) as cursor:
             return list(await cursor.fetchall())
 
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> None:

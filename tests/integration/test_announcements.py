@@ -168,7 +168,10 @@ async def test_preview_and_confirmation_by_command_and_by_reaction(
         )
         coordinator.mark()
         await coordinator.react(room, preview.event_id, "👍")
-        confirm = await coordinator.wait_for_message(room, sender=bot_id, timeout=15)
+        # The summary of the first one may arrive in between: wait for this confirmation.
+        confirm = await coordinator.wait_for_message(
+            room, sender=bot_id, timeout=15, predicate=lambda m: meta(m).get("state") == "sending"
+        )
         assert meta(confirm) == {"id": second, "state": "sending"}
 
         for announcement_id in (first, second):
