@@ -59,6 +59,15 @@ class Context:
             )
         )
 
+    def reply_privately(self, markdown: str, /, **meta: Any) -> None:
+        """Answer in the direct chat: ticket texts, internal notes and the audit log must
+        not land in a group room just because the command was typed there."""
+        if self.incoming.is_direct:
+            self.reply(markdown, **meta)
+            return
+        self.send_to_user(self.sender, OutMessage(markdown=markdown, meta=meta), "reply")
+        self.reply(self.t("core.answered_privately"))
+
     def reply_message(self, message: OutMessage) -> None:
         self.outgoing.append(Envelope("room", self.incoming.room_id, message))
 

@@ -349,7 +349,7 @@ class PrivacyFeature(Feature):
         meta = {META: {"action": "audit_log", "entries": [
             {"at": e.at, "actor": e.actor, "action": e.action, "subject": e.subject}
             for e in entries]}}  # fmt: skip
-        ctx.reply("\n".join(lines), **meta)
+        ctx.reply_privately("\n".join(lines), **meta)
 
     async def _report(self, ctx: Context, args: str) -> None:
         config = ctx.services.config

@@ -334,7 +334,9 @@ class TicketsFeature(Feature):
         lines = [t("tickets.list.title")]
         lines += [t("tickets.list.item", **self._params(ctx, ticket)) for ticket in tickets]
         lines += ["", t("tickets.list.footer", prefix=self._prefix(ctx))]
-        ctx.reply("\n".join(lines), **{"de.lotsenbot.tickets": [_summary(t) for t in tickets]})
+        ctx.reply_privately(
+            "\n".join(lines), **{"de.lotsenbot.tickets": [_summary(t) for t in tickets]}
+        )
 
     async def _history(self, ctx: Context, args: str) -> None:
         number, _ = self._number(ctx, args, "verlauf")
@@ -372,7 +374,7 @@ class TicketsFeature(Feature):
             }
             for item in events
         ]
-        ctx.reply("\n".join(lines), **meta)
+        ctx.reply_privately("\n".join(lines), **meta)
 
     def _event_text(self, ctx: Context, item: store.TicketEvent) -> str:
         t, config = ctx.t, ctx.services.config
@@ -738,7 +740,9 @@ class TicketsFeature(Feature):
             return
         lines = [t("tickets.queue.title", count=len(tickets))]
         lines += [t("tickets.queue.item", **self._params(ctx, ticket)) for ticket in tickets]
-        ctx.reply("\n".join(lines), **{"de.lotsenbot.tickets": [_summary(t) for t in tickets]})
+        ctx.reply_privately(
+            "\n".join(lines), **{"de.lotsenbot.tickets": [_summary(t) for t in tickets]}
+        )
 
     async def _away(self, ctx: Context, args: str) -> None:
         config, t = ctx.services.config, ctx.t
