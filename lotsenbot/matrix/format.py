@@ -57,6 +57,7 @@ def plain_text(markdown: str) -> str:
     text = re.sub(r"(?m)^#{1,6}\s+", "", text)
     text = re.sub(r"\*\*(.+?)\*\*", r"\1", text)
     text = re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"\1", text)
+    text = re.sub(r"(?<![\w_])_(?!\s)(.+?)(?<!\s)_(?![\w_])", r"\1", text)
     return "".join(
         chr(ord(ch) - _PLACEHOLDER_BASE) if ord(ch) >= _PLACEHOLDER_BASE and
         ord(ch) < _PLACEHOLDER_BASE + 128 else ch
