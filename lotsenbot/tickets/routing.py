@@ -20,6 +20,13 @@ text, so the router adds three things to plain word overlap:
   never routes on its own. The requester's own department catches everything
   that is no specialist topic.
 
+Not all evidence weighs the same. A configured keyword or the department name,
+as written (inflected), is the coordinator's own word and counts more than a
+built-in topic word, which only supports it. A how-to question from a known
+department ("Wie drucke ich ...?") stays with its own pilots unless it names
+specialist work specifically, and the requester's own department's words count
+less in the competition, because they mostly describe the context of the request.
+
 Uncertainty is a first-class outcome: with weak evidence or a close runner-up
 the decision is ``triage`` and coordinators decide, because a wrong department
 costs a colleague more time than a short wait for a human choice.
@@ -104,6 +111,10 @@ class RoutingSettings:
     min_part_length: int = 5
     # Analyser alternatives below this weight are ignored on the request side.
     min_alternative_weight: float = 0.8
+    # A configured keyword or the name, as written, counts this many times (see
+    # ``text_evidence``); surfaces shorter than this ("IT") are too ambiguous for it.
+    keyword_boost: float = 1.5
+    min_strong_length: int = 3
     # Several words of the request on one topic count up to this many times.
     topic_hits_cap: float = 2.0
     # FAQ hints (calibrated 0..1 scores of the closest FAQ entries). Below ``hint_floor``
@@ -118,12 +129,19 @@ class RoutingSettings:
     hint_full: float = 0.6
     # A department is chosen only with at least this score ...
     min_score: float = 4.0
-    # ... supported by this much evidence (2 per exact name/keyword hit, 1 per other
-    # matching word of the request, topic or FAQ hint), unless the score of the text
-    # alone (without hints) reaches ``strong_score`` ...
+    # ... supported by this much evidence (2 per configured keyword or name as written,
+    # per multi-word keyword phrase and per fault report such as "druckt nicht mehr";
+    # 1 per other matching word of the request, topic or FAQ hint) ...
     min_evidence: int = 2
+    # ... unless the text alone (without hints) scores ``strong_score``: one word of a
+    # topic a department clearly owns ("Resturlaub", "WeTransfer") is enough, except in
+    # a how-to question from a known department ("Wie drucke ich ...?", "Wie füge ich
+    # Adressen ein?"): that is about using a tool, so the own pilots take it unless the
+    # request names specialist work specifically (``min_evidence``) ...
     strong_score: float = 6.0
-    # ... and this lead over the runner-up, absolute and relative to the winner.
+    # ... and this lead over the runner-up (the requester's own department's score
+    # counting ``own_department_factor`` times), absolute and relative to the winner.
+    own_department_factor: float = 0.5
     min_margin: float = 1.0
     min_relative_margin: float = 0.15
 
@@ -203,6 +221,8 @@ _FAULT_VERBS = frozenset(
         "verbindet", "komme", "kommt", "klappt",
     )
 )  # fmt: skip
+# Endings German inflection appends to a noun as written (umlauts are normalised away).
+_INFLECTIONS = frozenset({"", "e", "s", "es", "n", "en", "er", "ern", "ns", "nen"})
 _NEGATIONS = frozenset({"nicht", "kein", "keine", "keinen", "keiner", "nichts"})
 _FAULT = _TOPIC_PREFIX + "stoerung"
 
@@ -214,13 +234,37 @@ def _reports_fault(text: str) -> bool:
     return "mehr" in tokens or any(token in _FAULT_VERBS for token in tokens)
 
 
+# "Wie erstelle ich ...?", "Wie kann man ...?", "Wo finde ich ...?": someone wants to
+# know how to do something themselves. "Wie lange dürfen wir ...?" asks for a rule.
+_HOW_TO_WORDS = frozenset({"wie", "wo"})
+_HOW_TO_SUBJECTS = frozenset({"ich", "man", "wir"})
+
+
+def _asks_how_to(text: str) -> bool:
+    tokens = tokenize(text)
+    return any(
+        token in _HOW_TO_WORDS and tokens[position + 2] in _HOW_TO_SUBJECTS
+        for position, token in enumerate(tokens[:-2])
+    )
+
+
 def topic_synonyms() -> SynonymSet:
     """The routing topics as synonym groups, so the analyser emits them as concepts."""
     return SynonymSet([(_TOPIC_PREFIX + name, words.split()) for name, words in _TOPICS.items()])
 
 
-# One query signal: index term -> (factor, whether it is the word as written).
+# One query signal: index term -> (factor, whether it is the word's own stem).
 _Reach = dict[str, tuple[float, bool]]
+
+
+@dataclass(frozen=True)
+class _Signal:
+    """One word of the request (or a multi-word pattern) and what it reaches."""
+
+    surface: str
+    reach: _Reach
+    # A pattern of several words ("druckt nicht mehr") is specific evidence by itself.
+    specific: bool = False
 
 
 @dataclass
@@ -229,6 +273,8 @@ class _DepartmentIndex:
     specialist: bool
     weights: dict[str, float] = field(default_factory=dict)
     phrases: list[tuple[frozenset[str], float]] = field(default_factory=list)
+    # Stem -> surfaces of the name and the one-word keywords, as the coordinator wrote them.
+    strong: dict[str, set[str]] = field(default_factory=dict)
 
     def add(self, term: str, weight: float) -> None:
         if weight > self.weights.get(term, 0.0):
@@ -301,6 +347,8 @@ class TopicRouter:
                 fields.append((keyword, s.description_weight))
             else:
                 fields.append((keyword, s.keyword_weight))
+                self._add_strong(index, keyword)
+        self._add_strong(index, department.name)
         topic_mass: dict[str, float] = {}
         for text, weight in fields:
             for unit in self._analyzer.units(text):
@@ -314,12 +362,32 @@ class TopicRouter:
             index.add(topic, s.topic_weight * min(mass, s.topic_cap))
         return index
 
-    def _signals(self, text: str) -> tuple[list[_Reach], set[str]]:
+    def _add_strong(self, index: _DepartmentIndex, text: str) -> None:
+        for unit in self._analyzer.units(text):
+            if len(unit.surface) >= self.settings.min_strong_length:
+                index.strong.setdefault(unit.primary, set()).add(unit.surface)
+
+    @staticmethod
+    def _is_strong(index: _DepartmentIndex, term: str, surface: str) -> bool:
+        """Whether ``surface`` is an inflected form of a configured keyword or the name.
+
+        The stem alone is not enough: "drucken" and "Drucker" share one, but a
+        question about printing a page is not a request for the printer people.
+        Inflection in German appends ("Drucker", "Druckern"; "Bauanträge" after
+        normalisation), so the written word must be the configured one plus an
+        inflection ending; a derived word ("telefonisch") shares the stem only.
+        """
+        return any(
+            surface.startswith(written) and surface[len(written) :] in _INFLECTIONS
+            for written in index.strong.get(term, ())
+        )
+
+    def _signals(self, text: str) -> tuple[list[_Signal], set[str]]:
         """What each word of the request reaches in the index, and the words' stems."""
         s = self.settings
-        signals: list[_Reach] = []
+        signals: list[_Signal] = []
         if _reports_fault(text):
-            signals.append({_FAULT: (1.0, False)})
+            signals.append(_Signal("", {_FAULT: (1.0, False)}, specific=True))
         primaries: set[str] = set()
         for unit in self._analyzer.units(text, query=True):
             primaries.add(unit.primary)
@@ -345,7 +413,7 @@ class TopicRouter:
                         continue
                     if factor > reach.get(candidate, (0.0, False))[0]:
                         reach[candidate] = (factor, False)
-            signals.append(reach)
+            signals.append(_Signal(unit.surface, reach))
         return signals, primaries
 
     def text_evidence(self, text: str) -> dict[str, tuple[float, int]]:
@@ -357,31 +425,39 @@ class TopicRouter:
         term reached by several words counts once; a topic counts once per word
         reaching it, up to a cap, since several words on a topic are real evidence.
 
+        A configured keyword or the department name, as written (inflected), is the
+        coordinator's own word for the department's work and counts
+        ``keyword_boost`` times; built-in topic words only support it (see
+        :class:`RoutingSettings`).
+
         The evidence counts the request's words that reached the department: two
-        for an exact name or keyword hit, one for anything else. It keeps a single
-        generic topic ("Ablage", "Adressen") from deciding against a known
-        requester department, however well another department owns that topic.
+        for a configured keyword or name as written, a keyword phrase or a fault
+        report, one for anything else. It keeps a single generic word ("Ablage",
+        "Adressen", "drucken") from deciding against a known requester department,
+        however well another department owns its topic.
         """
         s = self.settings
         signals, primaries = self._signals(text)
-        strong_weight = min(s.keyword_weight, s.name_weight)
         evidence: dict[str, tuple[float, int]] = {}
         for index in self._departments:
             words: dict[str, float] = {}
             topics: dict[str, float] = {}
             units = 0
-            for reach in signals:
+            for signal in signals:
                 best_term: str | None = None
                 best_value = 0.0
                 strength = 0
-                for term, (factor, exact) in reach.items():
+                for term, (factor, own_stem) in signal.reach.items():
                     weight = index.weights.get(term)
                     if weight is None:
                         continue
                     value = self._idf[term] * weight * factor
+                    if own_stem and self._is_strong(index, term, signal.surface):
+                        value *= s.keyword_boost
+                        strength = 2
                     if value > best_value:
                         best_term, best_value = term, value
-                    strength = max(strength, 2 if exact and weight >= strong_weight else 1)
+                    strength = max(strength, 2 if signal.specific else 1)
                 if best_term is None:
                     continue
                 units += strength
@@ -395,7 +471,7 @@ class TopicRouter:
                 total += min(value, s.topic_hits_cap * single)
             for phrase, weight in index.phrases:
                 if phrase <= primaries:
-                    total += weight * max(self._idf.get(t, 1.0) for t in phrase)
+                    total += s.keyword_boost * weight * max(self._idf.get(t, 1.0) for t in phrase)
                     units += 2
             evidence[index.id] = (total, units)
         return evidence
@@ -411,7 +487,7 @@ class TopicRouter:
         would have helped.
         """
         signals, _primaries = self._signals(text)
-        reached = {term for reach in signals for term in reach}
+        reached = {term for signal in signals for term in signal.reach}
         return {
             index.id: sorted(term for term in reached if term in index.weights)
             for index in self._departments
@@ -465,14 +541,21 @@ class TopicRouter:
             candidates = [d.id for d in self._departments if d.specialist or d.id == own]
         else:
             candidates = [d.id for d in self._departments]
-        ranked = sorted(candidates, key=lambda d: scores[d], reverse=True)
+        # The requester's own department gets their request anyway when no specialist is
+        # clearly meant, so its own words (the folder "Wohngeld", the "Formulare" an
+        # organisation unit edits) mostly describe the context, not who should act.
+        ranking = dict(scores)
+        if own is not None:
+            ranking[own] *= s.own_department_factor
+        ranked = sorted(candidates, key=lambda d: ranking[d], reverse=True)
         best = ranked[0]
-        best_score = scores[best]
-        runner_up = scores[ranked[1]] if len(ranked) > 1 else 0.0
+        best_score = ranking[best]
+        runner_up = ranking[ranked[1]] if len(ranked) > 1 else 0.0
         # A hint supports text evidence but never stands in for it: the FAQ's closest
         # entry can be close for reasons that say nothing about who should do the work.
         confident = best_score >= s.min_score and (
-            units[best] >= s.min_evidence or text_scores[best] >= s.strong_score
+            units[best] >= s.min_evidence
+            or (text_scores[best] >= s.strong_score and not (own and _asks_how_to(text)))
         )
         lead = best_score - runner_up
         clear = lead >= s.min_margin and lead >= s.min_relative_margin * best_score
