@@ -3,6 +3,7 @@
 Usage (from the repository root)::
 
     .venv/bin/python bench/faq_eval.py [--split heldout|dev|both] [--thesaurus DIR] [--show-misses]
+        [--show-errors (dev only)] [--no-write]
 
 Data: ``tests/data/faq_eval/`` (knowledge base ``kb.yaml``, queries ``dev.yaml`` and
 ``heldout.yaml``). Thresholds and synonyms are tuned on ``dev`` only; ``heldout`` is the figure
@@ -194,6 +195,23 @@ class Bm25Baseline:
         }
 
 
+def ranking_errors(index: FaqIndex, queries: list[dict[str, Any]], depth: int = 5) -> list[str]:
+    """One line per in-scope question whose right entry is not ranked first: what outranked
+    it and where the right entry ended up, to see which neighbours the ranking confuses."""
+    lines = []
+    for item in queries:
+        if not item["id"]:
+            continue
+        ranked = index.rank(item["q"], limit=max(depth, 20))
+        ids = [entry_id for entry_id, _ in ranked]
+        if ids and ids[0] == item["id"]:
+            continue
+        position = ids.index(item["id"]) + 1 if item["id"] in ids else None
+        shown = ", ".join(f"{entry_id} {score:.3f}" for entry_id, score in ranked[:depth])
+        lines.append(f"  ERR {item['q']!r} want {item['id']} at {position}: {shown}")
+    return lines
+
+
 def overlap_stats(entries: list[FaqEntry], queries: list[dict[str, Any]]) -> dict[str, Any]:
     """How many in-scope questions share no content word with their entry."""
     by_id = {e.id: e for e in entries}
@@ -211,8 +229,16 @@ def main() -> int:
     parser.add_argument("--split", choices=("dev", "heldout", "both"), default="both")
     parser.add_argument("--thesaurus", type=Path, help="folder with mythes-de files")
     parser.add_argument("--show-misses", action="store_true")
+    parser.add_argument(
+        "--show-errors",
+        action="store_true",
+        help="print the dev questions whose right entry is not ranked first (dev only)",
+    )
     parser.add_argument("--no-write", action="store_true", help="do not write the JSON file")
     args = parser.parse_args()
+    if args.show_errors and args.split != "dev":
+        # Looking at individual held-out ranking errors would turn held-out into dev.
+        parser.error("--show-errors works on --split dev only")
 
     entries = load_kb()
     thesaurus = find_mythes_de(args.thesaurus) if args.thesaurus else None
@@ -248,6 +274,9 @@ def main() -> int:
             report["splits"][split]["engine_misses"] = misses
             for miss in misses:
                 print(f"  MISS [{split}] {miss}")
+        if args.show_errors:
+            for line in ranking_errors(index, queries):
+                print(line)
         rows.append((split, engine, bm25))
 
     print(

@@ -49,6 +49,19 @@ which is what makes fixed thresholds meaningful. Decisions:
 
 The default thresholds were chosen on the ``dev`` half of ``tests/data/faq_eval`` only.
 
+Phrase re-ranking
+-----------------
+Content units are a bag of words, so close neighbours that share their topic word ("Kennwort
+nicht mehr" / "Kennwort ändern" / "Kennwort für das VPN") can tie. The leading
+``phrase_depth`` candidates are therefore re-ordered by the adjacent word pairs they share with
+the query in their question and alternatives, function words included ("nicht mehr", "krank
+bin"), each word with its synonym concepts ("externe Teilnehmer" meets "externe Gäste"). A pair
+counts by its IDF *among those candidates*: a pair all of them use decides nothing. The boost is
+at most ``phrase_weight`` of the content score. It only reorders: the reported scores stay the
+calibrated content scores (capped so that they stay descending), and the margin rule compares
+the leader with the best content score of the others, so a leader that only phrasing put first
+is a close call (suggest), and answer and ``none`` decisions are not made more confident by it.
+
 Incremental updates
 -------------------
 Postings are per term dictionaries (entry slot → weight) with a lazily built NumPy view per
@@ -64,6 +77,7 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Literal
 
 import numpy as np
@@ -78,6 +92,7 @@ __all__ = ["Decision", "FaqIndex", "FieldWeights", "SearchResult"]
 Decision = Literal["answer", "suggest", "none"]
 
 _PLACEHOLDER = re.compile(r"<[A-Z0-9_-]+>")
+_PAIR_CACHE = 4096  # entries whose word pairs are kept for phrase re-ranking
 _MARKUP = re.compile(r"https?://\S+|`[^`]*`|[*_#>\[\]()|]")
 
 
@@ -129,6 +144,8 @@ class FaqIndex:
         field_weights: FieldWeights | None = None,
         max_unknown_share: float = 0.35,
         candidates: int = 20,
+        phrase_weight: float = 0.5,
+        phrase_depth: int = 10,
     ) -> None:
         self.answer_threshold = answer_threshold
         self.suggest_threshold = suggest_threshold
@@ -138,6 +155,8 @@ class FaqIndex:
         self.max_unknown_share = max_unknown_share
         self.field_weights = field_weights or FieldWeights()
         self._candidates = candidates
+        self.phrase_weight = phrase_weight
+        self.phrase_depth = phrase_depth
         self.synonyms = synonyms if synonyms is not None else default_synonyms()
         self.vocabulary = Vocabulary()
         self.vocabulary.add_lexicon(self.synonyms.words())
@@ -149,6 +168,7 @@ class FaqIndex:
         self._free: list[int] = []
         self._postings: dict[str, dict[int, float]] = {}
         self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._pair_cache: dict[str, frozenset[tuple[str, str]]] = {}
 
     # -- maintenance -----------------------------------------------------------------------
 
@@ -170,6 +190,7 @@ class FaqIndex:
         entries = list(entries)
         self._docs, self._slots, self._free = [], {}, []
         self._postings, self._arrays = {}, {}
+        self._pair_cache = {}
         self.vocabulary = Vocabulary()
         self.vocabulary.add_lexicon(self.synonyms.words())
         self.analyzer = Analyzer(
@@ -195,6 +216,7 @@ class FaqIndex:
 
     def remove(self, entry_id: str) -> bool:
         """Drop an entry; returns whether it was indexed."""
+        self._pair_cache.pop(entry_id, None)
         slot = self._slots.pop(entry_id, None)
         if slot is None:
             return False
@@ -250,11 +272,10 @@ class FaqIndex:
 
     def search(self, query: str, limit: int = 3) -> SearchResult:
         """Rank entries for ``query`` and decide between answer, suggest and none."""
-        ranked, unknown_share = self._rank(query, max(limit, 2))
+        ranked, unknown_share, runner_up = self._rank(query, max(limit, 2))
         if not ranked:
             return SearchResult("none", [])
         best = ranked[0][1]
-        runner_up = ranked[1][1] if len(ranked) > 1 else 0.0
         decision: Decision
         if (
             best >= self.answer_threshold
@@ -272,14 +293,16 @@ class FaqIndex:
         """The ``limit`` best entries with their calibrated scores, best first."""
         return self._rank(query, limit)[0]
 
-    def _rank(self, query: str, limit: int) -> tuple[list[tuple[str, float]], float]:
-        """Ranked entries and the share of the query's importance nothing in the index knows."""
+    def _rank(self, query: str, limit: int) -> tuple[list[tuple[str, float]], float, float]:
+        """Ranked entries, the share of the query's importance nothing in the index knows, and
+        the runner-up's score for the margin rule: the best content score of any entry but the
+        first, which after phrase re-ranking need not be the one in second place."""
         live = len(self._slots)
         if live == 0:
-            return [], 0.0
+            return [], 0.0, 0.0
         units = self.analyzer.units(query, query=True)
         if not units:
-            return [], 0.0
+            return [], 0.0, 0.0
         coverage = np.zeros(len(self._docs))
         total_importance = unknown_importance = 0.0
         query_terms: dict[str, float] = {}
@@ -302,14 +325,14 @@ class FaqIndex:
             coverage += importance * strength
             total_importance += importance
         if total_importance <= 0:
-            return [], 0.0
+            return [], 0.0, 0.0
         unknown_share = unknown_importance / total_importance
         coverage /= total_importance
         count = min(self._candidates, int(np.count_nonzero(coverage)))
         if count == 0:
-            return [], unknown_share
+            return [], unknown_share, 0.0
         top = np.argpartition(-coverage, count - 1)[:count]
-        scored: list[tuple[str, float]] = []
+        scored: list[tuple[float, str, float]] = []
         w = self.specificity_weight
         for slot in top.tolist():
             doc = self._docs[slot]
@@ -317,9 +340,80 @@ class FaqIndex:
                 continue
             specificity = self._specificity(doc, query_terms, live)
             score = float(coverage[slot]) * (1.0 - w + w * specificity)
-            scored.append((doc.entry.id, round(min(score, 1.0), 4)))
-        scored.sort(key=lambda item: (-item[1], item[0]))
-        return scored[:limit], unknown_share
+            scored.append((score, doc.entry.id, score))
+        scored.sort(key=lambda item: (-item[0], item[1]))
+        if self.phrase_weight > 0:
+            scored = self._rerank_by_phrases(query, scored)
+        # Where phrasing reordered the list, an entry may now stand above one with a higher
+        # content score; it is shown with no more than the entry above it, so that scores
+        # stay descending and the margin to the runner-up shrinks (a close call, not an answer).
+        ranked: list[tuple[str, float]] = []
+        ceiling = 1.0
+        for _, entry_id, content in scored[:limit]:
+            ceiling = min(ceiling, content)
+            ranked.append((entry_id, round(ceiling, 4)))
+        rest = [content for _, _, content in scored[1:]]
+        runner_up = round(min(max(rest), ranked[0][1]), 4) if rest else 0.0
+        return ranked, unknown_share, runner_up
+
+    def _rerank_by_phrases(
+        self, query: str, scored: list[tuple[float, str, float]]
+    ) -> list[tuple[float, str, float]]:
+        """Raise the leading candidates that share the query's word pairs, then re-sort.
+
+        Content units are a bag: "Kennwort nicht mehr" and "Kennwort ändern" both reduce to
+        "Passwort" and tie. The pairs of adjacent words (function words included, each word
+        with its synonym concepts) separate such close neighbours. A pair counts by how rare
+        it is *among the leading candidates* (an IDF over them): "ich habe" or "mein
+        Passwort", shared by several of them, decides nothing; "nicht mehr" or "externe
+        Gäste", found in one, does. The sort key (not the reported score) grows by at most
+        ``phrase_weight`` of the content score, so an entry the content words do not support
+        is not pulled up by phrasing alone.
+        Candidates are re-analysed here rather than stored as pairs at build time, which
+        keeps the index small; only ``phrase_depth`` entries per query are touched.
+        """
+        words = self.analyzer.word_terms(query)
+        query_pairs = [[(a, b) for a in first for b in second] for first, second in pairwise(words)]
+        head = scored[: self.phrase_depth]
+        if not query_pairs or len(head) < 2:
+            return scored
+        entry_pairs = [self._pairs(entry_id) for _, entry_id, _ in head]
+        # For each query pair, which of the leading candidates use it.
+        present = [
+            [any(pair in pairs for pair in alternatives) for pairs in entry_pairs]
+            for alternatives in query_pairs
+        ]
+        n = len(head)
+        rarity = [self._idf(sum(row), n) for row in present]
+        total = sum(rarity)
+        reranked = []
+        for position, (score, entry_id, content) in enumerate(head):
+            shared = sum(r for r, row in zip(rarity, present, strict=True) if row[position]) / total
+            reranked.append((score * (1.0 + self.phrase_weight * shared), entry_id, content))
+        reranked.sort(key=lambda item: (-item[0], item[1]))
+        return reranked + scored[self.phrase_depth :]
+
+    def _pairs(self, entry_id: str) -> frozenset[tuple[str, str]]:
+        """Adjacent word pairs of an entry's question and alternative phrasings.
+
+        Cached for the entries that keep coming up as candidates; the cache is bounded
+        (``_PAIR_CACHE`` entries) instead of holding pairs for a whole large knowledge base.
+        """
+        cached = self._pair_cache.get(entry_id)
+        if cached is not None:
+            return cached
+        entry = self.entry(entry_id)
+        if entry is None:
+            return frozenset()
+        pairs: set[tuple[str, str]] = set()
+        for text in (entry.question, *entry.alternatives):
+            words = self.analyzer.word_terms(text)
+            for first, second in pairwise(words):
+                pairs.update((a, b) for a in first for b in second)
+        if len(self._pair_cache) >= _PAIR_CACHE:
+            self._pair_cache.clear()
+        result = self._pair_cache[entry_id] = frozenset(pairs)
+        return result
 
     def _specificity(self, doc: _Doc, query_terms: dict[str, float], live: int) -> float:
         best = 0.0

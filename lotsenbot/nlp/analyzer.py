@@ -98,6 +98,24 @@ class Analyzer:
         """Normalised tokens of ``text`` without stopwords and bare numbers."""
         return [t for t in tokenize(text) if not is_stopword(t) and not t.isdigit()]
 
+    def word_terms(self, text: str) -> list[frozenset[str]]:
+        """Every word of ``text`` in order, function words included, as its stem plus the
+        synonym concepts of that stem.
+
+        Content units drop function words on purpose, yet word *pairs* with them still say
+        something: "Passwort nicht mehr" (forgotten) against "Passwort ändern". Callers compare
+        adjacent pairs of these sets (see ``FaqIndex``); no compound splitting or typo repair,
+        because a pair only counts when it is written alike.
+        """
+        result: list[frozenset[str]] = []
+        for token in tokenize(text):
+            token_stem = stem(token)
+            concepts = self.synonyms.concepts_for_stem(token_stem)
+            result.append(
+                frozenset((token_stem, *concepts)) if concepts else frozenset((token_stem,))
+            )
+        return result
+
     def units(self, text: str, *, query: bool = False) -> list[Unit]:
         """Analyse ``text`` into units with their alternatives."""
         return self.units_from_tokens(self.content_tokens(text), query=query)

@@ -2,13 +2,15 @@
 
 The floors are the figures of the latest held-out measurement (see
 ``tests/data/faq_eval/README.md``, ``bench/faq_eval.py`` and ``bench/results/faq_eval.json``),
-rounded down a little. They are not the issue's targets: top-1 0.887 and answer-correct 0.744
-(measurement 2) fall short of 0.90. Raising a floor needs a better engine, never edits to the
+rounded down a little. They are not the issue's targets: top-1 0.892 and answer-correct 0.744
+(measurement 3) fall short of 0.90. Raising a floor needs a better engine, never edits to the
 held-out questions.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -58,7 +60,7 @@ def test_evaluation_set_has_the_required_size(heldout: dict[str, float]) -> None
 
 
 def test_heldout_ranking_quality(heldout: dict[str, float]) -> None:
-    assert heldout["top1"] >= 0.88
+    assert heldout["top1"] >= 0.885
     assert heldout["top3"] >= 0.97
 
 
@@ -66,3 +68,18 @@ def test_heldout_decisions(heldout: dict[str, float]) -> None:
     assert heldout["answer_correct"] >= 0.735
     assert heldout["wrong_answer"] <= 0.02
     assert heldout["oos_none"] >= 0.95
+
+
+def test_error_listing_refuses_the_heldout_split() -> None:
+    # Individual held-out errors must never be looked at (that would make held-out dev).
+    bench = DATA.parents[2] / "bench" / "faq_eval.py"
+    done = subprocess.run(
+        [sys.executable, str(bench), "--split", "heldout", "--show-errors", "--no-write"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "dev only" in done.stderr
+    assert "ERR" not in done.stdout

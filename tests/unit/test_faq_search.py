@@ -177,3 +177,68 @@ def test_action_noun_finds_the_verb_entry_without_any_synonym() -> None:
         ]
     )
     assert [e for e, _ in index.rank("Meldung")] == ["vorfall"]
+
+
+# -- phrase re-ranking ------------------------------------------------------------------------
+
+NEIGHBOURS = [
+    _entry(
+        "passwort-vergessen",
+        "Ich habe mein Passwort vergessen",
+        "Ich weiß mein Passwort nicht mehr",
+    ),
+    _entry("passwort-aendern", "Wie ändere ich mein Passwort?"),
+    _entry("passwort-vpn", "Welches Passwort brauche ich für das VPN?"),
+    _entry("drucker-einrichten", "Wie richte ich einen Drucker ein?"),
+]
+
+
+def _neighbours(phrase_weight: float) -> FaqIndex:
+    built = FaqIndex(phrase_weight=phrase_weight)
+    built.build(NEIGHBOURS)
+    return built
+
+
+def test_word_pairs_with_function_words_separate_close_neighbours() -> None:
+    query = "mir fällt mein Kennwort nicht mehr ein"
+    # Content words alone ("Kennwort") tie the three password entries; the alphabet decides.
+    without = _neighbours(0.0).rank(query)
+    assert [entry_id for entry_id, _ in without][:1] == ["passwort-aendern"]
+    assert len({score for _, score in without}) == 1
+    # "nicht mehr" is a pair only one candidate uses, so it decides.
+    ranked = _neighbours(0.5).rank(query)
+    assert ranked[0][0] == "passwort-vergessen"
+    # Re-ranking changes the order, not the calibrated scores.
+    assert sorted(score for _, score in ranked) == sorted(score for _, score in without)
+
+
+def test_pairs_shared_by_all_candidates_decide_nothing() -> None:
+    # "mein passwort" occurs in the first two entries' texts; a pair every candidate with the
+    # word has (or none has) must not reorder them, so the tie stays alphabetical.
+    for query in ("kennwort", "mein kennwort"):
+        assert _neighbours(0.5).rank(query) == _neighbours(0.0).rank(query)
+
+
+def test_phrase_cache_follows_upsert() -> None:
+    built = _neighbours(0.5)
+    query = "mir fällt mein Kennwort nicht mehr ein"
+    assert built.rank(query)[0][0] == "passwort-vergessen"
+    built.upsert(_entry("passwort-vergessen", "Ich habe mein Passwort vergessen"))
+    built.upsert(_entry("passwort-aendern", "Wie ändere ich mein Passwort?", "nicht mehr gültig"))
+    assert built.rank(query)[0][0] == "passwort-aendern"
+
+
+def test_scores_stay_descending_and_a_changed_leader_is_a_close_call(index: FaqIndex) -> None:
+    queries = [
+        "mir fällt mein Kennwort nicht mehr ein",
+        "ich weiß mein vpn passwort nicht mehr",
+        "drucker druckt nicht mehr",
+        "wer ist mein lotse für die e-akte",
+    ]
+    for built in (index, _neighbours(0.5)):
+        for query in queries:
+            result = built.search(query, limit=5)
+            scores = [score for _, score in result.results]
+            assert scores == sorted(scores, reverse=True), query
+            if len(scores) > 1 and scores[0] == scores[1]:
+                assert result.decision != "answer", query

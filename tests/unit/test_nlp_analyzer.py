@@ -168,3 +168,14 @@ def test_action_noun_inside_a_compound_meets_the_verb() -> None:
     analyzer = Analyzer(vocabulary=vocabulary)
     terms = analyzer.weighted_terms("Passwortänderung")
     assert stem("andern") in terms and stem("passwort") in terms
+
+
+def test_word_terms_keep_function_words_in_order_with_concepts() -> None:
+    synonyms = SynonymSet.from_groups([["passwort", "kennwort"]])
+    analyzer = Analyzer(synonyms=synonyms, vocabulary=_vocabulary("Passwortänderung"))
+    words = analyzer.word_terms("Mein Kennwort geht nicht mehr!")
+    assert [stem("mein") in w for w in words] == [True, False, False, False, False]
+    assert words[1] == frozenset({stem("kennwort"), "=passwort"})
+    assert words[3:] == [frozenset({stem("nicht")}), frozenset({stem("mehr")})]
+    # Compounds stay whole: a pair only counts when it is written alike.
+    assert analyzer.word_terms("Passwortänderung") == [frozenset({stem("passwortanderung")})]
