@@ -13,7 +13,7 @@ import contextlib
 import importlib
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -68,15 +68,24 @@ def all_handlers(features: Mapping[str, object]) -> list[tuple[str, object]]:
     return personal_data.handlers(features, extra=[(CORE, FoundationData())])
 
 
+async def _each_hook(
+    handlers: Sequence[tuple[str, object]], hook_name: str, *args: Any
+) -> AsyncIterator[tuple[str, Any]]:
+    """Call the hook ``hook_name`` of every handler that has it, one after the other and in
+    the handlers' order, yielding each handler's name with its result.
+
+    Sequential on purpose: all hooks share one connection (usually one transaction), and the
+    erasure relies on the order in which the features see the person's rows."""
+    for name, handler in handlers:
+        method = personal_data.hook(handler, hook_name)
+        if method is not None:
+            yield name, await method(*args)
+
+
 async def export_person(
     conn: aiosqlite.Connection, handlers: Sequence[tuple[str, object]], user_id: str
 ) -> dict[str, Any]:
-    sections: dict[str, Any] = {}
-    for name, handler in handlers:
-        method = personal_data.hook(handler, "export_person")
-        if method is not None:
-            sections[name] = await method(conn, user_id)
-    return sections
+    return {name: part async for name, part in _each_hook(handlers, "export_person", conn, user_id)}
 
 
 async def erase_person(
@@ -89,10 +98,8 @@ async def erase_person(
     whatever they still needed to find the person's rows."""
     total = ErasureReport()
     ordered = [h for h in handlers if h[0] != CORE] + [h for h in handlers if h[0] == CORE]
-    for name, handler in ordered:
-        method = personal_data.hook(handler, "erase_person")
-        if method is not None:
-            total.merge(await method(conn, user_id, now), prefix=f"{name}.")
+    async for name, part in _each_hook(ordered, "erase_person", conn, user_id, now):
+        total.merge(part, prefix=f"{name}.")
     return total
 
 
@@ -105,12 +112,10 @@ async def purge_all(
 ) -> dict[str, dict[str, int]]:
     """Apply (or, with ``dry_run``, only count) every retention period; counts per
     feature and category."""
-    counts: dict[str, dict[str, int]] = {}
-    for name, handler in handlers:
-        method = personal_data.hook(handler, "purge")
-        if method is not None:
-            counts[name] = dict(await method(conn, now, privacy, dry_run))
-    return counts
+    return {
+        name: dict(counts)
+        async for name, counts in _each_hook(handlers, "purge", conn, now, privacy, dry_run)
+    }
 
 
 async def collect_statistics(
@@ -120,14 +125,8 @@ async def collect_statistics(
     until: datetime,
     per_person: bool,
 ) -> dict[str, dict[str, Any]]:
-    figures: dict[str, dict[str, Any]] = {}
-    for name, handler in handlers:
-        method = personal_data.hook(handler, "statistics")
-        if method is not None:
-            result = await method(conn, since, until, per_person)
-            if result:
-                figures[name] = dict(result)
-    return figures
+    results = _each_hook(handlers, "statistics", conn, since, until, per_person)
+    return {name: dict(result) async for name, result in results if result}
 
 
 def export_document(user_id: str, now: datetime, sections: Mapping[str, Any]) -> bytes:

@@ -4,6 +4,10 @@
 its first completed sync, and can stop and start it again on the same database and device
 (for restart tests). `run_cli` starts the real `lotsenbot` command as a subprocess, for
 tests of exit codes and signals.
+
+`bot_sections`/`make_bot` build the config every test module needs (account, store, database,
+coordinators, departments) from what makes that test different, and `open_dm`/`ask` are the
+way a person starts a chat with the bot and asks it something, so the tests say only that.
 """
 
 from __future__ import annotations
@@ -14,13 +18,19 @@ import os
 import subprocess
 import sys
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from lotsenbot.app import App
 from lotsenbot.config import Config, load_config
 from lotsenbot.core.feature import Feature
+from lotsenbot.devserver import Synapse
+from tests.integration.conftest import Account, RegisterUser
+from tests.integration.helpers import MatrixUser, Predicate, Received
+
+REPLY_TIMEOUT = 15.0
+"""Seconds a person waits for the bot's answer (or its join) unless a test says otherwise."""
 
 
 def toml_value(value: Any) -> str:
@@ -57,6 +67,88 @@ def write_config(path: Path, sections: dict[str, Any]) -> Path:
     path.write_text("\n".join(lines), encoding="utf-8")
     tomllib.loads(path.read_text("utf-8"))  # the test's own config must be valid TOML
     return path
+
+
+def bot_sections(
+    synapse: Synapse,
+    account: Account,
+    *,
+    coordinators: Sequence[str] = (),
+    pilots: Sequence[str] = (),
+    departments: Sequence[Mapping[str, Any]] | None = None,
+    matrix: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The config of a bot logged in as ``account`` on ``synapse``, serving that server.
+
+    Without ``departments`` there is one, "it", whose pilots are ``pilots``; pass ``()`` for
+    a bot without departments. ``matrix`` adds to (or overrides) the ``[matrix]`` table and
+    ``extra`` adds whole sections such as ``tickets`` or ``metrics``.
+    """
+    if departments is None:
+        departments = [{"id": "it", "name": "IT-Service", "pilots": list(pilots)}]
+    sections: dict[str, Any] = {
+        "matrix": {
+            "homeserver": synapse.url,
+            "user_id": account.user_id,
+            "password": account.password,
+            "store_path": "store",
+            "allowed_servers": [synapse.server_name],
+            **(matrix or {}),
+        },
+        "database": {"path": "bot.db"},
+        "bot": {"coordinators": list(coordinators)},
+        "departments": [dict(department) for department in departments],
+    }
+    sections.update(extra or {})
+    return sections
+
+
+async def make_bot(
+    tmp_path: Path,
+    synapse: Synapse,
+    register_user: RegisterUser,
+    *,
+    coordinators: Sequence[str] = (),
+    pilots: Sequence[str] = (),
+    departments: Sequence[Mapping[str, Any]] | None = None,
+    matrix: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> BotRunner:
+    """A fresh bot account and a not yet started `BotRunner` in ``tmp_path / "bot"``;
+    the keyword arguments are those of `bot_sections`."""
+    account = await register_user("lotsenbot")
+    sections = bot_sections(synapse, account, coordinators=coordinators, pilots=pilots,
+                            departments=departments, matrix=matrix, extra=extra)  # fmt: skip
+    return BotRunner(tmp_path / "bot", sections)
+
+
+async def open_dm(
+    person: MatrixUser, bot_id: str, *, encrypted: bool = False, timeout: float = REPLY_TIMEOUT
+) -> str:
+    """Start a direct chat with the bot and wait until it has joined (it only reads rooms it
+    is in, so a message sent earlier would go unanswered)."""
+    room = await person.create_dm(bot_id, encrypted=encrypted)
+    await person.wait_for_join(room, bot_id, timeout=timeout)
+    return room
+
+
+async def ask(
+    person: MatrixUser,
+    room: str,
+    bot_id: str,
+    text: str,
+    predicate: Predicate | None = None,
+    *,
+    timeout: float = REPLY_TIMEOUT,
+) -> Received:
+    """Send ``text`` and return the bot's next message in ``room`` (matching ``predicate``).
+
+    Marks first, so an answer that arrives before the wait starts still counts and an older
+    message of the bot does not."""
+    person.mark()
+    await person.send_text(room, text)
+    return await person.wait_for_message(room, sender=bot_id, predicate=predicate, timeout=timeout)
 
 
 class BotRunner:

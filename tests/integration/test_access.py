@@ -11,12 +11,11 @@ it must say nothing at all and store nothing about them.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 
 from lotsenbot.core.types import Role
-from tests.integration.bot import BotRunner
+from tests.integration.bot import make_bot
 from tests.integration.helpers import MatrixUser, Received
 
 ASYNC = pytest.mark.asyncio(loop_scope="session")
@@ -52,20 +51,18 @@ async def test_role_command_matrix_and_foreign_users(tmp_path, synapse, register
     coordinator = await make_user("koord")
     stranger = await make_user("fremd")
     silent = await make_user("still")
-    account = await register_user("lotsenbot")
-    bot_id = account.user_id
-    sections: dict[str, Any] = {
-        "matrix": {"homeserver": synapse.url, "user_id": bot_id, "password": account.password,
-                   "store_path": "store", "cross_signing": False,
-                   "allowed_servers": [synapse.server_name]},
-        "database": {"path": "bot.db"},
-        "bot": {"coordinators": [coordinator.user_id]},
-        "departments": [
+    runner = await make_bot(
+        tmp_path,
+        synapse,
+        register_user,
+        coordinators=[coordinator.user_id],
+        departments=[
             {"id": "it", "name": "IT-Service", "pilots": [pilot.user_id]},
             {"id": "bauamt", "name": "Bauamt", "pilots": [other_pilot.user_id]},
         ],
-    }  # fmt: skip
-    runner = BotRunner(tmp_path / "bot", sections)
+        matrix={"cross_signing": False},
+    )
+    bot_id = runner.config.matrix.user_id
     app = await runner.start()
     assert app.dispatcher is not None
     people: dict[str, tuple[MatrixUser, frozenset[Role]]] = {

@@ -17,7 +17,7 @@ import pytest
 import pytest_asyncio
 
 from lotsenbot.devserver import Synapse
-from tests.integration.bot import BotRunner
+from tests.integration.bot import BotRunner, ask, bot_sections, make_bot, open_dm
 from tests.integration.conftest import Account, MakeUser, RegisterUser, unique_localpart
 from tests.integration.helpers import MatrixUser, Received
 
@@ -27,41 +27,8 @@ TIGHT_LIMIT = {"rc_message": {"per_second": 2, "burst_count": 3}}
 TIGHT_PILOTS = 10
 
 
-def bot_config(
-    server: Synapse, bot: Account, *, coordinators: Sequence[str], pilots: Sequence[str]
-) -> dict[str, Any]:
-    return {
-        "matrix": {
-            "homeserver": server.url,
-            "user_id": bot.user_id,
-            "password": bot.password,
-            "store_path": "store",
-            "allowed_servers": [server.server_name],
-            "sync_timeout_ms": 5000,
-        },
-        "database": {"path": "bot.db"},
-        "bot": {"coordinators": list(coordinators)},
-        "departments": [{"id": "it", "name": "IT-Service", "pilots": list(pilots)}],
-    }
-
-
-async def make_bot(
-    tmp_path: Path,
-    synapse: Synapse,
-    register_user: RegisterUser,
-    *,
-    coordinators: Sequence[str] = (),
-    pilots: Sequence[str] = (),
-) -> BotRunner:
-    bot = await register_user("lotsenbot")
-    config = bot_config(synapse, bot, coordinators=coordinators, pilots=pilots)
-    return BotRunner(tmp_path / "bot", config)
-
-
-async def open_dm(person: MatrixUser, bot_id: str) -> str:
-    room = await person.create_dm(bot_id)
-    await person.wait_for_join(room, bot_id, timeout=15)
-    return room
+# The bot long-polls for 5 s instead of the default 30 s, as these tests always did.
+FAST_SYNC = {"sync_timeout_ms": 5000}
 
 
 def meta(item: Received) -> dict[str, Any]:
@@ -96,16 +63,8 @@ def copies(person: MatrixUser, bot_id: str, announcement_id: int) -> list[Receiv
     return [m for m in person.messages() if m.sender == bot_id and check(m)]
 
 
-async def command(
-    person: MatrixUser, room: str, bot_id: str, text: str, predicate=None, timeout: float = 15
-) -> Received:  # type: ignore[no-untyped-def]
-    person.mark()
-    await person.send_text(room, text)
-    return await person.wait_for_message(room, sender=bot_id, predicate=predicate, timeout=timeout)
-
-
 async def announce(person: MatrixUser, room: str, bot_id: str, text: str) -> tuple[int, Received]:
-    preview = await command(person, room, bot_id, text, predicate=is_preview)
+    preview = await ask(person, room, bot_id, text, predicate=is_preview)
     return int(meta(preview)["id"]), preview
 
 
@@ -147,6 +106,7 @@ async def test_preview_and_confirmation_by_command_and_by_reaction(
         register_user,
         coordinators=[coordinator.user_id],
         pilots=[p.user_id for p in pilots],
+        matrix=FAST_SYNC,
     )
     app = await runner.start()
     bot_id = app.config.matrix.user_id
@@ -160,7 +120,7 @@ async def test_preview_and_confirmation_by_command_and_by_reaction(
         await asyncio.sleep(0.5)
         assert all(copies(p, bot_id, first) == [] for p in pilots)  # nothing before confirming
 
-        confirm = await command(coordinator, room, bot_id, f"!senden {first}")
+        confirm = await ask(coordinator, room, bot_id, f"!senden {first}")
         assert meta(confirm) == {"id": first, "state": "sending"}
 
         second, preview = await announce(
@@ -184,7 +144,7 @@ async def test_preview_and_confirmation_by_command_and_by_reaction(
         html = copies(pilots[0], bot_id, first)[0].formatted_body or ""
         assert "<strong>alle</strong>" in html
 
-        status = await command(coordinator, room, bot_id, f"!ankündigung status {first}")
+        status = await ask(coordinator, room, bot_id, f"!ankündigung status {first}")
         assert meta(status)["status"]["sent"] == 3
     finally:
         await runner.stop()
@@ -195,12 +155,12 @@ async def test_staff_may_not_announce(
     tmp_path: Path, synapse: Synapse, register_user: RegisterUser, make_user: MakeUser
 ) -> None:
     staff = await make_user("staff")
-    runner = await make_bot(tmp_path, synapse, register_user)
+    runner = await make_bot(tmp_path, synapse, register_user, matrix=FAST_SYNC)
     app = await runner.start()
     bot_id = app.config.matrix.user_id
     try:
         room = await open_dm(staff, bot_id)
-        answer = await command(staff, room, bot_id, "!ankündigung alle Hallo")
+        answer = await ask(staff, room, bot_id, "!ankündigung alle Hallo")
         assert answer.content[ERROR]["code"] == "permission_denied"
     finally:
         await runner.stop()
@@ -218,6 +178,7 @@ async def test_scheduled_announcement_fires_after_a_restart(
         register_user,
         coordinators=[coordinator.user_id],
         pilots=[p.user_id for p in pilots],
+        matrix=FAST_SYNC,
     )
     app = await runner.start()
     bot_id = app.config.matrix.user_id
@@ -229,7 +190,7 @@ async def test_scheduled_announcement_fires_after_a_restart(
         announcement_id, _ = await announce(
             coordinator, room, bot_id, f"!ankündigung lotsen {due:%d.%m.%Y %H:%M:%S} Geplant"
         )
-        confirm = await command(coordinator, room, bot_id, f"!senden {announcement_id}")
+        confirm = await ask(coordinator, room, bot_id, f"!senden {announcement_id}")
         assert meta(confirm)["state"] == "scheduled"
         await runner.stop()
         assert datetime.now(due.tzinfo) < due, "the bot must be stopped before the due time"
@@ -252,26 +213,28 @@ async def test_unsubscribe_excludes_from_general_but_not_from_important(
     coordinator = await make_user("coord")
     quiet = await make_user("quiet")
     reader = await make_user("reader")
-    runner = await make_bot(tmp_path, synapse, register_user, coordinators=[coordinator.user_id])
+    runner = await make_bot(
+        tmp_path, synapse, register_user, coordinators=[coordinator.user_id], matrix=FAST_SYNC
+    )
     app = await runner.start()
     bot_id = app.config.matrix.user_id
     try:
         rooms = {}
         for person in (coordinator, quiet, reader):
             rooms[person.user_id] = await open_dm(person, bot_id)
-        await command(reader, rooms[reader.user_id], bot_id, "!hilfe")  # has used the bot
-        answer = await command(quiet, rooms[quiet.user_id], bot_id, "!abmelden")
+        await ask(reader, rooms[reader.user_id], bot_id, "!hilfe")  # has used the bot
+        answer = await ask(quiet, rooms[quiet.user_id], bot_id, "!abmelden")
         assert meta(answer) == {"subscribed": False}
 
         room = rooms[coordinator.user_id]
         general, preview = await announce(coordinator, room, bot_id, "!ankündigung alle Sommerfest")
         assert meta(preview)["recipients"] == 2  # the reader and the coordinator
-        await command(coordinator, room, bot_id, f"!senden {general}")
+        await ask(coordinator, room, bot_id, f"!senden {general}")
         important, preview = await announce(
             coordinator, room, bot_id, "!ankündigung! alle Heute Serverwartung"
         )
         assert meta(preview)["recipients"] == 3 and meta(preview)["important"] is True
-        await command(coordinator, room, bot_id, f"!senden {important}")
+        await ask(coordinator, room, bot_id, f"!senden {important}")
         for announcement_id in (general, important):
             await coordinator.wait_for_message(
                 room, sender=bot_id, since=0, timeout=30, predicate=is_summary(announcement_id)
@@ -324,8 +287,12 @@ async def tight_bot(
     tmp_path: Path, tight: TightServer, coordinator: Account, pilots: Sequence[MatrixUser]
 ) -> tuple[BotRunner, MatrixUser]:
     bot = await _register(tight.synapse, "lotsenbot")
-    config = bot_config(
-        tight.synapse, bot, coordinators=[coordinator.user_id], pilots=[p.user_id for p in pilots]
+    config = bot_sections(
+        tight.synapse,
+        bot,
+        coordinators=[coordinator.user_id],
+        pilots=[p.user_id for p in pilots],
+        matrix=FAST_SYNC,
     )
     client = MatrixUser(tight.synapse.url, coordinator.user_id, coordinator.password)
     await client.login()
@@ -354,7 +321,7 @@ async def test_tight_rate_limit_still_one_copy_each(tmp_path: Path, tight: Tight
         )
         assert meta(preview)["recipients"] == 8
         started = time.monotonic()
-        await command(coordinator, room, bot_id, f"!senden {announcement_id}")
+        await ask(coordinator, room, bot_id, f"!senden {announcement_id}")
         summary = await coordinator.wait_for_message(
             room, sender=bot_id, since=0, timeout=45, predicate=is_summary(announcement_id)
         )
@@ -381,7 +348,7 @@ async def test_killed_during_fan_out_and_restarted_one_copy_each(
         announcement_id, _ = await announce(
             coordinator, room, bot_id, "!ankündigung lotsen Trotz Absturz genau einmal"
         )
-        await command(coordinator, room, bot_id, f"!senden {announcement_id}")
+        await ask(coordinator, room, bot_id, f"!senden {announcement_id}")
         # Kill as soon as the fan-out is under way: the first copy has arrived somewhere.
         waits = [asyncio.ensure_future(first_copy(p, bot_id, announcement_id, 30)) for p in pilots]
         done, waiting = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)

@@ -27,9 +27,8 @@ from unpaddedbase64 import decode_base64
 from lotsenbot.core.context import Context
 from lotsenbot.core.feature import Feature
 from lotsenbot.core.types import Attachment, OutMessage
-from lotsenbot.devserver import Synapse
-from tests.integration.bot import BotRunner
-from tests.integration.conftest import MakeUser, RegisterUser
+from tests.integration.bot import BotRunner, ask, make_bot, open_dm
+from tests.integration.conftest import MakeUser
 from tests.integration.helpers import MatrixUser, Received
 
 ICS = b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//lotsenbot//test//DE\r\nEND:VCALENDAR\r\n"
@@ -53,22 +52,8 @@ class FileFeature(Feature):
         )  # fmt: skip
 
 
-async def make_bot(tmp_path: Path, synapse: Synapse, register_user: RegisterUser,
-                   **matrix: Any) -> BotRunner:  # fmt: skip
-    account = await register_user("lotsenbot")
-    sections: dict[str, Any] = {
-        "matrix": {
-            "homeserver": synapse.url,
-            "user_id": account.user_id,
-            "password": account.password,
-            "store_path": "store",
-            "allowed_servers": [synapse.server_name],
-            "sync_timeout_ms": 5000,
-            **matrix,
-        },
-        "database": {"path": "bot.db"},
-    }
-    return BotRunner(tmp_path / "bot", sections)
+# The bot long-polls for 5 s instead of the default 30 s, as these tests always did.
+FAST_SYNC = {"sync_timeout_ms": 5000}
 
 
 async def keys_query(user: MatrixUser, target: str) -> dict[str, Any]:
@@ -127,26 +112,18 @@ def decrypted_from(bot_id: str) -> Any:
     return check
 
 
-async def open_encrypted_dm(person: MatrixUser, bot_id: str) -> str:
-    room = await person.create_dm(bot_id, encrypted=True)
-    await person.wait_for_join(room, bot_id, timeout=15)
-    return room
-
-
 @pytest.mark.asyncio(loop_scope="session")
 async def test_encrypted_chat_file_restart_and_cross_signing(tmp_path, synapse, register_user,
                                                              make_user: MakeUser):  # fmt: skip
     anna = await make_user("anna", encryption=True)
-    runner = await make_bot(tmp_path, synapse, register_user)
+    runner = await make_bot(tmp_path, synapse, register_user, departments=(), matrix=FAST_SYNC)
     app = await runner.start(features=[FileFeature()])
     bot_id = app.config.matrix.user_id
     assert app.transport is not None
     device_id = str(app.transport.client.device_id)
     try:
-        room = await open_encrypted_dm(anna, bot_id)
-        anna.mark()
-        await anna.send_text(room, "!hilfe")
-        reply = await anna.wait_for_message(room, predicate=decrypted_from(bot_id), timeout=20)
+        room = await open_dm(anna, bot_id, encrypted=True)
+        reply = await ask(anna, room, bot_id, "!hilfe", decrypted_from(bot_id), timeout=20)
         assert reply.msgtype == "m.notice"
         assert reply.content["de.lotsenbot.help"]["role"] == "staff"
 
@@ -179,9 +156,7 @@ async def test_encrypted_chat_file_restart_and_cross_signing(tmp_path, synapse, 
         app = await runner.start(features=[FileFeature()])
         assert app.transport is not None
         assert str(app.transport.client.device_id) == device_id  # same device after restart
-        anna.mark()
-        await anna.send_text(room, "!help")
-        reply = await anna.wait_for_message(room, predicate=decrypted_from(bot_id), timeout=20)
+        reply = await ask(anna, room, bot_id, "!help", decrypted_from(bot_id), timeout=20)
         assert "de.lotsenbot.help" in reply.content
         assert await verified_chain(anna, bot_id, device_id) == master  # not replaced
     finally:
@@ -228,17 +203,16 @@ async def test_late_room_key_is_retried_and_a_missing_one_reported_once(
     tmp_path, synapse, register_user, make_user: MakeUser
 ):
     anna = await make_user("anna", encryption=True)
-    runner = await make_bot(tmp_path, synapse, register_user, cross_signing=False,
-                            undecryptable_notice_after="4s")  # fmt: skip
+    runner = await make_bot(tmp_path, synapse, register_user, departments=(), matrix={
+        **FAST_SYNC, "cross_signing": False, "undecryptable_notice_after": "4s"})  # fmt: skip
     app = await runner.start()
     bot_id = app.config.matrix.user_id
     assert app.transport is not None
     kept_store = app.transport.late.store
     try:
-        room = await open_encrypted_dm(anna, bot_id)
-        anna.mark()
-        await anna.send_text(room, "!hilfe")  # sets up the Olm channel both ways
-        await anna.wait_for_message(room, predicate=decrypted_from(bot_id), timeout=20)
+        room = await open_dm(anna, bot_id, encrypted=True)
+        # The first exchange sets up the Olm channel both ways.
+        await ask(anna, room, bot_id, "!hilfe", decrypted_from(bot_id), timeout=20)
 
         # 1. The key arrives after the message: the bot keeps it, then answers it.
         late_id, to_device = await send_withholding_key(anna, room, "!help")
@@ -291,7 +265,8 @@ async def test_foreign_keys_stay_until_reset_and_the_recovery_key_restores_the_m
     tmp_path, synapse, register_user, make_user: MakeUser, caplog
 ):
     observer = await make_user("observer")
-    first = await make_bot(tmp_path / "first", synapse, register_user)
+    first = await make_bot(tmp_path / "first", synapse, register_user, departments=(),
+                           matrix=FAST_SYNC)  # fmt: skip
     app = await first.start()
     bot_id = app.config.matrix.user_id
     master = await verified_chain(observer, bot_id, str(app.transport.client.device_id))

@@ -17,7 +17,7 @@ import pytest
 
 from lotsenbot.app import App
 from lotsenbot.devserver import Synapse
-from tests.integration.bot import BotRunner
+from tests.integration.bot import BotRunner, ask, make_bot, open_dm
 from tests.integration.conftest import MakeUser, RegisterUser
 from tests.integration.helpers import MatrixUser, Received
 
@@ -33,36 +33,23 @@ async def start_bot(
     pilots: Sequence[str] = (),
 ) -> tuple[BotRunner, App]:
     """The bot with every default feature (tickets included) and the starter FAQ."""
-    bot = await register_user("lotsenbot")
-    config: dict[str, Any] = {
-        "matrix": {
-            "homeserver": synapse.url,
-            "user_id": bot.user_id,
-            "password": bot.password,
-            "store_path": "store",
-            "allowed_servers": [synapse.server_name],
-            "sync_timeout_ms": 5000,
-        },
-        "database": {"path": "bot.db"},
-        "bot": {"coordinators": list(coordinators)},
-        "departments": [
+    runner = await make_bot(
+        tmp_path,
+        synapse,
+        register_user,
+        coordinators=coordinators,
+        departments=[
             {"id": "it", "name": "IT-Service", "specialist": True, "pilots": list(pilots),
              "keywords": ["Drucker", "Passwort", "VPN"]},
         ],
-    }  # fmt: skip
-    runner = BotRunner(tmp_path / "bot", config)
+        matrix={"sync_timeout_ms": 5000},
+    )  # fmt: skip
     app = await runner.start()
     assert app.services is not None
     faq = app.services.feature("faq")
     assert faq is not None, "the FAQ feature is part of the default build"
     assert await faq.load_starter_kb() == 47
     return runner, app
-
-
-async def open_dm(person: MatrixUser, bot_id: str) -> str:
-    room = await person.create_dm(bot_id)
-    await person.wait_for_join(room, bot_id, timeout=15)
-    return room
 
 
 def faq_meta(item: Received) -> dict[str, Any]:
@@ -76,9 +63,7 @@ def has(key: str) -> Callable[[Received], bool]:
 
 async def say(person: MatrixUser, room: str, bot_id: str, text: str,
               key: str = META) -> Received:  # fmt: skip
-    person.mark()
-    await person.send_text(room, text)
-    return await person.wait_for_message(room, sender=bot_id, predicate=has(key), timeout=15)
+    return await ask(person, room, bot_id, text, has(key))
 
 
 async def eventually(probe: Callable[[], Any], timeout: float = 10.0) -> Any:

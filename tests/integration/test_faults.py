@@ -30,7 +30,8 @@ from lotsenbot.core.context import Context
 from lotsenbot.core.feature import Feature
 from lotsenbot.core.types import Incoming
 from lotsenbot.devserver import Synapse
-from tests.integration.bot import BotRunner, write_config
+from tests.integration.bot import BotRunner, bot_sections, make_bot, open_dm, write_config
+from tests.integration.conftest import Account
 from tests.integration.helpers import MatrixUser
 
 ASYNC = pytest.mark.asyncio(loop_scope="session")
@@ -55,24 +56,8 @@ def questions(count: int) -> list[str]:
     return ["!hilfe"] * count
 
 
-def bot_sections(url: str, user_id: str, password: str) -> dict[str, Any]:
-    return {
-        "matrix": {
-            "homeserver": url,
-            "user_id": user_id,
-            "password": password,
-            "store_path": "store",
-            # The bot's own encryption bookkeeping is not under test here.
-            "cross_signing": False,
-        },
-        "database": {"path": "bot.db"},
-    }
-
-
-async def dm_with_bot(person: MatrixUser, bot_id: str) -> str:
-    room = await person.create_dm(bot_id)
-    await person.wait_for_join(room, bot_id, timeout=20)
-    return room
+# The bot's own encryption bookkeeping is not under test here.
+NO_CROSS_SIGNING = {"cross_signing": False}
 
 
 def read_db(path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
@@ -153,14 +138,14 @@ async def test_sigkill_during_burst_answers_every_message_once(
     bot_id = account.user_id
     folder = tmp_path / "bot"
     folder.mkdir()
-    config = write_config(folder / "config.toml",
-                          bot_sections(synapse.url, bot_id, account.password))  # fmt: skip
+    config = write_config(folder / "config.toml", bot_sections(
+        synapse, account, departments=(), matrix=NO_CROSS_SIGNING))  # fmt: skip
     db_path = folder / "bot.db"
     log_file = folder / "bot.log"
     process = await spawn_bot(config, log_file)
     try:
         people = list(await asyncio.gather(*(make_user("burst") for _ in range(20))))
-        room_list = await asyncio.gather(*(dm_with_bot(p, bot_id) for p in people))
+        room_list = await asyncio.gather(*(open_dm(p, bot_id, timeout=20) for p in people))
         rooms = dict(zip(room_list, people, strict=True))
         marks = {room: person.mark() for room, person in rooms.items()}
         texts = questions(5)
@@ -284,11 +269,13 @@ async def test_homeserver_outage_reconnects_and_answers(tmp_path, caplog, reliab
     bot_id = await server.register("lotsenbot", password)
     staff_id = await server.register("staff", password)
     staff = MatrixUser(server.url, staff_id, password)
-    runner = BotRunner(tmp_path / "bot", bot_sections(server.url, bot_id, password))
+    account = Account("lotsenbot", bot_id, password)
+    sections = bot_sections(server, account, departments=(), matrix=NO_CROSS_SIGNING)
+    runner = BotRunner(tmp_path / "bot", sections)
     try:
         await staff.login()
         app = await runner.start(features=[*default_features(), Slow()])
-        room = await dm_with_bot(staff, bot_id)
+        room = await open_dm(staff, bot_id, timeout=20)
         mark = staff.mark()
         busy = [await staff.send_text(room, "!langsam") for _ in range(2)]
 
@@ -374,13 +361,13 @@ async def test_rate_limited_bot_answers_all_once(tmp_path, synapse, register_use
     caplog.set_level(logging.INFO, logger="lotsenbot")
     admin = await register_user("admin", admin=True)
     admin_token, _ = await synapse.login(admin.localpart, admin.password)
-    account = await register_user("lotsenbot")
-    bot_id = account.user_id
-    runner = BotRunner(tmp_path / "bot", bot_sections(synapse.url, bot_id, account.password))
+    runner = await make_bot(tmp_path, synapse, register_user, departments=(),
+                            matrix=NO_CROSS_SIGNING)  # fmt: skip
+    bot_id = runner.config.matrix.user_id
     app = await runner.start()
     try:
         people = [await make_user("eilig") for _ in range(2)]
-        rooms = {await dm_with_bot(p, bot_id): p for p in people}
+        rooms = {await open_dm(p, bot_id, timeout=20): p for p in people}
         marks = {room: person.mark() for room, person in rooms.items()}
         await override_rate_limit(synapse, admin_token, bot_id, per_second=1, burst=2)
         question_ids: dict[str, str] = {}
@@ -454,15 +441,15 @@ async def test_locked_database_delays_but_never_loses_or_doubles(
     # A short busy timeout makes a two-second lock a failure instead of a wait.
     monkeypatch.setattr("lotsenbot.storage.db.BUSY_TIMEOUT_MS", 300)
     caplog.set_level(logging.INFO, logger="lotsenbot")
-    account = await register_user("lotsenbot")
-    bot_id = account.user_id
-    runner = BotRunner(tmp_path / "bot", bot_sections(synapse.url, bot_id, account.password))
+    runner = await make_bot(tmp_path, synapse, register_user, departments=(),
+                            matrix=NO_CROSS_SIGNING)  # fmt: skip
+    bot_id = runner.config.matrix.user_id
     app = await runner.start()
     assert app.dispatcher is not None and app.transport is not None
     lock = ExternalLock(app.config.database.path)
     staff = await make_user("staff")
     try:
-        room = await dm_with_bot(staff, bot_id)
+        room = await open_dm(staff, bot_id, timeout=20)
         mark = staff.mark()
         question_ids: dict[str, str] = {}
 
@@ -541,13 +528,13 @@ async def test_backlog_beyond_the_timeline_limit_is_answered_once(
 ):
     """While the bot is down, more messages arrive in one room than its sync timeline holds
     (100): the homeserver returns a "limited" timeline and the rest must be fetched."""
-    account = await register_user("lotsenbot")
-    bot_id = account.user_id
-    runner = BotRunner(tmp_path / "bot", bot_sections(synapse.url, bot_id, account.password))
+    runner = await make_bot(tmp_path, synapse, register_user, departments=(),
+                            matrix=NO_CROSS_SIGNING)  # fmt: skip
+    bot_id = runner.config.matrix.user_id
     await runner.start()
     staff = await make_user("staff")
     try:
-        room = await dm_with_bot(staff, bot_id)
+        room = await open_dm(staff, bot_id, timeout=20)
         await runner.stop()
         mark = staff.mark()
         question_ids = {await staff.send_text(room, "!hilfe hilfe"): room for _ in range(130)}

@@ -3,38 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 
-from lotsenbot.devserver import Synapse
-from tests.integration.bot import BotRunner, run_cli, write_config
-from tests.integration.conftest import MakeUser, RegisterUser
+from tests.integration.bot import ask, make_bot, open_dm, run_cli, write_config
+from tests.integration.conftest import MakeUser
 
 
 def is_bot_reply(bot_id: str):
     return lambda item: item.sender == bot_id
-
-
-async def make_bot(tmp_path: Path, synapse: Synapse, register_user: RegisterUser,
-                   coordinators=(), pilots=(), extra=None) -> BotRunner:  # fmt: skip
-    account = await register_user("lotsenbot")
-    sections = {
-        "matrix": {
-            "homeserver": synapse.url,
-            "user_id": account.user_id,
-            "password": account.password,
-            "store_path": "store",
-            "allowed_servers": [synapse.server_name],
-        },
-        "database": {"path": "bot.db"},
-        "bot": {"coordinators": list(coordinators)},
-        "departments": [
-            {"id": "it", "name": "IT-Service", "pilots": list(pilots)},
-        ],
-    }
-    sections.update(extra or {})
-    return BotRunner(tmp_path / "bot", sections)
 
 
 @pytest.mark.asyncio(loop_scope="session")
@@ -49,11 +26,8 @@ async def test_help_differs_by_role(tmp_path, synapse, register_user, make_user:
     try:
         roles = {}
         for person in (staff, pilot, coordinator):
-            room = await person.create_dm(bot_id)
-            await person.wait_for_join(room, bot_id, timeout=15)
-            person.mark()
-            await person.send_text(room, "!hilfe")
-            reply = await person.wait_for_message(room, sender=bot_id, timeout=10)
+            room = await open_dm(person, bot_id)
+            reply = await ask(person, room, bot_id, "!hilfe", timeout=10)
             assert reply.msgtype == "m.notice"
             assert reply.content["m.mentions"] == {"user_ids": []}
             assert "Lotsenbot" in reply.body
@@ -72,11 +46,8 @@ async def test_english_alias_and_unknown_command(tmp_path, synapse, register_use
     app = await runner.start()
     bot_id = app.config.matrix.user_id
     try:
-        room = await staff.create_dm(bot_id)
-        await staff.wait_for_join(room, bot_id, timeout=15)
-        staff.mark()
-        await staff.send_text(room, "!help")
-        reply = await staff.wait_for_message(room, sender=bot_id)
+        room = await open_dm(staff, bot_id)
+        reply = await ask(staff, room, bot_id, "!help", timeout=10)
         assert "de.lotsenbot.help" in reply.content
         await staff.send_text(room, "!hilfr")
         reply = await staff.wait_for_message(room, sender=bot_id)
@@ -129,11 +100,8 @@ async def test_restart_does_not_answer_again(tmp_path, synapse, register_user, m
     app = await runner.start()
     bot_id = app.config.matrix.user_id
     try:
-        room = await staff.create_dm(bot_id)
-        await staff.wait_for_join(room, bot_id, timeout=15)
-        staff.mark()
-        await staff.send_text(room, "!hilfe")
-        await staff.wait_for_message(room, sender=bot_id)
+        room = await open_dm(staff, bot_id)
+        await ask(staff, room, bot_id, "!hilfe", timeout=10)
         await runner.stop()
         mark = staff.mark()
         await runner.start()

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from lotsenbot.matrix.format import ALLOWED_TAGS
-from tests.integration.bot import BotRunner
+from tests.integration.bot import ask, make_bot, open_dm
 from tests.integration.helpers import MatrixUser, Received
 
 ASYNC = pytest.mark.asyncio(loop_scope="session")
@@ -227,29 +227,26 @@ async def test_hostile_input(tmp_path, synapse, register_user, make_user, caplog
     caplog.set_level(logging.INFO, logger="lotsenbot")
     cases = load_corpus()
     assert len(cases) >= 60
-    account = await register_user("lotsenbot")
-    bot_id = account.user_id
     testers = [await make_user("feind") for _ in range(4)]
     group_tester = await make_user("gruppe")
     coordinator = await make_user("koord")
     silent = await make_user("still")
-    sections = {
-        "matrix": {"homeserver": synapse.url, "user_id": bot_id, "password": account.password,
-                   "store_path": "store", "cross_signing": False},
-        "database": {"path": "bot.db"},
-        "bot": {"coordinators": [coordinator.user_id]},
-        "departments": [{"id": "it", "name": "IT-Service", "pilots": [coordinator.user_id],
-                         "keywords": ["drucker", "passwort"]}],
-    }  # fmt: skip
-    runner = BotRunner(tmp_path / "bot", sections)
+    runner = await make_bot(
+        tmp_path,
+        synapse,
+        register_user,
+        coordinators=[coordinator.user_id],
+        departments=[{"id": "it", "name": "IT-Service", "pilots": [coordinator.user_id],
+                      "keywords": ["drucker", "passwort"]}],
+        matrix={"cross_signing": False},
+    )  # fmt: skip
+    bot_id = runner.config.matrix.user_id
     app = await runner.start()
     assert app.dispatcher is not None
     try:
         dms = []
         for tester in testers:
-            room = await tester.create_dm(bot_id)
-            await tester.wait_for_join(room, bot_id, timeout=20)
-            dms.append(room)
+            dms.append(await open_dm(tester, bot_id, timeout=20))
         group = await group_room(group_tester, [silent], bot_id)
         commands_room = await group_room(coordinator, [silent], bot_id)
 
@@ -332,9 +329,7 @@ async def test_hostile_input(tmp_path, synapse, register_user, make_user, caplog
         assert runner._task is not None and not runner._task.done()
 
         # Still alive and answering.
-        testers[0].mark()
-        await testers[0].send_text(dms[0], "!hilfe")
-        reply = await testers[0].wait_for_message(dms[0], sender=bot_id, timeout=15)
+        reply = await ask(testers[0], dms[0], bot_id, "!hilfe")
         assert "de.lotsenbot.help" in reply.content
 
         outcomes: dict[str, int] = {}

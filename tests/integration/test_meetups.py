@@ -19,7 +19,7 @@ from lotsenbot.devserver import Synapse
 from lotsenbot.meetups.audience import Audience
 from lotsenbot.meetups.feature import MeetupsFeature
 from lotsenbot.meetups.form import MeetupDraft
-from tests.integration.bot import BotRunner
+from tests.integration.bot import ask, make_bot, open_dm
 from tests.integration.conftest import MakeUser, RegisterUser
 from tests.integration.helpers import MatrixUser, Received
 
@@ -27,33 +27,6 @@ META = "de.lotsenbot.meetup"
 TZ = ZoneInfo("Europe/Berlin")
 POLL_START = "org.matrix.msc3381.poll.start"
 POLL_RESPONSE = "org.matrix.msc3381.poll.response"
-
-
-async def make_bot(
-    tmp_path: Path,
-    synapse: Synapse,
-    register_user: RegisterUser,
-    *,
-    coordinators: list[str],
-    pilots: list[str],
-    reminders: list[str] | None = None,
-) -> BotRunner:
-    account = await register_user("lotsenbot")
-    sections: dict[str, Any] = {
-        "matrix": {
-            "homeserver": synapse.url,
-            "user_id": account.user_id,
-            "password": account.password,
-            "store_path": "store",
-            "allowed_servers": [synapse.server_name],
-        },
-        "database": {"path": "bot.db"},
-        "bot": {"coordinators": coordinators},
-        "departments": [{"id": "it", "name": "IT-Service", "pilots": pilots}],
-    }
-    if reminders is not None:
-        sections["meetups"] = {"reminders": reminders}
-    return BotRunner(tmp_path / "bot", sections)
 
 
 def meetup_meta(event: str, **expected: Any):  # type: ignore[no-untyped-def]
@@ -75,12 +48,6 @@ def local(days: int, hour: int, minute: int = 0) -> datetime:
 
 def typed(moment: datetime) -> str:
     return moment.strftime("%d.%m.%Y %H:%M")
-
-
-async def open_dm(person: MatrixUser, bot_id: str) -> str:
-    room = await person.create_dm(bot_id)
-    await person.wait_for_join(room, bot_id, timeout=15)
-    return room
 
 
 async def redact(person: MatrixUser, room_id: str, event_id: str) -> None:
@@ -106,9 +73,8 @@ async def test_announce_signup_waitlist_change_cancel(
     bot = app.config.matrix.user_id
     try:
         desk = await open_dm(coordinator, bot)
-        coordinator.mark()
-        await coordinator.send_text(desk, "!treffen neu 01.02.2020 14:00 Zu spät")
-        refused = await coordinator.wait_for_message(desk, sender=bot)
+        refused = await ask(coordinator, desk, bot, "!treffen neu 01.02.2020 14:00 Zu spät",
+                            timeout=10)  # fmt: skip
         assert refused.content["de.lotsenbot.error"]["code"] == "bad_arguments"
 
         for person in pilots:
@@ -220,7 +186,7 @@ async def test_reminders_exactly_once_across_restarts(
         register_user,
         coordinators=[coordinator.user_id],
         pilots=[person.user_id],
-        reminders=["28s", "12s"],
+        extra={"meetups": {"reminders": ["28s", "12s"]}},
     )
     app = await runner.start()
     bot = app.config.matrix.user_id

@@ -12,7 +12,7 @@ import pytest
 from nio import DownloadResponse
 
 from lotsenbot.devserver import Synapse
-from tests.integration.bot import BotRunner
+from tests.integration.bot import ask, make_bot, open_dm
 from tests.integration.conftest import MakeUser, RegisterUser
 from tests.integration.helpers import MatrixUser, Received
 
@@ -26,35 +26,10 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-async def make_bot(tmp_path: Path, synapse: Synapse, register_user: RegisterUser,
-                   coordinators: list[str], port: int) -> BotRunner:  # fmt: skip
-    account = await register_user("lotsenbot")
-    sections = {
-        "matrix": {
-            "homeserver": synapse.url,
-            "user_id": account.user_id,
-            "password": account.password,
-            "store_path": "store",
-            "allowed_servers": [synapse.server_name],
-        },
-        "database": {"path": "bot.db"},
-        "bot": {"coordinators": coordinators},
-        "departments": [{"id": "it", "name": "IT-Service", "pilots": []}],
-        "metrics": {"listen": f"127.0.0.1:{port}"},
-    }
-    return BotRunner(tmp_path / "bot", sections)
-
-
 async def download(user: MatrixUser, item: Received) -> bytes:
     response = await user.client.download(mxc=item.content["url"])
     assert isinstance(response, DownloadResponse), response
     return bytes(response.body)
-
-
-async def dm(user: MatrixUser, bot_id: str) -> str:
-    room = await user.create_dm(bot_id)
-    await user.wait_for_join(room, bot_id, timeout=15)
-    return room
 
 
 def is_file(item: Received) -> bool:
@@ -68,16 +43,15 @@ async def test_access_erasure_report_and_roles(
     staff = await make_user("mitarbeiterin")
     coordinator = await make_user("koordination")
     port = free_port()
-    runner = await make_bot(tmp_path, synapse, register_user, [coordinator.user_id], port)
+    runner = await make_bot(tmp_path, synapse, register_user, coordinators=[coordinator.user_id],
+                            extra={"metrics": {"listen": f"127.0.0.1:{port}"}})  # fmt: skip
     app = await runner.start()
     bot_id = app.config.matrix.user_id
     try:
-        room = await dm(staff, bot_id)
+        room = await open_dm(staff, bot_id)
 
         # Art. 15: a JSON file the client can download and parse.
-        staff.mark()
-        await staff.send_text(room, "!meine-daten")
-        text = await staff.wait_for_message(room, sender=bot_id, predicate=lambda m: not is_file(m))
+        text = await ask(staff, room, bot_id, "!meine-daten", lambda m: not is_file(m), timeout=10)
         assert text.content[PRIVACY]["action"] == "export"
         attachment = await staff.wait_for_message(room, sender=bot_id, predicate=is_file)
         assert attachment.content["info"]["mimetype"] == "application/json"
@@ -95,8 +69,8 @@ async def test_access_erasure_report_and_roles(
 
         # Art. 17: ask, confirm, erased.
         await staff.send_text(room, "!daten-löschen")
-        ask = await staff.wait_for_message(room, sender=bot_id)
-        assert ask.content[PRIVACY]["action"] == "erase_confirm"
+        question = await staff.wait_for_message(room, sender=bot_id)
+        assert question.content[PRIVACY]["action"] == "erase_confirm"
         await staff.send_text(room, "!daten-löschen bestätigen")
         done = await staff.wait_for_message(room, sender=bot_id)
         assert done.content[PRIVACY]["action"] == "erased"
@@ -109,12 +83,9 @@ async def test_access_erasure_report_and_roles(
         assert row is not None and row[0] == 0
 
         # The coordinator's report: text plus a PNG chart; and the audit log.
-        croom = await dm(coordinator, bot_id)
-        coordinator.mark()
-        await coordinator.send_text(croom, "!bericht 7 Tage")
-        report = await coordinator.wait_for_message(
-            croom, sender=bot_id, predicate=lambda m: not is_file(m)
-        )
+        croom = await open_dm(coordinator, bot_id)
+        report = await ask(coordinator, croom, bot_id, "!bericht 7 Tage",
+                           lambda m: not is_file(m), timeout=10)  # fmt: skip
         assert "de.lotsenbot.report" in report.content
         assert "core" in report.content["de.lotsenbot.report"]["sections"]
         chart = await coordinator.wait_for_message(croom, sender=bot_id, predicate=is_file)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from lotsenbot.core.feature import Feature
-from tests.integration.bot import BotRunner, run_cli, write_config
+from tests.integration.bot import BotRunner, ask, bot_sections, open_dm, run_cli, write_config
 
 ASYNC = pytest.mark.asyncio(loop_scope="session")
 
@@ -39,37 +39,17 @@ class Flaky(Feature):
         ctx.reply("geschafft")
 
 
-def sections(synapse, account) -> dict:
-    return {
-        "matrix": {
-            "homeserver": synapse.url,
-            "user_id": account.user_id,
-            "password": account.password,
-            "store_path": "store",
-        },
-        "database": {"path": "bot.db"},
-    }
-
-
-async def dm_with_bot(person, bot_id: str) -> str:
-    room = await person.create_dm(bot_id)
-    await person.wait_for_join(room, bot_id, timeout=15)
-    return room
-
-
 @ASYNC
 async def test_handler_error_apologises_and_busy_db_is_retried(tmp_path, synapse, register_user,
                                                               make_user):  # fmt: skip
     staff = await make_user("staff")
     account = await register_user("lotsenbot")
     flaky = Flaky()
-    runner = BotRunner(tmp_path / "bot", sections(synapse, account))
+    runner = BotRunner(tmp_path / "bot", bot_sections(synapse, account, departments=()))
     await runner.start(features=[flaky])
     try:
-        room = await dm_with_bot(staff, account.user_id)
-        staff.mark()
-        await staff.send_text(room, "!kaputt")
-        reply = await staff.wait_for_message(room, sender=account.user_id)
+        room = await open_dm(staff, account.user_id)
+        reply = await ask(staff, room, account.user_id, "!kaputt", timeout=10)
         assert reply.content["de.lotsenbot.error"]["code"] == "internal"
         await staff.send_text(room, "!wackelig")
         reply = await staff.wait_for_message(room, sender=account.user_id, timeout=15)
@@ -87,10 +67,10 @@ async def test_handler_error_apologises_and_busy_db_is_retried(tmp_path, synapse
 async def test_help_answered_within_a_second(tmp_path, synapse, register_user, make_user):
     staff = await make_user("staff")
     account = await register_user("lotsenbot")
-    runner = BotRunner(tmp_path / "bot", sections(synapse, account))
+    runner = BotRunner(tmp_path / "bot", bot_sections(synapse, account, departments=()))
     await runner.start()
     try:
-        room = await dm_with_bot(staff, account.user_id)
+        room = await open_dm(staff, account.user_id)
         durations = []
         for _ in range(5):
             staff.mark()
@@ -118,13 +98,11 @@ async def test_sigterm_finishes_and_exits_0(tmp_path, synapse, register_user, ma
     account = await register_user("lotsenbot")
     folder = tmp_path / "bot"
     folder.mkdir()
-    config = write_config(folder / "config.toml", sections(synapse, account))
+    config = write_config(folder / "config.toml", bot_sections(synapse, account, departments=()))
     process = await _spawn_bot(config)
     try:
-        room = await dm_with_bot(staff, account.user_id)
-        staff.mark()
-        await staff.send_text(room, "!hilfe")
-        await staff.wait_for_message(room, sender=account.user_id, timeout=15)
+        room = await open_dm(staff, account.user_id)
+        await ask(staff, room, account.user_id, "!hilfe")
         started = time.monotonic()
         process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(process.wait(), timeout=10)
@@ -141,7 +119,7 @@ async def test_revoked_token_exits_3_without_crash_loop(tmp_path, synapse, regis
     account = await register_user("lotsenbot")
     folder = tmp_path / "bot"
     folder.mkdir()
-    config_sections = sections(synapse, account)
+    config_sections = bot_sections(synapse, account, departments=())
     del config_sections["matrix"]["password"]
     config_sections["matrix"].update(access_token="syt_revoked_token", device_id="REVOKED")
     config = write_config(folder / "config.toml", config_sections)

@@ -9,16 +9,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from datetime import date, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lotsenbot.devserver import Synapse
 from lotsenbot.tickets.feature import TicketsFeature
-from tests.integration.bot import BotRunner
-from tests.integration.conftest import MakeUser, RegisterUser
-from tests.integration.helpers import MatrixUser, Received
+from tests.integration.bot import BotRunner, ask, make_bot, open_dm
+from tests.integration.conftest import MakeUser
+from tests.integration.helpers import Received
 
 TICKET = "de.lotsenbot.ticket"
 # Plenty of evidence for "it", so these tests do not depend on the router's thresholds.
@@ -37,48 +35,26 @@ def error(item: Received) -> str | None:
     return (item.content.get("de.lotsenbot.error") or {}).get("code")
 
 
-async def make_bot(
-    tmp_path: Path,
-    synapse: Synapse,
-    register_user: RegisterUser,
-    *,
-    coordinators: Sequence[str] = (),
-    it: Sequence[str] = (),
-    personal: Sequence[str] = (),
-    tickets: dict[str, Any] | None = None,
-) -> BotRunner:
-    account = await register_user("lotsenbot")
-    sections: dict[str, Any] = {
-        "matrix": {
-            "homeserver": synapse.url,
-            "user_id": account.user_id,
-            "password": account.password,
-            "store_path": "store",
-            "allowed_servers": [synapse.server_name],
+def departments(it: Sequence[str] = (), personal: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Two specialist departments whose keywords leave the router no doubt about "it"."""
+    return [
+        {
+            "id": "it",
+            "name": "IT-Service",
+            "specialist": True,
+            "description": "Arbeitsplatzrechner, Drucker und Telefonie der Verwaltung.",
+            "keywords": ["Drucker", "Laptop", "Passwort", "VPN"],
+            "pilots": list(it),
         },
-        "database": {"path": "bot.db"},
-        "bot": {"coordinators": list(coordinators)},
-        "departments": [
-            {
-                "id": "it",
-                "name": "IT-Service",
-                "specialist": True,
-                "description": "Arbeitsplatzrechner, Drucker und Telefonie der Verwaltung.",
-                "keywords": ["Drucker", "Laptop", "Passwort", "VPN"],
-                "pilots": list(it),
-            },
-            {
-                "id": "personal",
-                "name": "Personal",
-                "specialist": True,
-                "description": "Personalangelegenheiten, Arbeitszeit und Fortbildung.",
-                "keywords": ["Urlaub", "Arbeitszeit", "Fortbildung"],
-                "pilots": list(personal),
-            },
-        ],
-        "tickets": tickets or {},
-    }
-    return BotRunner(tmp_path / "bot", sections)
+        {
+            "id": "personal",
+            "name": "Personal",
+            "specialist": True,
+            "description": "Personalangelegenheiten, Arbeitszeit und Fortbildung.",
+            "keywords": ["Urlaub", "Arbeitszeit", "Fortbildung"],
+            "pilots": list(personal),
+        },
+    ]
 
 
 async def start(runner: BotRunner) -> str:
@@ -86,30 +62,14 @@ async def start(runner: BotRunner) -> str:
     return app.config.matrix.user_id
 
 
-async def open_dm(user: MatrixUser, bot_id: str) -> str:
-    room = await user.create_dm(bot_id)
-    await user.wait_for_join(room, bot_id, timeout=15)
-    return room
-
-
-async def ask(
-    user: MatrixUser,
-    room: str,
-    bot_id: str,
-    text: str,
-    predicate: Callable[[Received], bool] | None = None,
-) -> Received:
-    user.mark()
-    await user.send_text(room, text)
-    return await user.wait_for_message(room, sender=bot_id, predicate=predicate, timeout=15)
-
-
 @pytest.mark.asyncio(loop_scope="session")
 async def test_ticket_life_cycle(tmp_path, synapse, register_user, make_user: MakeUser):
     """Create → pilot notified (new direct chat) → claim → reply relayed → resolved → reopened."""
     staff = await make_user("staff")
     pilot = await make_user("lotsin")
-    runner = await make_bot(tmp_path, synapse, register_user, it=[pilot.user_id])
+    runner = await make_bot(
+        tmp_path, synapse, register_user, departments=departments(it=[pilot.user_id])
+    )
     bot_id = await start(runner)
     try:
         room = await open_dm(staff, bot_id)
@@ -171,7 +131,12 @@ async def test_two_pilots_claim_at_once(tmp_path, synapse, register_user, make_u
     staff = await make_user("staff")
     first = await make_user("lotsin")
     second = await make_user("lotse")
-    runner = await make_bot(tmp_path, synapse, register_user, it=[first.user_id, second.user_id])
+    runner = await make_bot(
+        tmp_path,
+        synapse,
+        register_user,
+        departments=departments(it=[first.user_id, second.user_id]),
+    )
     bot_id = await start(runner)
     try:
         rooms = await asyncio.gather(*(open_dm(u, bot_id) for u in (staff, first, second)))
@@ -213,8 +178,7 @@ async def test_triage_and_transfers(tmp_path, synapse, register_user, make_user:
         synapse,
         register_user,
         coordinators=[coordinator.user_id],
-        it=[it_pilot.user_id],
-        personal=[hr_pilot.user_id],
+        departments=departments(it=[it_pilot.user_id], personal=[hr_pilot.user_id]),
     )
     bot_id = await start(runner)
     try:
@@ -276,8 +240,7 @@ async def test_absence_with_deputy(tmp_path, synapse, register_user, make_user: 
         tmp_path,
         synapse,
         register_user,
-        it=[away.user_id, colleague.user_id],
-        personal=[deputy.user_id],
+        departments=departments(it=[away.user_id, colleague.user_id], personal=[deputy.user_id]),
     )
     bot_id = await start(runner)
     try:
@@ -318,8 +281,8 @@ async def test_unclaimed_ticket_escalates_once(
         synapse,
         register_user,
         coordinators=[coordinator.user_id],
-        it=[pilot.user_id],
-        tickets={"claim_within": "3s", "working_time": "always"},
+        departments=departments(it=[pilot.user_id]),
+        extra={"tickets": {"claim_within": "3s", "working_time": "always"}},
     )
     bot_id = await start(runner)
     try:
@@ -355,7 +318,9 @@ async def test_stranger_cannot_read_or_answer(
     staff = await make_user("staff")
     stranger = await make_user("kollege")
     pilot = await make_user("lotsin")
-    runner = await make_bot(tmp_path, synapse, register_user, it=[pilot.user_id])
+    runner = await make_bot(
+        tmp_path, synapse, register_user, departments=departments(it=[pilot.user_id])
+    )
     bot_id = await start(runner)
     try:
         staff_room, stranger_room = await asyncio.gather(

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -12,7 +10,6 @@ from lotsenbot.core.clock import iso
 from lotsenbot.faq import store
 from lotsenbot.faq.kb import FaqEntry
 from lotsenbot.storage.db import Database
-from lotsenbot.storage.migrate import migrate
 
 NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 ANNA = "@anna:stadt.de"
@@ -31,17 +28,6 @@ def entry(entry_id: str, **changes: object) -> FaqEntry:
     }
     data.update(changes)
     return FaqEntry.model_validate(data)
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(tmp_path / "bot.db")
-    await database.open()
-    await migrate(database)
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 async def test_entries_round_trip_with_lists_and_markdown(db: Database) -> None:

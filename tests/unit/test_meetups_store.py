@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import aiosqlite
-import pytest
 
 from lotsenbot.core.clock import iso
 from lotsenbot.meetups import store
@@ -17,22 +14,10 @@ from lotsenbot.meetups.form import MeetupDraft
 from lotsenbot.meetups.recurrence import OccurrenceChange, occurrence_key, original_on
 from lotsenbot.meetups.reminders import ReminderKey
 from lotsenbot.storage.db import Database
-from lotsenbot.storage.migrate import migrate
 
 TZ = ZoneInfo("Europe/Berlin")
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 A, B, C = "@a:stadt.de", "@b:stadt.de", "@c:stadt.de"
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(tmp_path / "bot.db")
-    await database.open()
-    await migrate(database)
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 def draft(

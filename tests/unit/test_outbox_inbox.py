@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -14,20 +12,8 @@ from lotsenbot.core.inbox import MAX_ATTEMPTS, Inbox
 from lotsenbot.core.outbox import Envelope, Outbox, backoff, txn_id_for
 from lotsenbot.core.types import Attachment, Incoming, OutMessage
 from lotsenbot.storage.db import Database
-from lotsenbot.storage.migrate import migrate
 
 NOW = datetime(2026, 11, 30, 9, 15, tzinfo=UTC)
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(tmp_path / "bot.db")
-    await database.open()
-    await migrate(database)
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 def envelope(text: str = "Ihre Anfrage #3 wurde übernommen.", **kwargs: object) -> Envelope:

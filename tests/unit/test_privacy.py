@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,6 @@ from lotsenbot.privacy.feature import (
 )
 from lotsenbot.privacy.store import status_totals
 from lotsenbot.storage.db import Database
-from lotsenbot.storage.migrate import migrate
 from lotsenbot.texts import Catalogue
 
 BOT = "@lotsenbot:stadt.de"
@@ -66,15 +64,6 @@ def make_config(privacy: dict[str, Any] | None = None) -> Config:
             "privacy": privacy or {},
         }
     )
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(tmp_path / "bot.db")
-    await database.open()
-    await migrate(database)
-    yield database
-    await database.close()
 
 
 def ago(**delta: float) -> str:

@@ -7,7 +7,6 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -126,15 +125,6 @@ async def test_backup_refuses_to_overwrite_and_the_cli(
     assert conn.execute("SELECT COUNT(*) FROM inbox").fetchone()[0] == 0
     assert conn.execute("SELECT actor FROM audit_log").fetchall() == [("cli:purge",)]
     conn.close()
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(tmp_path / "bot.db")
-    await database.open()
-    await migrate(database)
-    yield database
-    await database.close()
 
 
 async def test_metrics_and_health_over_http(db: Database) -> None:

@@ -2,33 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
-
-import pytest
 
 from lotsenbot.core.roles import Person
 from lotsenbot.core.types import Role
 from lotsenbot.storage.db import Database
-from lotsenbot.storage.migrate import migrate
 from lotsenbot.tickets import store
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 REQUESTER = "@anna:stadt.de"
 PILOT_A = "@lotsin:stadt.de"
 PILOT_B = "@lotse:stadt.de"
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(tmp_path / "bot.db")
-    await database.open()
-    await migrate(database)
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 async def new_ticket(
