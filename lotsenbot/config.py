@@ -84,7 +84,9 @@ class MatrixConfig(_Section):
     @classmethod
     def _homeserver(cls, value: str) -> str:
         if not re.match(r"^https?://[^\s/]+", value):
-            raise ValueError("muss mit http:// oder https:// beginnen, z. B. https://matrix.stadt.de")
+            raise ValueError(
+                "muss mit http:// oder https:// beginnen, z. B. https://matrix.stadt.de"
+            )
         return value.rstrip("/")
 
     @field_validator("user_id")
@@ -152,7 +154,7 @@ class OfficeHours(_Section):
 def parse_span(value: str) -> tuple[time, time | None]:
     match = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", value)
     if not match:
-        raise ValueError(f"„{value}“: erwartet wird z. B. \"08:00-16:00\"")
+        raise ValueError(f'„{value}“: erwartet wird z. B. "08:00-16:00"')
     h1, m1, h2, m2 = (int(g) for g in match.groups())
     if h1 > 23 or m1 > 59 or m2 > 59 or h2 > 24 or (h2 == 24 and m2):
         raise ValueError(f"„{value}“ ist keine gültige Uhrzeit-Spanne")
@@ -222,7 +224,7 @@ class DepartmentConfig(_Section):
     def _id(cls, value: str) -> str:
         if not DEPARTMENT_ID.match(value):
             raise ValueError(
-                f"„{value}“: nur Kleinbuchstaben, Ziffern, - und _ (z. B. \"it\", \"buergeramt\")"
+                f'„{value}“: nur Kleinbuchstaben, Ziffern, - und _ (z. B. "it", "buergeramt")'
             )
         return value
 

@@ -17,7 +17,7 @@ def parse_duration(value: str) -> timedelta:
     """
     match = _PATTERN.match(value)
     if not match:
-        raise ValueError(f"„{value}“ ist keine Dauer (Beispiele: \"90s\", \"2m\", \"4h\", \"2d\")")
+        raise ValueError(f'„{value}“ ist keine Dauer (Beispiele: "90s", "2m", "4h", "2d")')
     return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
 
 
