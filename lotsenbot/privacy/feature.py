@@ -9,7 +9,6 @@ is also sent every Monday, and a nightly job applies the retention periods of ``
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import json
 import logging
@@ -198,9 +197,8 @@ class PrivacyFeature(Feature):
                               CronTrigger(day_of_week="mon", hour=8, minute=0, timezone=tz),
                               id="privacy.weekly_report", replace_existing=True, coalesce=True,
                               misfire_grace_time=6 * 3600)  # fmt: skip
-        # matplotlib takes a moment to import; do it now rather than in the first report.
-        with contextlib.suppress(ImportError):
-            await asyncio.to_thread(importlib.import_module, "matplotlib.backends.backend_agg")
+        # matplotlib (about 15 MB and a second to import) is loaded by the first report,
+        # not at start-up: most days nobody asks for one.
 
     async def purge_job(self) -> dict[str, dict[str, int]]:
         assert self.services is not None
