@@ -17,15 +17,28 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/ruff format --check .
 
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# All benchmarks but the soak (about 10 min on 2 cores, at most 25): bench/results/latest.json
+# and BENCHMARKS.md. Each benchmark starts its own Synapse on loopback and stops it again.
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py --budget 1500
+
+# Mixed traffic at a steady rate: `make bench-soak MINUTES=3` for a short run.
+MINUTES ?= 30
+bench-soak: $(STAMP)
+	$(BIN)/python bench/soak.py --minutes $(MINUTES)
+	$(BIN)/python bench/run_all.py --report-only
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache

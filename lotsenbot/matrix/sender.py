@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 PERMANENT = {"M_FORBIDDEN", "M_NOT_FOUND", "M_BAD_JSON", "M_NOT_JSON",
              "M_TOO_LARGE", "M_INVALID_PARAM"}  # fmt: skip
 MAX_ATTEMPTS = 12
-CONCURRENCY = 4
+CONCURRENCY = 16  # different targets in parallel; one target always in order
 UNREACHABLE = "unreachable: "  # prefix of last_error for rows that failed on the connection
 
 
