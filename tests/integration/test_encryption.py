@@ -327,3 +327,59 @@ async def test_foreign_keys_stay_until_reset_and_the_recovery_key_restores_the_m
     assert await verified_chain(observer, bot_id, device) == new_master
     body = await keys_query(observer, bot_id)
     assert only_key(body["self_signing_keys"][bot_id])[1] != old_ssk
+
+
+def ticket_event(bot_id: str, event: str) -> Any:
+    def check(item: Received) -> bool:
+        meta = item.content.get("de.lotsenbot.ticket")
+        return decrypted_from(bot_id)(item) and isinstance(meta, dict) and meta["event"] == event
+
+    return check
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_request_worked_through_in_encrypted_rooms(tmp_path, synapse, register_user,
+                                                         make_user: MakeUser):  # fmt: skip
+    """A request from an encrypted chat, handled by a pilot in an encrypted chat: every
+    message on both sides arrives encrypted and decrypts."""
+    staff = await make_user("staff", encryption=True)
+    pilot = await make_user("pilot", encryption=True)
+    department = {
+        "id": "it", "name": "IT-Service", "specialist": True,
+        "description": "Drucker, Passwörter, VPN und Arbeitsplatz-Rechner.",
+        "keywords": ["Drucker", "Passwort", "VPN", "Laptop"], "pilots": [pilot.user_id],
+    }  # fmt: skip
+    other = {"id": "personal", "name": "Personal und Fortbildung", "specialist": True,
+             "description": "Urlaub, Fortbildungen, Arbeitszeit.",
+             "keywords": ["Urlaub", "Fortbildung", "Schulung"], "pilots": []}  # fmt: skip
+    runner = await make_bot(tmp_path, synapse, register_user, departments=[department, other],
+                            matrix=FAST_SYNC)  # fmt: skip
+    app = await runner.start()
+    bot_id = app.config.matrix.user_id
+    try:
+        pilot_room = await open_dm(pilot, bot_id, encrypted=True)
+        staff_room = await open_dm(staff, bot_id, encrypted=True)
+        pilot.mark()
+        created = await ask(staff, staff_room, bot_id, "!anfrage Mein Drucker druckt nicht mehr",
+                            ticket_event(bot_id, "created"), timeout=20)  # fmt: skip
+        ticket = created.content["de.lotsenbot.ticket"]
+        assert (ticket["department"], ticket["assignee"]) == ("it", pilot.user_id)
+        number = ticket["id"]
+        notice = await pilot.wait_for_message(pilot_room, predicate=decrypted_from(bot_id),
+                                              timeout=20)  # fmt: skip
+        assert notice.content["de.lotsenbot.ticket"]["id"] == number
+
+        await ask(pilot, pilot_room, bot_id, f"!übernehmen {number}",
+                  ticket_event(bot_id, "claimed"), timeout=20)  # fmt: skip
+        staff.mark()
+        await pilot.send_text(pilot_room, f"!antwort {number} Bitte einmal neu starten.")
+        relayed = await staff.wait_for_message(staff_room, predicate=ticket_event(bot_id, "reply"),
+                                               timeout=20)  # fmt: skip
+        assert "neu starten" in relayed.body
+        await pilot.send_text(pilot_room, f"!erledigt {number}")
+        resolved = await staff.wait_for_message(
+            staff_room, predicate=ticket_event(bot_id, "resolved"), timeout=20
+        )
+        assert resolved.content["de.lotsenbot.ticket"]["status"] == "resolved"
+    finally:
+        await runner.stop()
