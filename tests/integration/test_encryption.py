@@ -340,8 +340,8 @@ def ticket_event(bot_id: str, event: str) -> Any:
 @pytest.mark.asyncio(loop_scope="session")
 async def test_request_worked_through_in_encrypted_rooms(tmp_path, synapse, register_user,
                                                          make_user: MakeUser):  # fmt: skip
-    """A request from an encrypted chat, handled by a pilot in an encrypted chat: every
-    message on both sides arrives encrypted and decrypts."""
+    """An FAQ answer and a request from an encrypted chat, the request handled by a pilot in
+    an encrypted chat: every message on both sides arrives encrypted and decrypts."""
     staff = await make_user("staff", encryption=True)
     pilot = await make_user("pilot", encryption=True)
     department = {
@@ -356,9 +356,14 @@ async def test_request_worked_through_in_encrypted_rooms(tmp_path, synapse, regi
                             matrix=FAST_SYNC)  # fmt: skip
     app = await runner.start()
     bot_id = app.config.matrix.user_id
+    assert app.services is not None
+    await app.services.feature("faq").load_starter_kb()
     try:
         pilot_room = await open_dm(pilot, bot_id, encrypted=True)
         staff_room = await open_dm(staff, bot_id, encrypted=True)
+        answer = await ask(staff, staff_room, bot_id, "wie ändere ich mein passwort",
+                           decrypted_from(bot_id), timeout=20)  # fmt: skip
+        assert answer.content["de.lotsenbot.faq"]["entry"] is not None
         pilot.mark()
         created = await ask(staff, staff_room, bot_id, "!anfrage Mein Drucker druckt nicht mehr",
                             ticket_event(bot_id, "created"), timeout=20)  # fmt: skip
