@@ -24,7 +24,6 @@ from lotsenbot.core.dispatch import Dispatcher, TransientError
 from lotsenbot.core.feature import Feature
 from lotsenbot.core.inbox import Inbox, InboxItem
 from lotsenbot.core.outbox import Outbox, backoff
-from lotsenbot.core.roles import Roles
 from lotsenbot.core.services import Services
 from lotsenbot.core.types import Incoming
 from lotsenbot.faq.feature import FaqFeature
@@ -34,7 +33,6 @@ from lotsenbot.meetups.feature import MeetupsFeature
 from lotsenbot.privacy.feature import PrivacyFeature
 from lotsenbot.storage.db import Database
 from lotsenbot.storage.migrate import migrate
-from lotsenbot.texts import Catalogue
 from lotsenbot.tickets.feature import TicketsFeature
 
 log = logging.getLogger(__name__)
@@ -93,15 +91,8 @@ class App:
         """Everything up to and including login; then call :meth:`run`."""
         await self.open_database()
         self.first_start_ms = await self._first_start()
-        self.services = Services(
-            config=self.config,
-            db=self.db,
-            texts=Catalogue(self.config.bot.language),
-            clock=self.clock,
-            roles=Roles(self.config),
-            outbox=self.outbox,
-            scheduler=self.scheduler,
-            bot_user_id=self.config.matrix.user_id,
+        self.services = Services.create(
+            self.config, self.db, self.clock, outbox=self.outbox, scheduler=self.scheduler
         )
         for feature in self.features:
             self.services.features[feature.name] = feature

@@ -30,6 +30,28 @@ class Services:
     bot_user_id: str
     features: dict[str, Feature] = field(default_factory=dict)
 
+    @classmethod
+    def create(
+        cls,
+        config: Config,
+        db: Database,
+        clock: Clock,
+        *,
+        outbox: Outbox | None = None,
+        scheduler: AsyncIOScheduler | None = None,
+    ) -> Services:
+        """Everything a feature may use, derived from the configuration."""
+        return cls(
+            config=config,
+            db=db,
+            texts=Catalogue(config.bot.language),
+            clock=clock,
+            roles=Roles(config),
+            outbox=outbox or Outbox(clock.now),
+            scheduler=scheduler or AsyncIOScheduler(timezone=config.bot.tz),
+            bot_user_id=config.matrix.user_id,
+        )
+
     def feature(self, name: str) -> Any | None:
         """Another feature, for the few places where features cooperate (FAQ → tickets)."""
         return self.features.get(name)

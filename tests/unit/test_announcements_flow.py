@@ -16,20 +16,16 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from lotsenbot.announcements import AnnouncementsFeature, store
 from lotsenbot.config import Config
 from lotsenbot.core.clock import Clock, iso
 from lotsenbot.core.dispatch import Dispatcher
 from lotsenbot.core.inbox import Inbox
-from lotsenbot.core.outbox import Outbox
-from lotsenbot.core.roles import Roles
 from lotsenbot.core.services import Services
 from lotsenbot.core.types import Incoming
 from lotsenbot.storage.db import Database
 from lotsenbot.storage.migrate import migrate
-from lotsenbot.texts import Catalogue
 
 BOT = "@lotsenbot:stadt.example"
 CEM = "@cem:stadt.example"  # coordinator
@@ -122,16 +118,7 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
     await db.open()
     await migrate(db)
     clock = Clock()
-    services = Services(
-        config=config,
-        db=db,
-        texts=Catalogue("de"),
-        clock=clock,
-        roles=Roles(config),
-        outbox=Outbox(clock.now),
-        scheduler=AsyncIOScheduler(timezone=config.bot.tz),
-        bot_user_id=BOT,
-    )
+    services = Services.create(config, db, clock)
     feature = AnnouncementsFeature()
     services.features[feature.name] = feature
     dispatcher = Dispatcher(services, [feature.router], Inbox(db))

@@ -18,14 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from lotsenbot.config import Config
 from lotsenbot.core.clock import Clock
 from lotsenbot.core.dispatch import Dispatcher
 from lotsenbot.core.inbox import Inbox
-from lotsenbot.core.outbox import Outbox
-from lotsenbot.core.roles import Roles
 from lotsenbot.core.services import Services
 from lotsenbot.core.types import Incoming
 from lotsenbot.storage.db import Database
@@ -180,16 +177,7 @@ async def build_env(tmp_path: Path, config: Config) -> Env:
     await db.open()
     await migrate(db)
     clock = Clock()
-    services = Services(
-        config=config,
-        db=db,
-        texts=Catalogue("de"),
-        clock=clock,
-        roles=Roles(config),
-        outbox=Outbox(clock.now),
-        scheduler=AsyncIOScheduler(timezone=config.bot.tz),
-        bot_user_id=BOT,
-    )
+    services = Services.create(config, db, clock)
     feature = TicketsFeature()
     services.features[feature.name] = feature
     dispatcher = Dispatcher(services, [feature.router], Inbox(db))
