@@ -64,18 +64,25 @@ is a close call (suggest), and answer and ``none`` decisions are not made more c
 
 Incremental updates
 -------------------
-Postings are per term dictionaries (entry slot → weight) with a lazily built NumPy view per
-term for fast scoring. :meth:`FaqIndex.upsert` and :meth:`FaqIndex.remove` touch only the terms
-of one entry and the vocabulary counts; nothing is rebuilt. Entries already indexed keep the
-compound splits they got when they were added (a later entry can make a new split possible);
-:meth:`FaqIndex.build` analyses everything against the complete vocabulary.
+Postings are compact NumPy arrays per term (entry slots as ``int32``, weights as ``float32``):
+at 10,000 entries there are about 450,000 postings, and as Python dictionaries of ints and
+floats they cost over 45 MB where the arrays need under 4 MB (``bench/startup.py``).
+:meth:`FaqIndex.upsert` and :meth:`FaqIndex.remove` touch only the arrays of one entry's terms
+(a copy of each, a few microseconds) and the vocabulary counts; nothing is rebuilt. Entries
+already indexed keep the compound splits they got when they were added (a later entry can make
+a new split possible); :meth:`FaqIndex.build` analyses everything against the complete
+vocabulary. Removed entries leave their slot to the next entry; no result depends on slots
+(entries tied at the candidate cut-off are taken by id, as the final ranking breaks ties).
 """
 
 from __future__ import annotations
 
+import gc
 import math
 import re
-from collections.abc import Iterable
+from array import array
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Literal
@@ -92,6 +99,7 @@ __all__ = ["Decision", "FaqIndex", "FieldWeights", "SearchResult"]
 Decision = Literal["answer", "suggest", "none"]
 
 _PLACEHOLDER = re.compile(r"<[A-Z0-9_-]+>")
+_SHARED_FIELDS = frozenset(("tags", "category"))  # texts many entries repeat verbatim
 _PAIR_CACHE = 4096  # entries whose word pairs are kept for phrase re-ranking
 _MARKUP = re.compile(r"https?://\S+|`[^`]*`|[*_#>\[\]()|]")
 
@@ -118,6 +126,27 @@ class SearchResult:
     def best(self) -> tuple[str, float] | None:
         """The top-ranked entry and its score, if any."""
         return self.results[0] if self.results else None
+
+
+class _Postings:
+    """One term's postings: the slots of the entries that use it and their match weights."""
+
+    __slots__ = ("slots", "values")
+
+    def __init__(self, slots: np.ndarray, values: np.ndarray) -> None:
+        self.slots = slots
+        self.values = values
+
+    def __len__(self) -> int:
+        return int(self.slots.size)
+
+    def add(self, slot: int, value: float) -> None:
+        self.slots = np.append(self.slots, np.int32(slot))
+        self.values = np.append(self.values, np.float32(value))
+
+    def discard(self, slot: int) -> None:
+        keep = self.slots != slot
+        self.slots, self.values = self.slots[keep], self.values[keep]
 
 
 @dataclass(slots=True)
@@ -166,8 +195,7 @@ class FaqIndex:
         self._docs: list[_Doc | None] = []
         self._slots: dict[str, int] = {}
         self._free: list[int] = []
-        self._postings: dict[str, dict[int, float]] = {}
-        self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._postings: dict[str, _Postings] = {}
         self._pair_cache: dict[str, frozenset[tuple[str, str]]] = {}
 
     # -- maintenance -----------------------------------------------------------------------
@@ -186,10 +214,18 @@ class FaqIndex:
 
     def build(self, entries: Iterable[FaqEntry]) -> None:
         """Replace the whole index. All vocabulary is counted before any entry is analysed,
-        so compound splitting sees every word of the knowledge base."""
-        entries = list(entries)
+        so compound splitting sees every word of the knowledge base.
+
+        The cyclic garbage collector is paused meanwhile: the build creates hundreds of
+        thousands of small containers and no reference cycles, and the collector's passes
+        over them cost a tenth to a fifth of the build time at 10,000 entries
+        (``bench/faq_engine.py``). Reference counting still frees everything as usual."""
+        with _collector_paused():
+            self._build(list(entries))
+
+    def _build(self, entries: list[FaqEntry]) -> None:
         self._docs, self._slots, self._free = [], {}, []
-        self._postings, self._arrays = {}, {}
+        self._postings = {}
         self._pair_cache = {}
         self.vocabulary = Vocabulary()
         self.vocabulary.add_lexicon(self.synonyms.words())
@@ -197,22 +233,45 @@ class FaqIndex:
             synonyms=self.synonyms, vocabulary=self.vocabulary, thesaurus=self.analyzer.thesaurus
         )
         latest: dict[str, FaqEntry] = {entry.id: entry for entry in entries}
-        fields = {entry_id: self._fields(entry) for entry_id, entry in latest.items()}
+        shared: dict[tuple[str, str], list[str]] = {}
+        fields = {entry_id: self._fields(entry, shared) for entry_id, entry in latest.items()}
         self.vocabulary.add(
             token
             for entry_fields in fields.values()
             for _, tokens in entry_fields
             for token in tokens
         )
+        # Postings are gathered in flat typed arrays and turned into one NumPy pair per term at
+        # the end: appending to NumPy arrays entry by entry would copy them every time.
+        pending: dict[str, tuple[array[int], array[float]]] = {}
+        contributions: dict[tuple[str, ...], list[tuple[str, float]]] = {}
         for entry_id, entry in latest.items():
-            self._insert(entry, fields[entry_id])
+            slot, bag = self._insert(entry, fields.pop(entry_id), contributions)
+            for term, value in bag.items():
+                slots, values = pending.get(term) or pending.setdefault(
+                    term, (array("i"), array("f"))
+                )
+                slots.append(slot)
+                values.append(value)
+        self._postings = {
+            term: _Postings(np.array(slots, dtype=np.int32), np.array(values, dtype=np.float32))
+            for term, (slots, values) in pending.items()
+        }
 
     def upsert(self, entry: FaqEntry) -> None:
         """Add an entry or replace the one with the same id, without a rebuild."""
         self.remove(entry.id)
         fields = self._fields(entry)
         self.vocabulary.add(token for _, tokens in fields for token in tokens)
-        self._insert(entry, fields)
+        slot, bag = self._insert(entry, fields)
+        for term, value in bag.items():
+            postings = self._postings.get(term)
+            if postings is None:
+                self._postings[term] = _Postings(
+                    np.array([slot], dtype=np.int32), np.array([value], dtype=np.float32)
+                )
+            else:
+                postings.add(slot, value)
 
     def remove(self, entry_id: str) -> bool:
         """Drop an entry; returns whether it was indexed."""
@@ -224,38 +283,69 @@ class FaqIndex:
         assert doc is not None
         for term in doc.terms:
             postings = self._postings[term]
-            del postings[slot]
-            if not postings:
+            postings.discard(slot)
+            if not len(postings):
                 del self._postings[term]
-            self._arrays.pop(term, None)
         # Tokenising does not depend on the vocabulary, so the tokens come out as when added.
         self.vocabulary.remove(token for _, tokens in self._fields(doc.entry) for token in tokens)
         self._docs[slot] = None
         self._free.append(slot)
         return True
 
-    def _fields(self, entry: FaqEntry) -> list[tuple[str, list[str]]]:
-        """``(field, content tokens)`` for every text of an entry, tokenised once."""
+    def _fields(
+        self, entry: FaqEntry, shared: dict[tuple[str, str], list[str]] | None = None
+    ) -> list[tuple[str, list[str]]]:
+        """``(field, content tokens)`` for every text of an entry, tokenised once.
+
+        ``shared`` (during :meth:`build`) keeps the tokens of categories and tags, which
+        many entries repeat word for word."""
         texts = [("question", entry.question)]
         texts += [("alternatives", text) for text in entry.alternatives]
         texts += [("tags", tag) for tag in entry.tags]
         texts += [("category", entry.category), ("answer", _plain(entry.answer))]
-        return [(name, self.analyzer.content_tokens(text)) for name, text in texts]
+        fields: list[tuple[str, list[str]]] = []
+        for name, text in texts:
+            if shared is None or name not in _SHARED_FIELDS:
+                fields.append((name, self.analyzer.content_tokens(text)))
+                continue
+            tokens = shared.get((name, text))
+            if tokens is None:
+                tokens = shared[(name, text)] = self.analyzer.content_tokens(text)
+            fields.append((name, tokens))
+        return fields
 
-    def _insert(self, entry: FaqEntry, fields: list[tuple[str, list[str]]]) -> None:
+    def _insert(
+        self,
+        entry: FaqEntry,
+        fields: list[tuple[str, list[str]]],
+        shared: dict[tuple[str, ...], list[tuple[str, float]]] | None = None,
+    ) -> tuple[int, dict[str, float]]:
+        """Store the entry in a slot; returns the slot and its terms with their weights, for
+        the caller to add to the postings.
+
+        ``shared`` (during :meth:`build`, while the vocabulary stays the same) keeps the
+        weighted terms of categories and tags, which many entries repeat."""
         weights = self.field_weights
         bag: dict[str, float] = {}
         questions: list[list[tuple[str, tuple[str, ...]]]] = []
         for name, tokens in fields:
             weight = getattr(weights, name)
-            units = self.analyzer.units_from_tokens(tokens)
-            for unit in units:
-                for term, term_weight in unit.alternatives.items():
-                    value = weight * term_weight
-                    if value > bag.get(term, 0.0):
-                        bag[term] = value
-            if name in ("question", "alternatives") and units:
-                questions.append([(unit.primary, tuple(unit.alternatives)) for unit in units])
+            key = (name, *tokens) if shared is not None and name in _SHARED_FIELDS else None
+            contribution = shared.get(key) if key is not None and shared is not None else None
+            if contribution is None:
+                units = self.analyzer.units_from_tokens(tokens)
+                contribution = [
+                    (term, weight * term_weight)
+                    for unit in units
+                    for term, term_weight in unit.alternatives.items()
+                ]
+                if name in ("question", "alternatives") and units:
+                    questions.append([(unit.primary, tuple(unit.alternatives)) for unit in units])
+                if key is not None and shared is not None:
+                    shared[key] = contribution
+            for term, value in contribution:
+                if value > bag.get(term, 0.0):
+                    bag[term] = value
 
         slot = self._free.pop() if self._free else len(self._docs)
         doc = _Doc(entry, tuple(bag), questions)
@@ -264,9 +354,7 @@ class FaqIndex:
         else:
             self._docs[slot] = doc
         self._slots[entry.id] = slot
-        for term, value in bag.items():
-            self._postings.setdefault(term, {})[slot] = value
-            self._arrays.pop(term, None)
+        return slot, bag
 
     # -- search ----------------------------------------------------------------------------
 
@@ -320,8 +408,9 @@ class FaqIndex:
             importance = self._idf(len(self._postings[anchor]), live)
             strength = np.zeros(len(self._docs))
             for term, weight in known:
-                slots, values = self._array(term)
-                np.maximum.at(strength, slots, values * weight)
+                postings = self._postings[term]
+                # float64 on both sides: ufunc.at is about 20 times slower on mixed types.
+                np.maximum.at(strength, postings.slots, postings.values * np.float64(weight))
             coverage += importance * strength
             total_importance += importance
         if total_importance <= 0:
@@ -331,10 +420,9 @@ class FaqIndex:
         count = min(self._candidates, int(np.count_nonzero(coverage)))
         if count == 0:
             return [], unknown_share, 0.0
-        top = np.argpartition(-coverage, count - 1)[:count]
         scored: list[tuple[float, str, float]] = []
         w = self.specificity_weight
-        for slot in top.tolist():
+        for slot in self._leading(coverage, count):
             doc = self._docs[slot]
             if doc is None:
                 continue
@@ -355,6 +443,23 @@ class FaqIndex:
         rest = [content for _, _, content in scored[1:]]
         runner_up = round(min(max(rest), ranked[0][1]), 4) if rest else 0.0
         return ranked, unknown_share, runner_up
+
+    def _leading(self, coverage: np.ndarray, count: int) -> list[int]:
+        """The slots of the ``count`` best-covered entries. Entries tied at the cut-off are
+        taken by entry id, as the final ranking breaks ties, so the result does not depend on
+        which slot an entry happens to occupy (slots are reused after removals)."""
+        top = np.argpartition(-coverage, count - 1)[:count]
+        cutoff = coverage[top].min()
+        above = np.flatnonzero(coverage > cutoff)
+        tied = np.flatnonzero(coverage == cutoff)
+        if above.size + tied.size == count:
+            return top.tolist()
+        ids = sorted(tied.tolist(), key=self._entry_id)
+        return above.tolist() + ids[: count - above.size]
+
+    def _entry_id(self, slot: int) -> str:
+        doc = self._docs[slot]
+        return doc.entry.id if doc is not None else ""
 
     def _rerank_by_phrases(
         self, query: str, scored: list[tuple[float, str, float]]
@@ -427,21 +532,23 @@ class FaqIndex:
                 best = max(best, matched / total)
         return best
 
-    def _array(self, term: str) -> tuple[np.ndarray, np.ndarray]:
-        cached = self._arrays.get(term)
-        if cached is None:
-            postings = self._postings[term]
-            cached = (
-                np.fromiter(postings.keys(), dtype=np.int64, count=len(postings)),
-                np.fromiter(postings.values(), dtype=np.float64, count=len(postings)),
-            )
-            self._arrays[term] = cached
-        return cached
-
     @staticmethod
     def _idf(df: int, n: int) -> float:
         """BM25's smoothed inverse document frequency (always positive)."""
         return math.log(1.0 + (n - df + 0.5) / (df + 0.5))
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector, and resume it afterwards if it was running (a
+    build in another thread may have paused it already; it then resumes it)."""
+    running = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if running:
+            gc.enable()
 
 
 def _w(item: tuple[str, float]) -> float:

@@ -158,6 +158,77 @@ def test_incremental_index_ranks_like_a_full_build() -> None:
         ][:1]
 
 
+def test_ranking_does_not_depend_on_the_slots_entries_occupy() -> None:
+    """Removed entries free slots that later entries reuse; the same entries must rank the
+    same, scores included, whichever slots they ended up in (ties at the candidate cut-off
+    are decided by entry id, not by slot)."""
+    from pathlib import Path
+
+    import yaml
+
+    from lotsenbot.faq.kb import parse_yaml
+
+    data = Path(__file__).resolve().parent.parent / "data" / "faq_eval"
+    entries = parse_yaml((data / "kb.yaml").read_text("utf-8")).entries
+    queries = [item["q"] for item in yaml.safe_load((data / "dev.yaml").read_text("utf-8"))]
+    in_order = FaqIndex()
+    for entry in entries:
+        in_order.upsert(entry)
+    shuffled = FaqIndex()
+    # Placeholder entries of made-up words (no part of any real word, so no compound split
+    # changes) take the first slots and are removed along the way.
+    placeholders = [_entry(f"platzhalter-{n}", f"Qxzvbr{n} Wqtplk{n}") for n in range(12)]
+    for placeholder in placeholders:
+        shuffled.upsert(placeholder)
+    for number, entry in enumerate(entries):
+        if number % 4 == 0 and placeholders:
+            assert shuffled.remove(placeholders.pop().id)
+        shuffled.upsert(entry)
+    for placeholder in placeholders:
+        shuffled.remove(placeholder.id)
+    assert len(shuffled) == len(in_order) == len(entries)
+    assert [shuffled._slots[e.id] for e in entries] != [in_order._slots[e.id] for e in entries]
+    expected = [in_order.search(query, limit=5) for query in queries]
+    assert [shuffled.search(query, limit=5) for query in queries] == expected
+
+
+def test_entries_tied_at_the_candidate_cut_off_are_taken_by_id() -> None:
+    twins = [_entry(f"drucker-{n:02d}", "Drucker druckt nicht") for n in range(12)]
+    for order in (twins, twins[::-1], twins[5:] + twins[:5]):
+        index = FaqIndex(candidates=3)
+        index.build(order)
+        assert [e for e, _ in index.rank("drucker druckt nicht", limit=3)] == [
+            "drucker-00",
+            "drucker-01",
+            "drucker-02",
+        ]
+
+
+def test_build_pauses_the_garbage_collector_only_while_it_runs() -> None:
+    import gc
+
+    seen: list[bool] = []
+
+    class Watching(FaqIndex):
+        def _build(self, entries: list[FaqEntry]) -> None:
+            seen.append(gc.isenabled())
+            super()._build(entries)
+
+    index = Watching()
+    assert gc.isenabled()
+    index.build(ENTRIES)
+    assert seen == [False] and gc.isenabled()
+    gc.disable()
+    try:
+        index.build(ENTRIES)
+        assert not gc.isenabled()  # left as the caller had it
+    finally:
+        gc.enable()
+    with pytest.raises(AttributeError):
+        index.build([None])  # type: ignore[list-item]  # a failing build resumes it too
+    assert gc.isenabled()
+
+
 def test_build_replaces_previous_content() -> None:
     index = FaqIndex()
     index.build(ENTRIES)
