@@ -14,13 +14,9 @@ Baselines in the same run and against the same homeserver:
 * lotsenbot with an empty database: what the data costs.
 
 Each child reports where its time went (database and migrations, each feature's start,
-login, the first sync). ``--profile`` adds a cProfile summary of one restart.
-``--experiment NAME`` measures restarts with a proposed change patched into the child (the
-feature code stays as it is), so a suggestion comes with its measured effect:
-``lazy-matplotlib`` (the privacy feature does not import matplotlib at start) and
-``background-faq-index`` (the FAQ index is built in a worker thread while the bot syncs;
-questions wait for it) and ``intern-tokens`` (the analyser interns its tokens, so the index
-build's token lists share strings).
+login, the first sync) and when the FAQ index, which the FAQ feature builds in a worker thread
+while the bot logs in and syncs, was ready. ``--profile`` adds a cProfile summary of one
+restart.
 
     .venv/bin/python bench/startup.py [--faq 10000] [--tickets 100000] [--restarts 5]
 """
@@ -222,7 +218,7 @@ def _timed(
     return wrapper
 
 
-async def child(config_path: Path, profile: Path | None, experiments: list[str]) -> dict[str, Any]:
+async def child(config_path: Path, profile: Path | None) -> dict[str, Any]:
     """Start the bot, wait for its first completed sync, measure, stop."""
     imported = time.perf_counter()
     from lotsenbot.app import App
@@ -231,13 +227,6 @@ async def child(config_path: Path, profile: Path | None, experiments: list[str])
 
     import_s = time.perf_counter() - imported
     marks: dict[str, float] = {}
-    started_at: list[float] = []
-    if "lazy-matplotlib" in experiments:
-        _lazy_matplotlib()
-    if "background-faq-index" in experiments:
-        _background_faq_index(marks, started_at)
-    if "intern-tokens" in experiments:
-        _intern_tokens()
     app = App(load_config(config_path))
     phases: dict[str, float] = {}
     app.open_database = _timed(phases, "database", app.open_database)  # type: ignore[method-assign]
@@ -249,9 +238,18 @@ async def child(config_path: Path, profile: Path | None, experiments: list[str])
     if profiler is not None:
         profiler.enable()
     started = time.perf_counter()
-    started_at.append(started)
     await app.start()
     started_s = time.perf_counter() - started
+    faq = app.services.feature("faq") if app.services else None
+    build = getattr(faq, "_build", None)
+    if isinstance(build, asyncio.Future):  # the index is still being built in its thread
+
+        def index_ready(_: object) -> None:
+            marks["index_ready_s"] = round(time.perf_counter() - started, 3)
+
+        build.add_done_callback(index_ready)
+    else:
+        marks["index_ready_s"] = round(started_s, 3)
     task = asyncio.create_task(app.run())
     await asyncio.wait_for(app.ready.wait(), CHILD_BUDGET)
     ready_s = time.perf_counter() - started
@@ -264,12 +262,10 @@ async def child(config_path: Path, profile: Path | None, experiments: list[str])
     spawn_to_ready = time.time() - spawned  # interpreter start and imports included
     rss_ready = _status_mb("VmRSS")
     await asyncio.sleep(3)  # the jobs that run at once after start (reminders, announcements)
-    faq = app.services.feature("faq") if app.services else None
-    if faq is not None and hasattr(faq, "_current_index"):  # a background build is done now
+    if faq is not None and hasattr(faq, "_current_index"):  # the index is in the RSS figure
         await faq._current_index(app.db.conn)
     result = {
         **marks,
-        "experiments": experiments,
         "start_to_ready_s": round(ready_s, 3),
         "start_s": round(started_s, 3),
         "first_sync_s": round(ready_s - started_s, 3),
@@ -284,81 +280,6 @@ async def child(config_path: Path, profile: Path | None, experiments: list[str])
     with contextlib.suppress(Exception):
         await asyncio.wait_for(task, 30)
     return result
-
-
-# -- experiments: proposed changes, tried by patching in the child (feature code unchanged) --
-
-
-def _lazy_matplotlib() -> None:
-    """PrivacyFeature.start without its matplotlib pre-import (as if imported on first use)."""
-    import importlib
-    import types
-
-    from lotsenbot.privacy import feature as privacy
-
-    def import_module(name: str, package: str | None = None) -> types.ModuleType:
-        if name.startswith("matplotlib"):
-            raise ImportError("bench experiment: matplotlib imported on first use instead")
-        return importlib.import_module(name, package)
-
-    privacy.importlib = types.SimpleNamespace(import_module=import_module)  # type: ignore[assignment]
-
-
-def _background_faq_index(marks: dict[str, float], started: list[float]) -> None:
-    """FaqFeature.start that reads the entries but builds the index in a worker thread; every
-    reader of the index (answers, department hints) waits for that build first."""
-    from lotsenbot.core.feature import Feature
-    from lotsenbot.faq import feature as faq
-    from lotsenbot.faq import store
-
-    building: dict[int, asyncio.Task[None]] = {}
-
-    async def start(self: Any, services: Any) -> None:
-        await Feature.start(self, services)
-        self.index = faq.make_index(services.config)
-        self._token = await store.generation(services.db.conn)
-        entries = await store.all_entries(services.db.conn)
-
-        async def build() -> None:
-            await asyncio.to_thread(self.index.build, entries)
-            marks["index_ready_s"] = round(time.perf_counter() - started[0], 3)
-
-        building[id(self)] = asyncio.create_task(build())
-
-    async def wait_built(self: Any) -> None:
-        task = building.get(id(self))
-        if task is not None:
-            await task
-
-    current, hints = faq.FaqFeature._current_index, faq.FaqFeature.department_hints
-
-    async def current_index(self: Any, conn: Any) -> Any:
-        await wait_built(self)
-        return await current(self, conn)
-
-    async def department_hints(self: Any, text: str) -> Any:
-        await wait_built(self)
-        return await hints(self, text)
-
-    faq.FaqFeature.start = start  # type: ignore[method-assign]
-    faq.FaqFeature._current_index = current_index  # type: ignore[method-assign]
-    faq.FaqFeature.department_hints = department_hints  # type: ignore[method-assign]
-
-
-def _intern_tokens() -> None:
-    """The analyser returns interned token strings: the index build holds every token list of
-    the knowledge base at once (vocabulary first), and equal words then share one object."""
-    from lotsenbot.nlp import analyzer
-
-    content_tokens = analyzer.Analyzer.content_tokens
-
-    def interned(self: Any, text: str) -> list[str]:
-        return [sys.intern(token) for token in content_tokens(self, text)]
-
-    analyzer.Analyzer.content_tokens = interned  # type: ignore[method-assign]
-
-
-EXPERIMENTS = ("lazy-matplotlib", "background-faq-index", "intern-tokens")
 
 
 # -- the parent --------------------------------------------------------------------------------
@@ -386,12 +307,8 @@ def run_child(args: list[str], timeout: float) -> tuple[str, float, float]:
     return lines[-1], wall, spawned
 
 
-def bot_start(
-    config: Path, profile: Path | None = None, experiments: tuple[str, ...] = ()
-) -> dict[str, Any]:
+def bot_start(config: Path, profile: Path | None = None) -> dict[str, Any]:
     args = [str(Path(__file__)), "--child", str(config)]
-    for name in experiments:
-        args += ["--experiment", name]
     if profile is not None:
         args += ["--profile-to", str(profile)]
     line, wall, _ = run_child(args, CHILD_BUDGET + 60)
@@ -453,7 +370,6 @@ async def measure(
     tickets: int,
     restarts: int,
     profile: bool,
-    experiments: list[str],
     progress: Callable[[str], None],
 ) -> dict[str, Any]:
     depts = departments()
@@ -479,13 +395,9 @@ async def measure(
                     "build_s": round(time.perf_counter() - built, 1),
                     "size_mb": file_mb(db_path),
                 }
-            # One start at a time. Each round starts every variant once, proposed changes
-            # included, so a slow minute of a shared machine hits all of them alike.
-            trials = [(name,) for name in experiments]
-            if len(experiments) > 1:
-                trials.append(tuple(experiments))
+            # One start at a time. Each round starts every variant once, so a slow minute of a
+            # shared machine hits all of them alike.
             runs: dict[str, list[dict[str, Any]]] = {"full": [], "empty": [], "echo": []}
-            tried: dict[tuple[str, ...], list[dict[str, Any]]] = {trial: [] for trial in trials}
             first: dict[str, dict[str, Any]] = {}
             for name in variants:
                 progress(f"start-up: first start ({name}) …")
@@ -495,19 +407,6 @@ async def measure(
                 runs["echo"].append(echo_start(server, echo_id, echo_secret))
                 for name in variants:
                     runs[name].append(bot_start(configs[name]))
-                for trial in trials:
-                    tried[trial].append(bot_start(configs["full"], experiments=trial))
-            for trial, items in tried.items():
-                result.setdefault("experiments", {})[" + ".join(trial)] = {
-                    "start_to_ready_s": median_of(items, "start_to_ready_s"),
-                    "rss_mb": median_of(items, "rss_mb_settled"),
-                    **(
-                        {"index_ready_s": median_of(items, "index_ready_s")}
-                        if "background-faq-index" in trial
-                        else {}
-                    ),
-                    "runs": items,
-                }
             if profile:
                 profile_path = folder / "profile.txt"
                 bot_start(configs["full"], profile_path)
@@ -517,6 +416,7 @@ async def measure(
             "start_to_ready_s": median_of(items, "start_to_ready_s"),
             "rss_mb": median_of(items, "rss_mb_settled" if name != "echo" else "rss_mb_ready"),
             "spawn_to_ready_s": median_of(items, "spawn_to_ready_s"),
+            **({"index_ready_s": median_of(items, "index_ready_s")} if name != "echo" else {}),
             "runs": items,
         }
         if name in first:
@@ -541,11 +441,10 @@ def run(
     tickets: int = 100_000,
     restarts: int = 5,
     profile: bool = False,
-    experiments: list[str] | None = None,
     progress: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Measure (bounded: every child has its own timeout) and write ``startup.json``."""
-    work = measure(faq, tickets, restarts, profile, experiments or [], progress)
+    work = measure(faq, tickets, restarts, profile, progress)
     result = asyncio.run(asyncio.wait_for(work, 900))
     write_result("startup", result)
     return result
@@ -559,13 +458,6 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true", help="add a cProfile summary")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--profile-to", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument(
-        "--experiment",
-        action="append",
-        choices=EXPERIMENTS,
-        default=[],
-        help="also measure restarts with this proposed change (patched in)",
-    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     for noisy in ("nio", "aiohttp", "apscheduler"):
@@ -573,11 +465,11 @@ def main() -> int:
     if args.child is not None:
         os.chdir(args.child.parent)  # relative paths in the config, as in production
         result = asyncio.run(
-            asyncio.wait_for(child(args.child, args.profile_to, args.experiment), CHILD_BUDGET + 30)
+            asyncio.wait_for(child(args.child, args.profile_to), CHILD_BUDGET + 30)
         )
         print(json.dumps(result))
         return 0
-    outcome = run(args.faq, args.tickets, args.restarts, args.profile, args.experiment)
+    outcome = run(args.faq, args.tickets, args.restarts, args.profile)
     summary = {k: outcome[k] for k in ("ratio", "met")}
     print(
         json.dumps(
