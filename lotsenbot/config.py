@@ -256,6 +256,9 @@ class MeetupsConfig(_Section):
 class FaqConfig(_Section):
     # Local synonym groups on top of the shipped list (YAML, relative to the config file).
     synonyms_file: Path | None = None
+    # OpenThesaurus (Debian's mythes-de) for query words the knowledge base does not know,
+    # used when installed.
+    thesaurus: bool = True
 
 
 class PrivacyConfig(_Section):

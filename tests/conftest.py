@@ -61,3 +61,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     merged.update(records.scenarios)
     data = {"updated": datetime.now(UTC).isoformat(timespec="seconds"), "scenarios": merged}
     target.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+
+@pytest.fixture(autouse=True)
+def _no_machine_thesaurus(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Tests give the same answers whether or not this machine has mythes-de installed: the
+    bot looks for OpenThesaurus in an empty folder (tests of the thesaurus bring their own
+    files). Bots started as processes get ``[faq] thesaurus = false`` (``bot_sections``)."""
+    import lotsenbot.faq.feature
+
+    empty = tmp_path_factory.mktemp("no-thesaurus")
+    monkeypatch.setattr(lotsenbot.faq.feature, "THESAURUS_DIR", empty)

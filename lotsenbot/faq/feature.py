@@ -53,13 +53,22 @@ from lotsenbot.faq.kb import FaqEntry, ImportIssue, render_issue
 from lotsenbot.faq.search import FaqIndex, SearchResult
 from lotsenbot.faq.synonyms import load_synonyms
 from lotsenbot.nlp import SynonymError, find_mythes_de, is_stopword, normalize, tokenize
+from lotsenbot.nlp.thesaurus import DEFAULT_MYTHES_DIR
 
 if TYPE_CHECKING:
     from lotsenbot.core.services import Services
 
 log = logging.getLogger(__name__)
 
-__all__ = ["META", "FaqFeature", "OpenGroup", "group_unanswered", "make_index"]
+__all__ = [
+    "META",
+    "THESAURUS_DIR",
+    "FaqFeature",
+    "OpenGroup",
+    "group_unanswered",
+    "make_index",
+    "open_thesaurus",
+]
 
 META = "de.lotsenbot.faq"
 COORDINATOR = (Role.COORDINATOR,)
@@ -93,8 +102,14 @@ _MENTION_LINK = re.compile(
 )
 
 
-def make_index(config: Config) -> FaqIndex:
-    """An empty index with the configured synonyms (and OpenThesaurus when installed).
+THESAURUS_DIR = DEFAULT_MYTHES_DIR
+"""Where OpenThesaurus is looked for (``[faq] thesaurus``)."""
+
+
+def make_index(config: Config, *, thesaurus: bool = True) -> FaqIndex:
+    """An empty index with the configured synonyms, and OpenThesaurus when it is installed,
+    ``[faq] thesaurus`` allows it and ``thesaurus`` is true (the feature opens it in its
+    worker thread instead, see :meth:`FaqFeature.start`).
 
     A broken or missing local synonyms file is a configuration error: the admin asked for
     it, so silently searching without it would hide the mistake.
@@ -104,7 +119,21 @@ def make_index(config: Config) -> FaqIndex:
         synonyms = load_synonyms(path)
     except (OSError, yaml.YAMLError, SynonymError) as exc:
         raise ConfigError(config.source or "config.toml", "faq.synonyms_file", str(exc)) from None
-    return FaqIndex(synonyms=synonyms, thesaurus=find_mythes_de())
+    index = FaqIndex(synonyms=synonyms)
+    if thesaurus:
+        open_thesaurus(index, config)
+    return index
+
+
+def open_thesaurus(index: FaqIndex, config: Config) -> None:
+    """Give the index OpenThesaurus if the configuration allows it and it is installed
+    (reading its word list takes about half a second and 12 MB)."""
+    if not config.faq.thesaurus:
+        return
+    try:
+        index.analyzer.thesaurus = find_mythes_de(THESAURUS_DIR)
+    except (OSError, LookupError, UnicodeError, ValueError) as exc:  # unreadable: do without
+        log.warning("OpenThesaurus in %s nicht lesbar, Suche ohne: %s", THESAURUS_DIR, exc)
 
 
 # -- unanswered questions, grouped -------------------------------------------------------------
@@ -214,11 +243,16 @@ class FaqFeature(Feature):
         everything else meanwhile, and a question in those first seconds waits for the
         index (see :meth:`_built`) instead of meeting an empty one."""
         await super().start(services)
-        self.index = make_index(services.config)
+        index = self.index = make_index(services.config, thesaurus=False)
         conn = services.db.conn
         self._token = await store.generation(conn)
         entries = await store.all_entries(conn)
-        self._build = asyncio.ensure_future(asyncio.to_thread(self.index.build, entries))
+
+        def prepare() -> None:
+            open_thesaurus(index, services.config)
+            index.build(entries)
+
+        self._build = asyncio.ensure_future(asyncio.to_thread(prepare))
         log.info("FAQ: %d Einträge, Suchindex wird aufgebaut", len(entries))
 
     async def _built(self) -> FaqIndex:

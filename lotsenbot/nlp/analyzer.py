@@ -52,6 +52,7 @@ WEIGHT_SYNONYM = 0.9
 WEIGHT_DERIVED = 0.9
 WEIGHT_TYPO = (1.0, 0.65, 0.5)  # by edit distance
 WEIGHT_THESAURUS = 0.6
+_MIN_THESAURUS_WORD = 4
 
 
 @dataclass(slots=True)
@@ -263,7 +264,9 @@ class Analyzer:
     def _expand_thesaurus(self, unit: Unit) -> None:
         assert self.thesaurus is not None and self.vocabulary is not None
         for synonym in self.thesaurus.lookup(unit.surface):
-            if " " in synonym:
+            # Phrases, function words and very short words ("man", "tun", "auf") are what the
+            # thesaurus's broad senses bring in; they say nothing about a topic.
+            if " " in synonym or is_stopword(synonym) or len(synonym) < _MIN_THESAURUS_WORD:
                 continue
             synonym_stem = stem(synonym)
             if self.vocabulary.stem_count(synonym_stem) > 0:

@@ -16,7 +16,10 @@ Only the index is read at start-up; meaning lines are read on demand and cached.
 from __future__ import annotations
 
 import re
+from array import array
+from bisect import bisect_left, bisect_right
 from functools import lru_cache
+from itertools import pairwise
 from pathlib import Path
 
 from lotsenbot.nlp.text import normalize
@@ -35,25 +38,35 @@ class MythesThesaurus:
 
     def __init__(self, idx_path: Path, dat_path: Path) -> None:
         self._dat_path = dat_path
-        self._offsets: dict[str, list[int]] = {}
         with open(idx_path, encoding="latin-1") as handle:
             encoding = handle.readline().strip() or "UTF-8"
         self._encoding = _python_encoding(encoding)
+        words: list[str] = []
+        offsets = array("q")
         with open(idx_path, encoding=self._encoding, errors="replace") as handle:
             handle.readline()
             handle.readline()
             for line in handle:
                 word, _, offset = line.rstrip("\n").rpartition("|")
                 if word and offset.isdigit():
-                    self._offsets.setdefault(normalize(word), []).append(int(offset))
+                    words.append(normalize(word))
+                    offsets.append(int(offset))
+        # A sorted word list with the offsets beside it in a typed array: about 12 MB for the
+        # 110,000 words of OpenThesaurus, where a dict of lists needed 25 MB. Several words
+        # can normalise alike ("Mühle", "Muhle"), so a word may own several offsets.
+        order = sorted(range(len(words)), key=words.__getitem__)
+        self._words = [words[i] for i in order]
+        self._offsets = array("q", (offsets[i] for i in order))
+        self._count = len(self._words) and 1 + sum(a != b for a, b in pairwise(self._words))
         self.lookup = lru_cache(maxsize=4096)(self._lookup)
 
     def __len__(self) -> int:
-        return len(self._offsets)
+        return self._count
 
     def _lookup(self, word: str) -> tuple[str, ...]:
         """Normalised synonyms of a normalised word, without remarks, in file order."""
-        offsets = self._offsets.get(word)
+        first = bisect_left(self._words, word)
+        offsets = self._offsets[first : bisect_right(self._words, word, lo=first)]
         if not offsets:
             return ()
         result: dict[str, None] = {}

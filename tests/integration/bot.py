@@ -99,6 +99,8 @@ def bot_sections(
         "database": {"path": "bot.db"},
         "bot": {"coordinators": list(coordinators)},
         "departments": [dict(department) for department in departments],
+        # The same answers on every machine, whether or not mythes-de is installed.
+        "faq": {"thesaurus": False},
     }
     sections.update(extra or {})
     return sections

@@ -465,3 +465,47 @@ async def test_starter_kb_is_loaded_once(env: Env) -> None:
     assert await env.faq.load_starter_kb() == 46  # not refilled once the FAQ has entries
     departments = {e.department for e in await store.all_entries(env.db.conn)}
     assert departments <= {None, "it", "datenschutz"}
+
+
+# -- OpenThesaurus -----------------------------------------------------------------------------
+
+
+def _write_mythes(folder: Path) -> None:
+    data = b"UTF-8\nkennwort|1\n-|Passwort|Losung\n"
+    (folder / "th_de_DE_v2.dat").write_bytes(data)
+    (folder / "th_de_DE_v2.idx").write_text("UTF-8\n1\nkennwort|6\n", "utf-8")
+
+
+async def test_thesaurus_is_used_when_installed_and_allowed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lotsenbot.faq import feature
+
+    _write_mythes(tmp_path)
+    monkeypatch.setattr(feature, "THESAURUS_DIR", tmp_path)
+    environment = await build_env(tmp_path / "bot")
+    try:
+        index = await environment.faq._built()
+        assert index.analyzer.thesaurus is not None
+        assert index.analyzer.thesaurus.lookup("kennwort") == ("passwort", "losung")
+        config = environment.services.config
+        off = config.model_copy(update={"faq": config.faq.model_copy(update={"thesaurus": False})})
+        assert feature.make_index(off).analyzer.thesaurus is None
+        assert feature.make_index(config).analyzer.thesaurus is not None
+        assert feature.make_index(config, thesaurus=False).analyzer.thesaurus is None
+    finally:
+        await environment.db.close()
+
+
+async def test_an_unreadable_thesaurus_is_left_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from lotsenbot.faq import feature
+
+    (tmp_path / "th_de_DE_v2.dat").write_bytes(b"")
+    (tmp_path / "th_de_DE_v2.idx").write_text("KEINE-KODIERUNG\n0\n", "utf-8")
+    monkeypatch.setattr(feature, "THESAURUS_DIR", tmp_path)
+    with caplog.at_level("WARNING"):
+        index = feature.make_index(make_config())
+    assert index.analyzer.thesaurus is None
+    assert "OpenThesaurus" in caplog.text and "nicht lesbar" in caplog.text

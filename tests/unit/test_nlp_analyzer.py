@@ -125,11 +125,12 @@ def test_typo_repair_weight_is_below_synonym_weight() -> None:
     assert 0 < repaired[stem("drucker")] < synonym["=drucker"] < 1
 
 
-def _mythes(tmp_path: Path) -> MythesThesaurus | None:
-    dat = "UTF-8\nkennwort|1\n-|Passwort|Losung (geh.)|Zugangscode\nwetter|1\n-|Witterung\n"
+def _mythes(tmp_path: Path, entries: dict[str, str] | None = None) -> MythesThesaurus | None:
+    entries = entries or {"kennwort": "Passwort|Losung (geh.)|Zugangscode", "wetter": "Witterung"}
+    dat = "UTF-8\n" + "".join(f"{word}|1\n-|{senses}\n" for word, senses in entries.items())
     data = dat.encode("utf-8")
-    idx_lines = ["UTF-8", "2"]
-    for word in ("kennwort", "wetter"):
+    idx_lines = ["UTF-8", str(len(entries))]
+    for word in entries:
         idx_lines.append(f"{word}|{data.index(f'{word}|'.encode())}")
     (tmp_path / "th_de_DE_v2.dat").write_bytes(data)
     (tmp_path / "th_de_DE_v2.idx").write_text("\n".join(idx_lines) + "\n", "utf-8")
@@ -153,6 +154,16 @@ def test_thesaurus_expands_only_unknown_query_words_to_known_words(tmp_path: Pat
     assert weighted[stem("passwort")] == 0.6
     assert stem("zugangscode") not in weighted  # not in the vocabulary
     assert stem("passwort") not in analyzer.terms("kennwort")  # documents are not expanded
+
+
+def test_thesaurus_ignores_function_words_and_very_short_words(tmp_path: Path) -> None:
+    # OpenThesaurus's broad senses of "abgeben" include "machen", "tun", "man" and the like.
+    thesaurus = _mythes(tmp_path, {"abgeben": "Amt|man|machen|übergeben"})
+    analyzer = Analyzer(vocabulary=_vocabulary("amt man machen übergeben"), thesaurus=thesaurus)
+    weighted = analyzer.weighted_terms("abgeben", query=True)
+    assert stem("ubergeben") in weighted
+    assert stem("amt") not in weighted and stem("man") not in weighted
+    assert stem("machen") not in weighted  # a stopword
 
 
 def test_action_noun_matches_the_verb_in_both_directions() -> None:
