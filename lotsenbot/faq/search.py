@@ -330,8 +330,9 @@ class FaqIndex:
         questions: list[list[tuple[str, tuple[str, ...]]]] = []
         for name, tokens in fields:
             weight = getattr(weights, name)
-            key = (name, *tokens) if shared is not None and name in _SHARED_FIELDS else None
-            contribution = shared.get(key) if key is not None and shared is not None else None
+            cache = shared if shared is not None and name in _SHARED_FIELDS else None
+            key = (name, *tokens)
+            contribution = cache.get(key) if cache is not None else None
             if contribution is None:
                 units = self.analyzer.units_from_tokens(tokens)
                 contribution = [
@@ -341,8 +342,8 @@ class FaqIndex:
                 ]
                 if name in ("question", "alternatives") and units:
                     questions.append([(unit.primary, tuple(unit.alternatives)) for unit in units])
-                if key is not None and shared is not None:
-                    shared[key] = contribution
+                if cache is not None:
+                    cache[key] = contribution
             for term, value in contribution:
                 if value > bag.get(term, 0.0):
                     bag[term] = value
