@@ -279,6 +279,9 @@ def bot_config(
                 "store_path": str(folder / "store"),
                 "allowed_servers": [server.server_name],
                 "sync_timeout_ms": 5000,
+                # Every copy is counted by its announcement id through the admin API, which
+                # needs readable events; the recipients here are plain clients without keys.
+                "encrypt_direct_chats": False,
             },
             "database": {"path": str(folder / "bot.db")},
             "bot": {"coordinators": [coordinator]},

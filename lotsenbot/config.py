@@ -77,6 +77,9 @@ class MatrixConfig(_Section):
     sync_timeout_ms: int = Field(default=30_000, ge=1_000, le=120_000)
     # Create and use cross-signing keys so the bot's device shows as verified by its owner.
     cross_signing: bool = True
+    # Direct chats the bot opens itself (to notify pilots, for announcements) are end-to-end
+    # encrypted, as Element and BundesMessenger do for direct chats.
+    encrypt_direct_chats: bool = True
     # How long a room key may take before the sender hears that a message was unreadable.
     undecryptable_notice_after: str = Field(default="60s", pattern=r"^\s*\d+\s*[smhd]\s*$")
 

@@ -190,5 +190,8 @@ async def run_demo_chat(folder: Path, user: str) -> int:
         return 2
     accounts = json.loads(accounts_path.read_text("utf-8"))
     user_id = f"@{user}:{accounts['server_name']}"
-    await run_chat(accounts["homeserver"], user_id, _password(folder), accounts["bot"])
+    # With a key store the terminal client reads the encrypted direct chats the bot opens
+    # (a pilot's notifications) and keeps its device across runs.
+    await run_chat(accounts["homeserver"], user_id, _password(folder), accounts["bot"],
+                   store_path=folder / "chat-store" / user)  # fmt: skip
     return 0

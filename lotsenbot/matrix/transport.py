@@ -62,6 +62,13 @@ from lotsenbot.texts import Catalogue
 
 log = logging.getLogger(__name__)
 
+ENCRYPTION_STATE = {
+    "type": "m.room.encryption",
+    "state_key": "",
+    "content": {"algorithm": "m.megolm.v1.aes-sha2"},
+}
+"""Initial state of the direct chats the bot opens: Megolm, as Element sets it."""
+
 # Backoff cap: short enough that the bot is back soon after an outage, long enough that
 # a down homeserver sees well under one request per second.
 MAX_BACKOFF_SECONDS = 15.0
@@ -596,8 +603,16 @@ class MatrixTransport:
             await self.client.room_forget(room_id)
 
     async def create_direct_room(self, user_id: str) -> str:
+        """Open a direct chat with ``user_id`` (encrypted with ``encrypt_direct_chats``).
+
+        The first message waits until a sync has shown the bot the new room: nio refuses to
+        send into a room it does not know yet, so an encrypted room never gets a plain one."""
+        initial_state = [ENCRYPTION_STATE] if self.config.encrypt_direct_chats else []
         response = await self.client.room_create(
-            is_direct=True, invite=[user_id], preset=RoomPreset.trusted_private_chat
+            is_direct=True,
+            invite=[user_id],
+            preset=RoomPreset.trusted_private_chat,
+            initial_state=initial_state,
         )
         if isinstance(response, RoomCreateError):
             raise RoomCreationFailed(

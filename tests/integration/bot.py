@@ -94,6 +94,9 @@ def bot_sections(
             "password": account.password,
             "store_path": "store",
             "allowed_servers": [synapse.server_name],
+            # The simulated people are plain clients unless a test gives them keys; tests of
+            # encrypted direct chats opened by the bot pass True.
+            "encrypt_direct_chats": False,
             **(matrix or {}),
         },
         "database": {"path": "bot.db"},

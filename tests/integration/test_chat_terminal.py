@@ -8,6 +8,7 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TextIO
 
 from lotsenbot.chat import run_chat
@@ -64,15 +65,17 @@ class Terminal:
 
 @asynccontextmanager
 async def terminal(
-    synapse: Synapse, user_id: str, password: str, bot_id: str
+    synapse: Synapse, user_id: str, password: str, bot_id: str, store_path: Path | None = None
 ) -> AsyncIterator[Terminal]:
     read_fd, write_fd = os.pipe()
     keyboard = os.fdopen(write_fd, "w", encoding="utf-8")
     stdin = os.fdopen(read_fd, "r", encoding="utf-8")
     screen = Screen()
-    task = asyncio.create_task(
-        run_chat(synapse.url, user_id, password, bot_id, stdin=stdin, stdout=screen)  # type: ignore[arg-type]
-    )
+    chat = run_chat(
+        synapse.url, user_id, password, bot_id,
+        stdin=stdin, stdout=screen, store_path=store_path,  # type: ignore[arg-type]
+    )  # fmt: skip
+    task = asyncio.create_task(chat)
     try:
         yield Terminal(screen, keyboard, task)
     finally:
@@ -153,6 +156,29 @@ async def test_chat_joins_a_dm_the_bot_opened(
         assert "Neuer Direktchat" not in term.screen.text
     # End of input (Ctrl-D) ended the session without /quit.
     assert term.task.done() and term.task.exception() is None
+
+
+async def test_chat_with_a_key_store_reads_an_encrypted_dm_the_bot_opened(
+    tmp_path: Path, synapse: Synapse, register_user: RegisterUser, make_user: MakeUser
+) -> None:
+    """`make demo`'s chat keeps a key store, so a pilot reads the encrypted direct chat the
+    bot opens for a notification."""
+    bot: MatrixUser = await make_user("demobot", encryption=True)
+    person = await register_user("lotsin")
+    room_id = await bot.create_dm(person.user_id, encrypted=True)
+
+    async with terminal(synapse, person.user_id, person.password, bot.user_id,
+                        tmp_path / "chat-store") as term:  # fmt: skip
+        await term.screen.wait_for("Angemeldet als")
+        assert term.room_id() == room_id
+        await bot.wait_for_join(room_id, person.user_id)
+        await bot.send(room_id, "m.room.message",
+                       {"msgtype": "m.notice", "body": "Neue Anfrage #7 für Sie"})  # fmt: skip
+        await term.screen.wait_for("Neue Anfrage #7 für Sie")
+        bot.mark()
+        term.type("!übernehmen 7")
+        answer = await bot.wait_for_message(room_id=room_id, sender=person.user_id)
+        assert answer.body == "!übernehmen 7" and getattr(answer.event, "decrypted", False)
 
 
 async def test_wrong_password_is_reported_not_raised(

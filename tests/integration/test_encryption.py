@@ -388,3 +388,49 @@ async def test_request_worked_through_in_encrypted_rooms(tmp_path, synapse, regi
         assert resolved.content["de.lotsenbot.ticket"]["status"] == "resolved"
     finally:
         await runner.stop()
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_direct_chat_the_bot_opens_is_encrypted_from_its_first_message(
+    tmp_path, synapse, register_user, make_user: MakeUser
+):  # fmt: skip
+    """A pilot the bot has never talked to gets a new request in a direct chat the bot opens
+    (``encrypt_direct_chats``, the default): the room is encrypted from its creation, the
+    very first message decrypts on the pilot's device, nothing in it is plain, and the
+    pilot works the request in that room."""
+    staff = await make_user("staff")
+    pilot = await make_user("pilot", encryption=True)
+    department = {
+        "id": "it", "name": "IT-Service", "specialist": True,
+        "description": "Drucker, Passwörter, VPN und Arbeitsplatz-Rechner.",
+        "keywords": ["Drucker", "Passwort", "VPN", "Laptop"], "pilots": [pilot.user_id],
+    }  # fmt: skip
+    other = {"id": "personal", "name": "Personal und Fortbildung", "specialist": True,
+             "description": "Urlaub, Fortbildungen, Arbeitszeit.",
+             "keywords": ["Urlaub", "Fortbildung", "Schulung"], "pilots": []}  # fmt: skip
+    runner = await make_bot(tmp_path, synapse, register_user, departments=[department, other],
+                            matrix={**FAST_SYNC, "encrypt_direct_chats": True})  # fmt: skip
+    app = await runner.start()
+    bot_id = app.config.matrix.user_id
+    try:
+        staff_room = await open_dm(staff, bot_id)
+        pilot.mark()
+        has_ticket = lambda item: "de.lotsenbot.ticket" in item.content  # noqa: E731
+        created = await ask(staff, staff_room, bot_id, "!anfrage Mein Drucker druckt nicht mehr",
+                            has_ticket, timeout=20)  # fmt: skip
+        ticket = created.content["de.lotsenbot.ticket"]
+        assert ticket["assignee"] == pilot.user_id
+        notice = await pilot.wait_for_message(sender=bot_id, predicate=has_ticket, timeout=30)
+        assert notice.room_id != staff_room and pilot.client.rooms[notice.room_id].encrypted
+        assert getattr(notice.event, "decrypted", False), notice.source
+        assert notice.content["de.lotsenbot.ticket"]["id"] == ticket["id"]
+        from_bot = [item for item in pilot.events
+                    if item.room_id == notice.room_id and item.sender == bot_id
+                    and item.type in ("m.room.message", "m.room.encrypted")]  # fmt: skip
+        assert from_bot and all(getattr(item.event, "decrypted", False) for item in from_bot)
+
+        claimed = await ask(pilot, notice.room_id, bot_id, f"!übernehmen {ticket['id']}",
+                            ticket_event(bot_id, "claimed"), timeout=20)  # fmt: skip
+        assert claimed.content["de.lotsenbot.ticket"]["assignee"] == pilot.user_id
+    finally:
+        await runner.stop()
