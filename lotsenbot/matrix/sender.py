@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 PERMANENT = {"M_FORBIDDEN", "M_NOT_FOUND", "M_BAD_JSON", "M_NOT_JSON",
              "M_TOO_LARGE", "M_INVALID_PARAM"}  # fmt: skip
 MAX_ATTEMPTS = 12
+NEW_ROOM_WAIT_SECONDS = 10.0  # how long a new direct chat may take to show up in the sync
 CONCURRENCY = 16  # different targets in parallel; one target always in order
 UNREACHABLE = "unreachable: "  # prefix of last_error for rows that failed on the connection
 
@@ -57,6 +58,13 @@ def canonical(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [canonical(item) for item in value]
     return value
+
+
+class RoomNotReady(Exception):
+    """A room the bot created is not yet fully known to nio; the send is retried later."""
+
+    def __init__(self, room_id: str) -> None:
+        super().__init__(f"Raum {room_id} ist noch nicht vollständig bekannt")
 
 
 class RateLimited(Exception):
@@ -251,9 +259,16 @@ class Sender:
             " ON CONFLICT (user_id) DO UPDATE SET room_id = excluded.room_id",
             (user_id, room_id, iso(self.now())),
         )
+        # Send once the sync has shown the room complete (instead of failing, backing off and
+        # counting an attempt); if it takes longer, _send refuses and the row is retried.
+        await self.transport.wait_for_room(room_id, NEW_ROOM_WAIT_SECONDS)
         return room_id
 
     async def _send(self, row: Any, room_id: str) -> str:
+        if not self.transport.room_ready(room_id):
+            # A direct chat the bot created that nio knows only in part: sending now could
+            # put a plain message into an encrypted room (see MatrixTransport.room_ready).
+            raise RoomNotReady(room_id)
         attachment = None
         if row["attachment"] is not None:
             attachment = Attachment(row["attachment_name"], row["attachment_mime"],

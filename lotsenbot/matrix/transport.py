@@ -148,6 +148,10 @@ class MatrixTransport:
             config=client_config,
         )
         self._stopping = asyncio.Event()
+        self._synced = asyncio.Condition()  # notified after every sync nio has taken in
+        # Direct chats the bot has created and nio has not yet seen complete: user and whether
+        # the room was created encrypted (see room_ready).
+        self._new_rooms: dict[str, tuple[str, bool]] = {}
         self.user_id = config.user_id
         self.known_direct: set[str] = set()  # filled by the app from its database
         # The bot language is not part of [matrix]; the App may pass its catalogue.
@@ -270,6 +274,8 @@ class MatrixTransport:
                 continue
             delay = 1.0
             caught_up = True
+            async with self._synced:  # nio has taken the response in: new rooms are known
+                self._synced.notify_all()
             try:
                 batch = await self._convert(response, token)
                 # Kept before the token moves on; the history of a first sync is not kept.
@@ -605,22 +611,56 @@ class MatrixTransport:
     async def create_direct_room(self, user_id: str) -> str:
         """Open a direct chat with ``user_id`` (encrypted with ``encrypt_direct_chats``).
 
-        The first message waits until a sync has shown the bot the new room: nio refuses to
-        send into a room it does not know yet, so an encrypted room never gets a plain one."""
-        initial_state = [ENCRYPTION_STATE] if self.config.encrypt_direct_chats else []
+        Nothing is sent into it before nio knows it complete (see :meth:`room_ready`), so
+        an encrypted room never gets a plain message."""
+        encrypted = self.config.encrypt_direct_chats
         response = await self.client.room_create(
             is_direct=True,
             invite=[user_id],
             preset=RoomPreset.trusted_private_chat,
-            initial_state=initial_state,
+            initial_state=[ENCRYPTION_STATE] if encrypted else [],
         )
         if isinstance(response, RoomCreateError):
             raise RoomCreationFailed(
                 response.status_code or "", response.message, response.retry_after_ms
             )
+        self._new_rooms[response.room_id] = (user_id, encrypted)
         self.remember_direct(response.room_id)
         await self._mark_direct(user_id, response.room_id)
         return response.room_id
+
+    def room_ready(self, room_id: str) -> bool:
+        """Whether the bot may send into ``room_id`` now.
+
+        A room the bot has just created can reach nio in pieces: a sync that ran while the
+        homeserver was still writing the room's initial state shows the room without its
+        encryption event or the invited person. nio would then send in plain text, or share
+        the room key without that person's devices. Such a room is ready once nio knows it
+        as encrypted (if it was created so) with the invited person in it; every other room
+        is ready whenever nio knows it."""
+        room = self.client.rooms.get(room_id)
+        if room is None:
+            return False
+        pending = self._new_rooms.get(room_id)
+        if pending is None:
+            return True
+        user_id, encrypted = pending
+        if user_id not in room.users or (encrypted and not room.encrypted):
+            return False
+        del self._new_rooms[room_id]
+        return True
+
+    async def wait_for_room(self, room_id: str, timeout: float) -> bool:
+        """Wait until :meth:`room_ready`; False after ``timeout`` seconds. A room the bot
+        has just created is complete after a sync or two, which its creation ends early."""
+        if self.room_ready(room_id):
+            return True
+        try:
+            async with asyncio.timeout(timeout), self._synced:
+                await self._synced.wait_for(lambda: self.room_ready(room_id))
+        except TimeoutError:
+            return False
+        return True
 
     async def _mark_direct(self, user_id: str, room_id: str) -> None:
         """Record the room in the bot's ``m.direct`` account data, as clients do."""

@@ -428,6 +428,11 @@ async def test_direct_chat_the_bot_opens_is_encrypted_from_its_first_message(
                     if item.room_id == notice.room_id and item.sender == bot_id
                     and item.type in ("m.room.message", "m.room.encrypted")]  # fmt: skip
         assert from_bot and all(getattr(item.event, "decrypted", False) for item in from_bot)
+        # The first send waited for the sync that showed the new room: no failed attempt.
+        row = await app.db.fetchone(
+            "SELECT MAX(attempts) AS most, COUNT(*) AS sent FROM outbox"
+            " WHERE target = ? AND status = 'sent'", (pilot.user_id,))  # fmt: skip
+        assert row is not None and row["sent"] >= 1 and row["most"] == 0
 
         claimed = await ask(pilot, notice.room_id, bot_id, f"!übernehmen {ticket['id']}",
                             ticket_event(bot_id, "claimed"), timeout=20)  # fmt: skip
