@@ -17,11 +17,19 @@ Three runs on the same server:
   40 minutes, so this run uses a sample (``--default-recipients``); the result adds an
   extrapolation to the full number at the measured steady rate, marked as not measured.
 
+With ``--encrypted`` the bot opens encrypted direct chats (``encrypt_direct_chats``, the
+product default; the plain runs set it off to read each copy's announcement id). The
+recipients are plain clients without device keys, so the bot encrypts every copy but shares
+the room key with no device: this measures encrypted rooms and Megolm, not the key claims
+and to-device messages real recipients' devices would add. ``--default-recipients 0`` skips
+the run under default limits.
+
 Usage::
 
-    python bench/announce_fanout.py [--recipients 500] [--default-recipients 60]
+    python bench/announce_fanout.py [--recipients 500] [--default-recipients 60] [--encrypted]
 
-Writes ``bench/results/announce_fanout.json``. Everything is bounded in time (``--budget``).
+Writes ``bench/results/announce_fanout.json`` (``announce_fanout_encrypted.json`` with
+``--encrypted``). Everything is bounded in time (``--budget``).
 """
 
 from __future__ import annotations
@@ -51,6 +59,7 @@ from lotsenbot.devserver import Synapse
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "announce_fanout.json"
+RESULTS_ENCRYPTED = ROOT / "bench" / "results" / "announce_fanout_encrypted.json"
 META = "de.lotsenbot.announcement"
 SYNAPSE_DEFAULT_BURST = 10  # rc_message burst_count in Synapse's defaults
 log = logging.getLogger("bench.announce_fanout")
@@ -153,6 +162,7 @@ async def fan_out(
     if previewed != expected:
         raise RuntimeError(f"preview counts {previewed} recipients, expected {expected}")
     low, high = f"ann:{announcement_id}:", f"ann:{announcement_id};"
+    started_ms = int(time.time() * 1000)
     started = time.monotonic()
     await coordinator.say(f"!senden {announcement_id}")
     await wait_for(
@@ -185,6 +195,7 @@ async def fan_out(
     )
     return {
         "announcement_id": announcement_id,
+        "window_ms": [started_ms, int(time.time() * 1000)],
         "recipients": expected,
         "sent": sent,
         "failed": failed,
@@ -210,14 +221,21 @@ async def verify_copies(
     app: App,
     bot_id: str,
     recipients: list[str],
-    announcement_id: int,
+    run: dict[str, Any],
     deadline: float,
+    *,
+    encrypted: bool = False,
 ) -> dict[str, Any]:
     """Count the announcement's copies in every recipient's direct chat via the admin API.
 
     Each chat holds only a handful of bot events, so one page of the newest 50 is enough;
     requests run 16 at a time with a per-request timeout, bounded by the overall budget.
+    Plain copies are recognised by their announcement id. Encrypted ones cannot be read
+    here: in a recipient's direct chat the bot sends nothing but announcement copies, so
+    every encrypted event of the bot's within the run's time window is one.
     """
+    announcement_id = run["announcement_id"]
+    since_ms, until_ms = run["window_ms"]
     rows = await app.db.fetchall("SELECT user_id, room_id FROM dm_rooms")
     rooms = {r["user_id"]: r["room_id"] for r in rows}
     semaphore = asyncio.Semaphore(16)
@@ -240,11 +258,19 @@ async def verify_copies(
                 body = await response.json()
                 if response.status != 200:
                     raise RuntimeError(f"admin API: {response.status} {body}")
+        events = [e for e in body.get("chunk", []) if e.get("sender") == bot_id]
+        if encrypted:
+            counts[user_id] = sum(
+                1
+                for event in events
+                if event.get("type") == "m.room.encrypted"
+                and since_ms <= int(event.get("origin_server_ts", 0)) <= until_ms
+            )
+            return
         counts[user_id] = sum(
             1
-            for event in body.get("chunk", [])
-            if event.get("sender") == bot_id
-            and event.get("type") == "m.room.message"
+            for event in events
+            if event.get("type") == "m.room.message"
             and (event.get("content", {}).get(META) or {}).get("id") == announcement_id
             and "preview" not in event["content"][META]
             and "status" not in event["content"][META]
@@ -269,6 +295,7 @@ def bot_config(
     coordinator: str,
     recipients: list[str],
     sample: list[str],
+    encrypted: bool,
 ) -> Config:
     return Config.model_validate(
         {
@@ -279,9 +306,10 @@ def bot_config(
                 "store_path": str(folder / "store"),
                 "allowed_servers": [server.server_name],
                 "sync_timeout_ms": 5000,
-                # Every copy is counted by its announcement id through the admin API, which
-                # needs readable events; the recipients here are plain clients without keys.
-                "encrypt_direct_chats": False,
+                # The recipients are plain clients without device keys: with encryption the
+                # bot creates encrypted rooms and encrypts every copy, but shares the room key
+                # with no device (real recipients' devices would add key claims).
+                "encrypt_direct_chats": encrypted,
             },
             "database": {"path": str(folder / "bot.db")},
             "bot": {"coordinators": [coordinator]},
@@ -325,8 +353,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             admin_token, _ = await server.login("benchadmin", admin_password)
             sample = recipients[: args.default_recipients]
             config = bot_config(
-                folder / "bot", server, bot_id, bot_password, coord_id, recipients, sample
-            )
+                folder / "bot", server, bot_id, bot_password, coord_id, recipients, sample,
+                args.encrypted,
+            )  # fmt: skip
+            results["encrypted"] = args.encrypted
             app, task = await start_bot(config)
             coordinator = Coordinator(server.url, coord_id, coord_password)
             await coordinator.open(bot_id, app, deadline)
@@ -334,8 +364,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             log.warning("relaxed limits: fan-out to %s …", len(recipients))
             relaxed = await fan_out(app, coordinator, "bench", len(recipients), deadline)
             relaxed["verification"] = await verify_copies(
-                server, admin_token, app, bot_id, recipients, relaxed["announcement_id"], deadline
-            )
+                server, admin_token, app, bot_id, recipients, relaxed, deadline,
+                encrypted=args.encrypted,
+            )  # fmt: skip
             relaxed.update(rate_limits="relaxed", direct_chats="created on demand")
             results["runs"].append(relaxed)
             log.warning("relaxed: %s", relaxed)
@@ -343,12 +374,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             log.warning("relaxed limits, existing chats: fan-out to %s …", len(recipients))
             again = await fan_out(app, coordinator, "bench", len(recipients), deadline)
             again["verification"] = await verify_copies(
-                server, admin_token, app, bot_id, recipients, again["announcement_id"], deadline
-            )
+                server, admin_token, app, bot_id, recipients, again, deadline,
+                encrypted=args.encrypted,
+            )  # fmt: skip
             again.update(rate_limits="relaxed", direct_chats="already existed")
             results["runs"].append(again)
             log.warning("relaxed, existing chats: %s", again)
 
+            if not sample:
+                return results
             # Synapse's own limits from here on. The bot keeps running and reconnects.
             await server.stop()
             server.rate_limits = "default"
@@ -357,8 +391,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             log.warning("default limits: fan-out to %s …", len(sample))
             default = await fan_out(app, coordinator, "stichprobe", len(sample), deadline)
             default["verification"] = await verify_copies(
-                server, admin_token, app, bot_id, sample, default["announcement_id"], deadline
-            )
+                server, admin_token, app, bot_id, sample, default, deadline,
+                encrypted=args.encrypted,
+            )  # fmt: skip
             default.update(rate_limits="default", direct_chats="already existed")
             rate = default["steady_recipients_per_second"]
             remaining = args.recipients - len(sample)
@@ -391,13 +426,19 @@ def main() -> int:
         help="sample size for the run with Synapse's default rate limits",
     )
     parser.add_argument("--budget", type=float, default=900, help="overall time limit in seconds")
+    parser.add_argument(
+        "--encrypted",
+        action="store_true",
+        help="the bot opens encrypted direct chats (writes announce_fanout_encrypted.json)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     for noisy in ("nio", "aiohttp", "apscheduler", "peewee"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     results = asyncio.run(run(args))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    path = RESULTS_ENCRYPTED if args.encrypted else RESULTS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", "utf-8")
     json.dump(results, sys.stdout, indent=2, ensure_ascii=False)
     print()
     return 0

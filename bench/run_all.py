@@ -92,6 +92,21 @@ STEPS = [
         660,
         "announce_fanout",
     ),
+    Step(
+        "announce_fanout_encrypted",
+        [
+            "announce_fanout.py",
+            "--encrypted",
+            "--recipients",
+            "500",
+            "--default-recipients",
+            "0",
+            "--budget",
+            "600",
+        ],
+        660,
+        "announce_fanout_encrypted",
+    ),
 ]
 
 
@@ -544,6 +559,32 @@ def rows_fanout(data: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def rows_fanout_encrypted(data: dict[str, Any], plain: dict[str, Any] | None) -> list[Row]:
+    """The relaxed runs with encrypted direct chats, next to the plain runs of the same
+    ``make bench`` as their baseline."""
+    baseline = {
+        run["direct_chats"]: run["seconds_total"]
+        for run in (plain or {}).get("runs", [])
+        if run["rate_limits"] == "relaxed"
+    }
+    rows: list[Row] = []
+    for run in data.get("runs", []):
+        v = run["verification"]
+        once = f"{v['exactly_one']}/{v['checked']} exactly once"
+        rows.append(
+            _row(
+                f"Announcement to {run['recipients']} recipients, relaxed limits, encrypted "
+                f"chats {run['direct_chats']} (s) [{once}] — baseline: the same with plain chats",
+                run["seconds_total"],
+                baseline.get(run["direct_chats"]),
+                "every copy exactly once",
+                v["exactly_one"] == v["checked"] == run["recipients"],
+                digits=1,
+            )
+        )
+    return rows
+
+
 def rows_soak(data: dict[str, Any]) -> list[Row]:
     rss, db, growth = data["rss_mb"], data["db_mb"], data["db_growth"]
     minutes = _num(data["minutes"], 0) if data["minutes"] >= 1 else str(data["minutes"])
@@ -670,6 +711,12 @@ def report(latest: dict[str, Any], soak: dict[str, Any] | None) -> str:
             lambda: rows_faq(res.get("faq_engine"), res.get("faq_bm25_speed"), res.get("faq_eval")),
         ),
         ("announce_fanout", lambda: rows_fanout(res["announce_fanout"])),
+        (
+            "announce_fanout_encrypted",
+            lambda: rows_fanout_encrypted(
+                res["announce_fanout_encrypted"], res.get("announce_fanout")
+            ),
+        ),
     ]
     full_run = RESULTS / FULL_DEFAULT_FANOUT
     if full_run.exists():
@@ -775,6 +822,19 @@ def report(latest: dict[str, Any], soak: dict[str, Any] | None) -> str:
             f"measures a sample of {FANOUT_DEFAULT_SAMPLE} and extrapolates at the measured "
             "steady rate (marked as not measured). Its baseline is the limiter's own minimum, "
             "(recipients − burst) / rate. There is no baseline for the relaxed runs.",
+            "",
+        ]
+    if "announce_fanout_encrypted" in res:
+        lines += [
+            "**Announcement fan-out, encrypted direct chats** (`bench/announce_fanout.py "
+            "--encrypted`): the same two relaxed runs with `encrypt_direct_chats` on, the "
+            "product default (the plain runs above turn it off so that each copy's "
+            "announcement id can be read). The copies are counted as the bot's encrypted "
+            "events in each recipient's chat within the run's time window (the bot sends "
+            "nothing else there). The recipients are plain clients without device keys, so the "
+            "bot creates encrypted rooms and encrypts every copy but shares the room key with "
+            "no device: key claims and to-device messages for real recipients' devices are "
+            "not in these figures. Baseline: the plain runs of the same `make bench`.",
             "",
         ]
     if soak is not None:
