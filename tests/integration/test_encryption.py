@@ -329,6 +329,19 @@ async def test_foreign_keys_stay_until_reset_and_the_recovery_key_restores_the_m
     assert only_key(body["self_signing_keys"][bot_id])[1] != old_ssk
 
 
+def departments_for(pilot_id: str) -> list[dict[str, Any]]:
+    """IT with ``pilot_id`` as its pilot, and a second department, so routing has a choice."""
+    it = {
+        "id": "it", "name": "IT-Service", "specialist": True,
+        "description": "Drucker, Passwörter, VPN und Arbeitsplatz-Rechner.",
+        "keywords": ["Drucker", "Passwort", "VPN", "Laptop"], "pilots": [pilot_id],
+    }  # fmt: skip
+    personal = {"id": "personal", "name": "Personal und Fortbildung", "specialist": True,
+                "description": "Urlaub, Fortbildungen, Arbeitszeit.",
+                "keywords": ["Urlaub", "Fortbildung", "Schulung"], "pilots": []}  # fmt: skip
+    return [it, personal]
+
+
 def ticket_event(bot_id: str, event: str) -> Any:
     def check(item: Received) -> bool:
         meta = item.content.get("de.lotsenbot.ticket")
@@ -344,15 +357,8 @@ async def test_request_worked_through_in_encrypted_rooms(tmp_path, synapse, regi
     an encrypted chat: every message on both sides arrives encrypted and decrypts."""
     staff = await make_user("staff", encryption=True)
     pilot = await make_user("pilot", encryption=True)
-    department = {
-        "id": "it", "name": "IT-Service", "specialist": True,
-        "description": "Drucker, Passwörter, VPN und Arbeitsplatz-Rechner.",
-        "keywords": ["Drucker", "Passwort", "VPN", "Laptop"], "pilots": [pilot.user_id],
-    }  # fmt: skip
-    other = {"id": "personal", "name": "Personal und Fortbildung", "specialist": True,
-             "description": "Urlaub, Fortbildungen, Arbeitszeit.",
-             "keywords": ["Urlaub", "Fortbildung", "Schulung"], "pilots": []}  # fmt: skip
-    runner = await make_bot(tmp_path, synapse, register_user, departments=[department, other],
+    runner = await make_bot(tmp_path, synapse, register_user,
+                            departments=departments_for(pilot.user_id),
                             matrix=FAST_SYNC)  # fmt: skip
     app = await runner.start()
     bot_id = app.config.matrix.user_id
@@ -400,15 +406,8 @@ async def test_direct_chat_the_bot_opens_is_encrypted_from_its_first_message(
     pilot works the request in that room."""
     staff = await make_user("staff")
     pilot = await make_user("pilot", encryption=True)
-    department = {
-        "id": "it", "name": "IT-Service", "specialist": True,
-        "description": "Drucker, Passwörter, VPN und Arbeitsplatz-Rechner.",
-        "keywords": ["Drucker", "Passwort", "VPN", "Laptop"], "pilots": [pilot.user_id],
-    }  # fmt: skip
-    other = {"id": "personal", "name": "Personal und Fortbildung", "specialist": True,
-             "description": "Urlaub, Fortbildungen, Arbeitszeit.",
-             "keywords": ["Urlaub", "Fortbildung", "Schulung"], "pilots": []}  # fmt: skip
-    runner = await make_bot(tmp_path, synapse, register_user, departments=[department, other],
+    runner = await make_bot(tmp_path, synapse, register_user,
+                            departments=departments_for(pilot.user_id),
                             matrix={**FAST_SYNC, "encrypt_direct_chats": True})  # fmt: skip
     app = await runner.start()
     bot_id = app.config.matrix.user_id
