@@ -515,9 +515,18 @@ def rows_startup(data: dict[str, Any]) -> list[Row]:
     ]
 
 
-def rows_fanout(data: dict[str, Any]) -> list[Row]:
+def rows_fanout(data: dict[str, Any], plain: dict[str, Any] | None = None) -> list[Row]:
+    """Rows of one fan-out result. For the encrypted runs, ``plain`` is the result of the
+    plain runs of the same ``make bench``: their relaxed times are the baseline."""
     rows: list[Row] = []
     rate, burst = SYNAPSE_RC_MESSAGE
+    baseline = {
+        run["direct_chats"]: run["seconds_total"]
+        for run in (plain or {}).get("runs", [])
+        if run["rate_limits"] == "relaxed"
+    }
+    kind = "encrypted chats" if data.get("encrypted") else "chats"
+    compared = " — baseline: the same with plain chats" if plain is not None else ""
     for run in data.get("runs", []):
         v = run["verification"]
         once = f"{v['exactly_one']}/{v['checked']} exactly once"
@@ -525,9 +534,9 @@ def rows_fanout(data: dict[str, Any]) -> list[Row]:
             rows.append(
                 _row(
                     f"Announcement to {run['recipients']} recipients, relaxed limits, "
-                    f"chats {run['direct_chats']} (s) [{once}]",
+                    f"{kind} {run['direct_chats']} (s) [{once}]{compared}",
                     run["seconds_total"],
-                    None,
+                    baseline.get(run["direct_chats"]),
                     "every copy exactly once",
                     v["exactly_one"] == v["checked"] == run["recipients"],
                     digits=1,
@@ -556,32 +565,6 @@ def rows_fanout(data: dict[str, Any]) -> list[Row]:
                     digits=0,
                 )
             )
-    return rows
-
-
-def rows_fanout_encrypted(data: dict[str, Any], plain: dict[str, Any] | None) -> list[Row]:
-    """The relaxed runs with encrypted direct chats, next to the plain runs of the same
-    ``make bench`` as their baseline."""
-    baseline = {
-        run["direct_chats"]: run["seconds_total"]
-        for run in (plain or {}).get("runs", [])
-        if run["rate_limits"] == "relaxed"
-    }
-    rows: list[Row] = []
-    for run in data.get("runs", []):
-        v = run["verification"]
-        once = f"{v['exactly_one']}/{v['checked']} exactly once"
-        rows.append(
-            _row(
-                f"Announcement to {run['recipients']} recipients, relaxed limits, encrypted "
-                f"chats {run['direct_chats']} (s) [{once}] — baseline: the same with plain chats",
-                run["seconds_total"],
-                baseline.get(run["direct_chats"]),
-                "every copy exactly once",
-                v["exactly_one"] == v["checked"] == run["recipients"],
-                digits=1,
-            )
-        )
     return rows
 
 
@@ -713,9 +696,7 @@ def report(latest: dict[str, Any], soak: dict[str, Any] | None) -> str:
         ("announce_fanout", lambda: rows_fanout(res["announce_fanout"])),
         (
             "announce_fanout_encrypted",
-            lambda: rows_fanout_encrypted(
-                res["announce_fanout_encrypted"], res.get("announce_fanout")
-            ),
+            lambda: rows_fanout(res["announce_fanout_encrypted"], res.get("announce_fanout") or {}),
         ),
     ]
     full_run = RESULTS / FULL_DEFAULT_FANOUT
