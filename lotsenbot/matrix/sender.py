@@ -67,6 +67,16 @@ class RoomNotReady(Exception):
         super().__init__(f"Raum {room_id} ist noch nicht vollständig bekannt")
 
 
+class InviteDeclined(Exception):
+    """The person declined the invitation to the direct chat the bot opened for this
+    message: settled as failed at once. The next message opens a new chat, so a decline
+    stops this message, not every later one."""
+
+    def __init__(self, room_id: str) -> None:
+        super().__init__(f"Einladung in den Direktchat {room_id} abgelehnt")
+        self.room_id = room_id
+
+
 class RateLimited(Exception):
     def __init__(self, retry_after: float) -> None:
         super().__init__(f"rate limited for {retry_after:.1f}s")
@@ -201,6 +211,11 @@ class Sender:
                                    count=False)  # fmt: skip
             log.info("Ratenbegrenzung: Pause für %.1f s", exc.retry_after)
             return False
+        except InviteDeclined as exc:
+            await self.db.execute("DELETE FROM dm_rooms WHERE room_id = ?", (exc.room_id,))
+            await self.transport.abandon_direct(exc.room_id)
+            await self._fail(row, str(exc))
+            return True
         except (PermanentFailure, RoomCreationFailed) as exc:
             if row["target_kind"] == "user" and row["attempts"] < 1:
                 # The direct chat may be gone (left, forgotten): forget it and try a new one.
@@ -238,14 +253,25 @@ class Sender:
         user_id = str(row["target"])
         found = await self.db.fetchone("SELECT room_id FROM dm_rooms WHERE user_id = ?", (user_id,))
         if found is not None:
-            room = self.transport.client.rooms.get(str(found["room_id"]))
-            if room is None or room.member_count <= 2:
-                return str(found["room_id"])
-            # Others joined what was a direct chat: private messages must not go there.
-            log.warning("Direktchat %s hat jetzt mehr Mitglieder; lege einen neuen an",
-                        found["room_id"])  # fmt: skip
-            await self.db.execute("DELETE FROM dm_rooms WHERE user_id = ?", (user_id,))
-            self.transport.forget_direct(str(found["room_id"]))
+            old = str(found["room_id"])
+            room = self.transport.client.rooms.get(old)
+            if self.transport.partner_left(old, user_id):
+                # A message into a chat the person has left reaches nobody, yet would count
+                # as sent: use a chat they are in, or open a new one.
+                log.info("%s hat den Direktchat %s verlassen; neuer Direktchat", user_id, old)
+                await self.db.execute("DELETE FROM dm_rooms WHERE user_id = ?", (user_id,))
+                await self.transport.abandon_direct(old)
+                other = self.transport.live_direct_room(user_id)
+                if other is not None:
+                    await self._remember_dm(user_id, other)
+                    return other
+            elif room is None or room.member_count <= 2:
+                return old
+            else:
+                # Others joined what was a direct chat: private messages must not go there.
+                log.warning("Direktchat %s hat jetzt mehr Mitglieder; lege einen neuen an", old)
+                await self.db.execute("DELETE FROM dm_rooms WHERE user_id = ?", (user_id,))
+                self.transport.forget_direct(old)
         try:
             room_id = await self.transport.create_direct_room(user_id)
         except RoomCreationFailed as exc:
@@ -254,17 +280,22 @@ class Sender:
             if exc.code == "M_LIMIT_EXCEEDED":
                 raise RateLimited((exc.retry_after_ms or 1000) / 1000) from exc
             raise
-        await self.db.execute(
-            "INSERT INTO dm_rooms (user_id, room_id, created_at) VALUES (?, ?, ?)"
-            " ON CONFLICT (user_id) DO UPDATE SET room_id = excluded.room_id",
-            (user_id, room_id, iso(self.now())),
-        )
+        await self._remember_dm(user_id, room_id)
         # Send once the sync has shown the room complete (instead of failing, backing off and
         # counting an attempt); if it takes longer, _send refuses and the row is retried.
         await self.transport.wait_for_room(room_id, NEW_ROOM_WAIT_SECONDS)
         return room_id
 
+    async def _remember_dm(self, user_id: str, room_id: str) -> None:
+        await self.db.execute(
+            "INSERT INTO dm_rooms (user_id, room_id, created_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (user_id) DO UPDATE SET room_id = excluded.room_id",
+            (user_id, room_id, iso(self.now())),
+        )
+
     async def _send(self, row: Any, room_id: str) -> str:
+        if row["target_kind"] == "user" and self.transport.partner_left(room_id, row["target"]):
+            raise InviteDeclined(room_id)
         if not self.transport.room_ready(room_id):
             # A direct chat the bot created that nio knows only in part: sending now could
             # put a plain message into an encrypted room (see MatrixTransport.room_ready).

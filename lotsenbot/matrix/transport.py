@@ -31,6 +31,7 @@ from nio import (
     LoginResponse,
     MegolmEvent,
     RoomCreateError,
+    RoomMemberEvent,
     RoomPreset,
     RoomSendResponse,
     SyncError,
@@ -152,6 +153,8 @@ class MatrixTransport:
         # Direct chats the bot has created and nio has not yet seen complete: user and whether
         # the room was created encrypted (see room_ready).
         self._new_rooms: dict[str, tuple[str, bool]] = {}
+        # New direct chats whose invitee declined before a sync showed them the invite.
+        self._declined: set[str] = set()
         self.user_id = config.user_id
         self.known_direct: set[str] = set()  # filled by the app from its database
         # The bot language is not part of [matrix]; the App may pass its catalogue.
@@ -274,6 +277,7 @@ class MatrixTransport:
                 continue
             delay = 1.0
             caught_up = True
+            self._note_declines(response)
             async with self._synced:  # nio has taken the response in: new rooms are known
                 self._synced.notify_all()
             try:
@@ -651,16 +655,73 @@ class MatrixTransport:
         return True
 
     async def wait_for_room(self, room_id: str, timeout: float) -> bool:
-        """Wait until :meth:`room_ready`; False after ``timeout`` seconds. A room the bot
-        has just created is complete after a sync or two, which its creation ends early."""
+        """Wait until :meth:`room_ready`; False after ``timeout`` seconds or as soon as the
+        invitee has declined. A room the bot has just created is complete after a sync or
+        two, which its creation ends early."""
         if self.room_ready(room_id):
             return True
         try:
             async with asyncio.timeout(timeout), self._synced:
-                await self._synced.wait_for(lambda: self.room_ready(room_id))
+                await self._synced.wait_for(
+                    lambda: room_id in self._declined or self.room_ready(room_id)
+                )
         except TimeoutError:
             return False
-        return True
+        return self.room_ready(room_id)
+
+    def partner_left(self, room_id: str, user_id: str) -> bool:
+        """Whether ``user_id`` has left (or declined) the direct chat ``room_id``.
+
+        A message into such a room reaches nobody, yet the homeserver accepts it. A room nio
+        knows without the person, neither joined nor invited, is left; a room the bot has
+        just created may simply not have reached a sync yet, so it only counts as left once
+        a sync has shown the person's leave (:meth:`_note_declines`). A room nio does not
+        know at all is not judged here."""
+        room = self.client.rooms.get(room_id)
+        if room is None or user_id in room.users:
+            return False
+        return room_id not in self._new_rooms or room_id in self._declined
+
+    def live_direct_room(self, user_id: str) -> str | None:
+        """Another direct chat in which ``user_id`` is with the bot (e.g. one the person
+        opened after leaving the old one), or None."""
+        for room_id in sorted(self.known_direct):
+            room = self.client.rooms.get(room_id)
+            if (
+                room is not None
+                and self._direct_partner(room_id) == user_id
+                and user_id not in room.invited_users
+            ):
+                return room_id
+        return None
+
+    async def abandon_direct(self, room_id: str) -> None:
+        """Stop using a direct chat the other person has left, and leave it too: a room
+        with only the bot in it is clutter on the homeserver. Best effort; a failure to
+        leave changes nothing for the next message, which goes to a new chat anyway."""
+        self.forget_direct(room_id)
+        self._new_rooms.pop(room_id, None)
+        self._declined.discard(room_id)
+        try:
+            await self.client.room_leave(room_id)
+        except Exception as exc:
+            log.warning("Verlassener Direktchat %s nicht verlassen: %s", room_id, exc)
+
+    def _note_declines(self, response: SyncResponse) -> None:
+        """Record new direct chats whose invitee left before a sync showed the invite: nio
+        then never shows the person in the room, and :meth:`room_ready` alone would wait in
+        vain."""
+        for room_id, info in response.rooms.join.items():
+            pending = self._new_rooms.get(room_id)
+            if pending is None:
+                continue
+            for event in (*info.state, *info.timeline.events):
+                if (
+                    isinstance(event, RoomMemberEvent)
+                    and event.state_key == pending[0]
+                    and event.membership in ("leave", "ban")
+                ):
+                    self._declined.add(room_id)
 
     async def _mark_direct(self, user_id: str, room_id: str) -> None:
         """Record the room in the bot's ``m.direct`` account data, as clients do."""

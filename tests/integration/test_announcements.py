@@ -370,3 +370,48 @@ async def test_killed_during_fan_out_and_restarted_one_copy_each(
     finally:
         await runner.stop()
         await coordinator.close()
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_person_who_left_the_direct_chat_gets_the_next_copy_in_a_new_one(
+    tmp_path: Path, synapse: Synapse, register_user: RegisterUser, make_user: MakeUser
+) -> None:
+    """People tidy up their chat list. A copy sent into the chat they left reaches nobody and
+    would still count as sent; the bot opens a new direct chat instead and leaves the old one.
+    """
+    coordinator = await make_user("coord")
+    reader = await make_user("reader")
+    runner = await make_bot(
+        tmp_path, synapse, register_user, coordinators=[coordinator.user_id], matrix=FAST_SYNC
+    )
+    app = await runner.start()
+    bot_id = app.config.matrix.user_id
+    try:
+        room = await open_dm(coordinator, bot_id)
+        old = await open_dm(reader, bot_id)
+        await ask(reader, old, bot_id, "!hilfe")  # has used the bot
+        left = await reader.client.room_leave(old)
+        assert type(left).__name__ == "RoomLeaveResponse"
+        for _ in range(100):  # until the bot's sync has shown the leave
+            if reader.user_id not in app.transport.client.rooms[old].users:
+                break
+            await asyncio.sleep(0.1)
+
+        announcement_id, _ = await announce(coordinator, room, bot_id, "!ankündigung alle Fest")
+        await ask(coordinator, room, bot_id, f"!senden {announcement_id}")
+        summary = await coordinator.wait_for_message(
+            room, sender=bot_id, since=0, timeout=30, predicate=is_summary(announcement_id)
+        )
+        assert meta(summary)["status"]["failed"] == 0
+        await assert_one_copy_each([reader], bot_id, announcement_id)
+        new = copies(reader, bot_id, announcement_id)[0].room_id
+        assert new != old
+        with sqlite3.connect(runner.config.database.path) as conn:
+            (mapped,) = conn.execute(
+                "SELECT room_id FROM dm_rooms WHERE user_id = ?", (reader.user_id,)
+            ).fetchone()
+        assert mapped == new
+        joined = await app.transport.client.joined_rooms()
+        assert old not in joined.rooms and new in joined.rooms  # the bot left the empty chat
+    finally:
+        await runner.stop()

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from types import SimpleNamespace
 
-from nio import MatrixRoom
+from nio import MatrixRoom, RoomMemberEvent
 
 from lotsenbot.config import MatrixConfig
 from lotsenbot.matrix.transport import MatrixTransport
@@ -79,3 +80,70 @@ async def test_waiting_gives_up_after_the_timeout(tmp_path: Path) -> None:
     t = transport(tmp_path)
     t._new_rooms[ROOM] = (PILOT, True)
     assert await t.wait_for_room(ROOM, timeout=0.1) is False
+
+
+def member_event(user_id: str, membership: str) -> RoomMemberEvent:
+    return RoomMemberEvent.from_dict({
+        "type": "m.room.member", "state_key": user_id, "sender": user_id, "event_id": "$e",
+        "origin_server_ts": 1, "content": {"membership": membership},
+    })  # fmt: skip
+
+
+def sync_with(room_id: str, *events: RoomMemberEvent) -> SimpleNamespace:
+    """The part of a nio SyncResponse that _note_declines reads."""
+    room = SimpleNamespace(state=[], timeline=SimpleNamespace(events=list(events)))
+    return SimpleNamespace(rooms=SimpleNamespace(join={room_id: room}))
+
+
+async def test_a_person_who_left_an_older_direct_chat_has_left_it(tmp_path: Path) -> None:
+    t = transport(tmp_path)
+    room = t.client.rooms[ROOM] = MatrixRoom(ROOM, BOT)
+    room.add_member(BOT, None, None)
+    room.add_member(PILOT, None, None)
+    assert not t.partner_left(ROOM, PILOT)
+    room.remove_member(PILOT)
+    assert t.partner_left(ROOM, PILOT)
+    room.add_member(PILOT, None, None, invited=True)  # invited again: not left
+    assert not t.partner_left(ROOM, PILOT)
+    assert not t.partner_left("!unbekannt:stadt.example", PILOT)  # not judged without nio
+
+
+async def test_a_new_chat_counts_as_declined_only_once_a_sync_showed_the_leave(
+    tmp_path: Path,
+) -> None:
+    t = transport(tmp_path)
+    t._new_rooms[ROOM] = (PILOT, True)
+    room = t.client.rooms[ROOM] = MatrixRoom(ROOM, BOT)
+    room.add_member(BOT, None, None)
+    assert not t.partner_left(ROOM, PILOT)  # the invite may just not have synced yet
+    t._note_declines(sync_with(ROOM, member_event("@jemand:stadt.example", "leave")))
+    assert not t.partner_left(ROOM, PILOT)  # somebody else's leave says nothing
+    t._note_declines(sync_with(ROOM, member_event(PILOT, "invite"), member_event(PILOT, "leave")))
+    assert t.partner_left(ROOM, PILOT)
+
+
+async def test_waiting_for_a_declined_chat_ends_at_once(tmp_path: Path) -> None:
+    t = transport(tmp_path)
+    t._new_rooms[ROOM] = (PILOT, False)
+    t.client.rooms[ROOM] = MatrixRoom(ROOM, BOT)
+    waiting = asyncio.create_task(t.wait_for_room(ROOM, timeout=30))
+    await asyncio.sleep(0.05)
+    t._note_declines(sync_with(ROOM, member_event(PILOT, "leave")))
+    await synced(t)
+    assert await asyncio.wait_for(waiting, 1) is False
+
+
+async def test_another_chat_the_person_is_in_is_found(tmp_path: Path) -> None:
+    t = transport(tmp_path)
+    for room_id, members in (
+        ("!alt:stadt.example", [BOT]),
+        ("!neu:stadt.example", [BOT, PILOT]),
+        ("!gruppe:stadt.example", [BOT, PILOT, "@x:stadt.example"]),
+    ):
+        room = t.client.rooms[room_id] = MatrixRoom(room_id, BOT)
+        for member in members:
+            room.add_member(member, None, None)
+        t.remember_direct(room_id)
+    assert t.live_direct_room(PILOT) == "!neu:stadt.example"
+    t.forget_direct("!neu:stadt.example")
+    assert t.live_direct_room(PILOT) is None
