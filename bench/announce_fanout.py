@@ -21,15 +21,21 @@ With ``--encrypted`` the bot opens encrypted direct chats (``encrypt_direct_chat
 product default; the plain runs set it off to read each copy's announcement id). The
 recipients are plain clients without device keys, so the bot encrypts every copy but shares
 the room key with no device: this measures encrypted rooms and Megolm, not the key claims
-and to-device messages real recipients' devices would add. ``--default-recipients 0`` skips
-the run under default limits.
+and to-device messages real recipients' devices would add. ``--devices`` adds those: every
+recipient logs in once with an encrypting client and uploads its device and one-time keys,
+so for each copy the bot queries the person's device, claims a one-time key, sets up an Olm
+session and sends the room key to the device. ``--readers`` of them stay logged in and
+decrypt their copy after each run (the proof that the keys reached the devices).
+``--default-recipients 0`` skips the run under default limits.
 
 Usage::
 
-    python bench/announce_fanout.py [--recipients 500] [--default-recipients 60] [--encrypted]
+    python bench/announce_fanout.py [--recipients 500] [--default-recipients 60]
+        [--encrypted [--devices [--readers 10]]]
 
 Writes ``bench/results/announce_fanout.json`` (``announce_fanout_encrypted.json`` with
-``--encrypted``). Everything is bounded in time (``--budget``).
+``--encrypted``, ``announce_fanout_devices.json`` with ``--devices``). Everything is
+bounded in time (``--budget``).
 """
 
 from __future__ import annotations
@@ -50,7 +56,15 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-from nio import AsyncClient, RoomCreateError, RoomPreset, RoomSendResponse
+from nio import (
+    AsyncClient,
+    AsyncClientConfig,
+    Event,
+    MegolmEvent,
+    RoomCreateError,
+    RoomPreset,
+    RoomSendResponse,
+)
 
 from lotsenbot.app import App
 from lotsenbot.config import Config
@@ -60,6 +74,7 @@ from lotsenbot.devserver import Synapse
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "announce_fanout.json"
 RESULTS_ENCRYPTED = ROOT / "bench" / "results" / "announce_fanout_encrypted.json"
+RESULTS_DEVICES = ROOT / "bench" / "results" / "announce_fanout_devices.json"
 META = "de.lotsenbot.announcement"
 SYNAPSE_DEFAULT_BURST = 10  # rc_message burst_count in Synapse's defaults
 log = logging.getLogger("bench.announce_fanout")
@@ -87,6 +102,79 @@ async def register_many(server: Synapse, prefix: str, count: int) -> list[str]:
             return await server.register(name, f"pw-{name}")
 
     return list(await asyncio.gather(*(one(i) for i in range(count))))
+
+
+async def upload_device_keys(
+    server: Synapse, recipients: list[str], folder: Path, readers: int
+) -> list[AsyncClient]:
+    """Log every recipient in once with an encrypting client and upload its device keys and
+    one-time keys; returns the first ``readers`` clients still logged in, the rest closed
+    (their keys stay on the server, as a phone's do while it sleeps)."""
+    semaphore = asyncio.Semaphore(16)
+    kept: list[AsyncClient | None] = [None] * min(readers, len(recipients))
+
+    async def one(index: int, user_id: str) -> None:
+        localpart = user_id[1:].split(":", 1)[0]
+        store = folder / localpart
+        store.mkdir(parents=True)
+        client = AsyncClient(
+            server.url, user_id, store_path=str(store),
+            config=AsyncClientConfig(encryption_enabled=True, store_sync_tokens=False),
+        )  # fmt: skip
+        async with semaphore:
+            response = await client.login(f"pw-{localpart}")
+            if client.access_token is None:
+                raise RuntimeError(f"login of {user_id} failed: {response}")
+            await client.keys_upload()
+        if index < len(kept):
+            kept[index] = client
+        else:
+            await client.close()
+
+    await asyncio.gather(*(one(i, user_id) for i, user_id in enumerate(recipients)))
+    return [client for client in kept if client is not None]
+
+
+async def decrypted_by_readers(
+    server: Synapse, admin_token: str, app: App, readers: list[AsyncClient], run: dict[str, Any]
+) -> dict[str, int]:
+    """Each reader syncs (receiving the room key sent to its device), fetches the bot's
+    events in its direct chat through the admin API and decrypts them; counts the readers
+    who find their copy of this run's announcement."""
+    announcement_id = run["announcement_id"]
+    found = 0
+    headers = {"Authorization": f"Bearer {admin_token}"}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as http:
+        for client in readers:
+            await client.sync(timeout=0, full_state=True)
+            row = await app.db.fetchone(
+                "SELECT room_id FROM dm_rooms WHERE user_id = ?", (client.user_id,)
+            )
+            if row is None:
+                continue
+            room_id = str(row["room_id"])
+            url = (
+                f"{server.url}/_synapse/admin/v1/rooms/{quote(room_id, safe='')}/messages"
+                "?dir=b&limit=50"
+            )
+            async with http.get(url, headers=headers) as response:
+                body = await response.json()
+            for raw in body.get("chunk", []):
+                if raw.get("type") != "m.room.encrypted":
+                    continue
+                event = Event.parse_event(raw)
+                if not isinstance(event, MegolmEvent):
+                    continue
+                event.room_id = room_id
+                try:
+                    plain = client.decrypt_event(event)
+                except Exception:  # not decryptable: not counted
+                    continue
+                data = plain.source.get("content", {}).get(META) or {}
+                if data.get("id") == announcement_id:
+                    found += 1
+                    break
+    return {"readers": len(readers), "decrypted_own_copy": found}
 
 
 async def start_bot(config: Config) -> tuple[App, asyncio.Task[None]]:
@@ -340,11 +428,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         app: App | None = None
         task: asyncio.Task[None] | None = None
         coordinator: Coordinator | None = None
+        readers: list[AsyncClient] = []
         try:
             log.warning("registering %s recipients …", args.recipients)
             started = time.monotonic()
             recipients = await register_many(server, "empf", args.recipients)
             results["seconds_register"] = round(time.monotonic() - started, 1)
+            if args.devices:
+                log.warning("uploading device keys of %s recipients …", args.recipients)
+                started = time.monotonic()
+                readers = await upload_device_keys(
+                    server, recipients, folder / "devices", args.readers
+                )
+                results["seconds_device_keys"] = round(time.monotonic() - started, 1)
             bot_password, coord_password = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
             bot_id = await server.register("benchbot", bot_password)
             coord_id = await server.register("benchkoord", coord_password)
@@ -357,6 +453,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 args.encrypted,
             )  # fmt: skip
             results["encrypted"] = args.encrypted
+            results["recipient_devices"] = 1 if args.devices else 0
             app, task = await start_bot(config)
             coordinator = Coordinator(server.url, coord_id, coord_password)
             await coordinator.open(bot_id, app, deadline)
@@ -370,6 +467,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     server, admin_token, app, bot_id, people, run, deadline,
                     encrypted=args.encrypted,
                 )  # fmt: skip
+                if readers:
+                    run["readers"] = await decrypted_by_readers(
+                        server, admin_token, app, readers, run
+                    )
                 run.update(rate_limits=limits, direct_chats=chats)
                 results["runs"].append(run)
                 log.warning("%s, chats %s: %s", limits, chats, run)
@@ -397,6 +498,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     f" remaining {remaining} at the measured steady rate (after the burst)"
                 )
         finally:
+            for client in readers:
+                await client.close()
             if coordinator is not None:
                 await coordinator.close()
             if app is not None and task is not None:
@@ -420,12 +523,22 @@ def main() -> int:
         action="store_true",
         help="the bot opens encrypted direct chats (writes announce_fanout_encrypted.json)",
     )
+    parser.add_argument(
+        "--devices",
+        action="store_true",
+        help="every recipient has a device with keys (implies --encrypted; writes"
+        " announce_fanout_devices.json)",
+    )
+    parser.add_argument(
+        "--readers", type=int, default=10, help="recipients who decrypt their copy (--devices)"
+    )
     args = parser.parse_args()
+    args.encrypted = args.encrypted or args.devices
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     for noisy in ("nio", "aiohttp", "apscheduler", "peewee"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     results = asyncio.run(run(args))
-    path = RESULTS_ENCRYPTED if args.encrypted else RESULTS
+    path = RESULTS_DEVICES if args.devices else RESULTS_ENCRYPTED if args.encrypted else RESULTS
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", "utf-8")
     json.dump(results, sys.stdout, indent=2, ensure_ascii=False)
