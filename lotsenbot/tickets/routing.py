@@ -29,7 +29,9 @@ less in the competition, because they mostly describe the context of the request
 
 Uncertainty is a first-class outcome: with weak evidence or a close runner-up
 the decision is ``triage`` and coordinators decide, because a wrong department
-costs a colleague more time than a short wait for a human choice.
+costs a colleague more time than a short wait for a human choice. With a single
+department that is no specialist one (a small Gemeinde's whole network) there is no
+choice to make: every request goes there.
 """
 
 from __future__ import annotations
@@ -66,7 +68,9 @@ class DepartmentLike(Protocol):
 
 
 Decision = Literal["route", "triage"]
-Reason = Literal["topic", "own_department", "uncertain", "no_match", "no_departments"]
+Reason = Literal[
+    "topic", "own_department", "only_department", "uncertain", "no_match", "no_departments"
+]
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,7 @@ class RoutingDecision:
 
     * ``topic``: the text (and hints) clearly point to ``department``;
     * ``own_department``: no clear specialist topic, so the requester's own pilots;
+    * ``only_department``: the one department configured, not a specialist one, gets all;
     * ``uncertain``: two departments are close, coordinators decide;
     * ``no_match``: too little evidence and no known requester department.
     """
@@ -525,6 +530,11 @@ class TopicRouter:
         s = self.settings
         if not self._departments:
             return RoutingDecision("triage", None, {}, "no_departments")
+        if len(self._departments) == 1 and not self._departments[0].specialist:
+            # A network with one team (a small Gemeinde): every request is theirs, and
+            # triage would only add a coordinator's step. A lone specialist department
+            # still takes only its own topics.
+            return RoutingDecision("route", self._departments[0].id, {}, "only_department")
         evidence = self.text_evidence(text)
         text_scores = {k: score for k, (score, _units) in evidence.items()}
         scores = dict(text_scores)

@@ -177,6 +177,19 @@ def test_no_departments_means_triage() -> None:
     assert route("irgendwas", []) == RoutingDecision("triage", None, {}, "no_departments")
 
 
+def test_a_single_line_department_gets_every_request() -> None:
+    only = [Dept("digital", "Digitalisierung", "Digitale Lotsinnen und Lotsen", ["E-Akte"])]
+    for text in ("Drucker druckt nicht", "Wie beantrage ich Urlaub?", "irgendwas"):
+        assert route(text, only) == RoutingDecision("route", "digital", {}, "only_department")
+
+
+def test_a_single_specialist_department_still_takes_only_its_topics() -> None:
+    only = [Dept("it", "IT-Service", "Arbeitsplatzrechner und Drucker", ["Drucker"],
+                 specialist=True)]  # fmt: skip
+    assert route("Drucker am Arbeitsplatzrechner druckt nicht", only).department == "it"
+    assert route("Wie beantrage ich Urlaub?", only).decision == "triage"
+
+
 def test_duplicate_department_ids_are_rejected() -> None:
     with pytest.raises(ValueError, match="twice"):
         TopicRouter([Dept("a", "A"), Dept("a", "B")])
