@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import pytest_asyncio
 
+from lotsenbot.app import App
 from lotsenbot.devserver import Synapse
 from tests.integration.bot import BotRunner, ask, bot_sections, make_bot, open_dm
 from tests.integration.conftest import Account, MakeUser, RegisterUser, unique_localpart
@@ -206,17 +207,29 @@ async def test_scheduled_announcement_fires_after_a_restart(
         await runner.stop()
 
 
+async def bot_with_people(
+    tmp_path: Path,
+    synapse: Synapse,
+    register_user: RegisterUser,
+    make_user: MakeUser,
+    *prefixes: str,
+) -> tuple[BotRunner, App, list[MatrixUser]]:
+    """A running bot, its coordinator and further people (the coordinator first)."""
+    coordinator = await make_user("coord")
+    people = [coordinator, *[await make_user(prefix) for prefix in prefixes]]
+    runner = await make_bot(
+        tmp_path, synapse, register_user, coordinators=[coordinator.user_id], matrix=FAST_SYNC
+    )
+    return runner, await runner.start(), people
+
+
 @pytest.mark.asyncio(loop_scope="session")
 async def test_unsubscribe_excludes_from_general_but_not_from_important(
     tmp_path: Path, synapse: Synapse, register_user: RegisterUser, make_user: MakeUser
 ) -> None:
-    coordinator = await make_user("coord")
-    quiet = await make_user("quiet")
-    reader = await make_user("reader")
-    runner = await make_bot(
-        tmp_path, synapse, register_user, coordinators=[coordinator.user_id], matrix=FAST_SYNC
+    runner, app, (coordinator, quiet, reader) = await bot_with_people(
+        tmp_path, synapse, register_user, make_user, "quiet", "reader"
     )
-    app = await runner.start()
     bot_id = app.config.matrix.user_id
     try:
         rooms = {}
@@ -379,12 +392,9 @@ async def test_a_person_who_left_the_direct_chat_gets_the_next_copy_in_a_new_one
     """People tidy up their chat list. A copy sent into the chat they left reaches nobody and
     would still count as sent; the bot opens a new direct chat instead and leaves the old one.
     """
-    coordinator = await make_user("coord")
-    reader = await make_user("reader")
-    runner = await make_bot(
-        tmp_path, synapse, register_user, coordinators=[coordinator.user_id], matrix=FAST_SYNC
+    runner, app, (coordinator, reader) = await bot_with_people(
+        tmp_path, synapse, register_user, make_user, "reader"
     )
-    app = await runner.start()
     bot_id = app.config.matrix.user_id
     try:
         room = await open_dm(coordinator, bot_id)
