@@ -69,12 +69,21 @@ class RoomNotReady(Exception):
 
 class InviteDeclined(Exception):
     """The person declined the invitation to the direct chat the bot opened for this
-    message: settled as failed at once. The next message opens a new chat, so a decline
-    stops this message, not every later one."""
+    message. Settled as failed at once, unless the person is in another direct chat with the
+    bot (often why they declined); the next message opens a new chat, so a decline stops
+    this message, not every later one."""
 
     def __init__(self, room_id: str) -> None:
         super().__init__(f"Einladung in den Direktchat {room_id} abgelehnt")
         self.room_id = room_id
+
+
+class PartnerLeft(Exception):
+    """The person left the direct chat between choosing it and sending: tried again, and
+    the next attempt picks or opens another chat."""
+
+    def __init__(self, room_id: str) -> None:
+        super().__init__(f"Direktchat {room_id} gerade verlassen")
 
 
 class RateLimited(Exception):
@@ -212,8 +221,14 @@ class Sender:
             log.info("Ratenbegrenzung: Pause für %.1f s", exc.retry_after)
             return False
         except InviteDeclined as exc:
-            await self.db.execute("DELETE FROM dm_rooms WHERE room_id = ?", (exc.room_id,))
-            await self.transport.abandon_direct(exc.room_id)
+            user_id = str(row["target"])
+            await self._forget_dm(user_id, exc.room_id)
+            await self.transport.abandon_direct(exc.room_id, user_id)
+            other = self.transport.live_direct_room(user_id)
+            if other is not None:
+                await self._remember_dm(user_id, other)
+                await self._reschedule(row, self.now(), str(exc), count=False)
+                return False
             await self._fail(row, str(exc))
             return True
         except (PermanentFailure, RoomCreationFailed) as exc:
@@ -255,12 +270,14 @@ class Sender:
         if found is not None:
             old = str(found["room_id"])
             room = self.transport.client.rooms.get(old)
+            if self.transport.declined(old):
+                raise InviteDeclined(old)  # a retry of the message the chat was opened for
             if self.transport.partner_left(old, user_id):
                 # A message into a chat the person has left reaches nobody, yet would count
                 # as sent: use a chat they are in, or open a new one.
                 log.info("%s hat den Direktchat %s verlassen; neuer Direktchat", user_id, old)
-                await self.db.execute("DELETE FROM dm_rooms WHERE user_id = ?", (user_id,))
-                await self.transport.abandon_direct(old)
+                await self._forget_dm(user_id, old)
+                await self.transport.abandon_direct(old, user_id)
                 other = self.transport.live_direct_room(user_id)
                 if other is not None:
                     await self._remember_dm(user_id, other)
@@ -270,7 +287,7 @@ class Sender:
             else:
                 # Others joined what was a direct chat: private messages must not go there.
                 log.warning("Direktchat %s hat jetzt mehr Mitglieder; lege einen neuen an", old)
-                await self.db.execute("DELETE FROM dm_rooms WHERE user_id = ?", (user_id,))
+                await self._forget_dm(user_id, old)
                 self.transport.forget_direct(old)
         try:
             room_id = await self.transport.create_direct_room(user_id)
@@ -286,6 +303,13 @@ class Sender:
         await self.transport.wait_for_room(room_id, NEW_ROOM_WAIT_SECONDS)
         return room_id
 
+    async def _forget_dm(self, user_id: str, room_id: str) -> None:
+        """Drop the mapping to this room only: meanwhile the person may have opened another
+        direct chat, which the sync has recorded already."""
+        await self.db.execute(
+            "DELETE FROM dm_rooms WHERE user_id = ? AND room_id = ?", (user_id, room_id)
+        )
+
     async def _remember_dm(self, user_id: str, room_id: str) -> None:
         await self.db.execute(
             "INSERT INTO dm_rooms (user_id, room_id, created_at) VALUES (?, ?, ?)"
@@ -294,12 +318,19 @@ class Sender:
         )
 
     async def _send(self, row: Any, room_id: str) -> str:
-        if row["target_kind"] == "user" and self.transport.partner_left(room_id, row["target"]):
+        to_user = row["target_kind"] == "user"
+        if to_user and self.transport.declined(room_id):
             raise InviteDeclined(room_id)
         if not self.transport.room_ready(room_id):
             # A direct chat the bot created that nio knows only in part: sending now could
             # put a plain message into an encrypted room (see MatrixTransport.room_ready).
+            # Or the invitee declined before a sync showed the invitation: the room state
+            # says so.
+            if to_user and await self.transport.confirm_declined(room_id):
+                raise InviteDeclined(room_id)
             raise RoomNotReady(room_id)
+        if to_user and self.transport.partner_left(room_id, row["target"]):
+            raise PartnerLeft(room_id)
         attachment = None
         if row["attachment"] is not None:
             attachment = Attachment(row["attachment_name"], row["attachment_mime"],

@@ -233,6 +233,8 @@ class MatrixTransport:
         delay = 1.0
         token = since
         caught_up = False  # the first sync returns at once: `ready` means caught up
+        # No lazy loading of members: the sender relies on nio knowing every member of a
+        # direct chat (MatrixTransport.partner_left, room_ready).
         sync_filter = {"room": {"timeline": {"limit": 100}}, "presence": {"types": []}}
         rooms_known = token is None  # a first-ever sync brings the rooms' state anyway
         while not self._stopping.is_set():
@@ -695,17 +697,44 @@ class MatrixTransport:
                 return room_id
         return None
 
-    async def abandon_direct(self, room_id: str) -> None:
-        """Stop using a direct chat the other person has left, and leave it too: a room
-        with only the bot in it is clutter on the homeserver. Best effort; a failure to
-        leave changes nothing for the next message, which goes to a new chat anyway."""
+    def declined(self, room_id: str) -> bool:
+        """Whether the invitee declined this direct chat the bot has just created."""
+        return room_id in self._declined
+
+    async def confirm_declined(self, room_id: str) -> bool:
+        """Ask the homeserver whether the invitee of a new direct chat that is still not
+        ready has declined. A decline can come before :meth:`create_direct_room` has
+        registered the room, and the sync that carried it is then not looked at
+        (:meth:`_note_declines`); the room state says it either way. False on any error
+        (the caller retries later)."""
+        pending = self._new_rooms.get(room_id)
+        if pending is None or room_id in self._declined:
+            return room_id in self._declined
+        try:
+            response = await self.client.room_get_state_event(room_id, "m.room.member", pending[0])
+        except Exception as exc:
+            log.debug("Mitgliedschaft in %s nicht abgefragt: %s", room_id, exc)
+            return False
+        content = getattr(response, "content", None) or {}
+        if content.get("membership") in ("leave", "ban"):
+            self._declined.add(room_id)
+            return True
+        return False
+
+    async def abandon_direct(self, room_id: str, user_id: str) -> None:
+        """Stop using a direct chat the other person has left or declined: leave it, forget
+        it and take it out of ``m.direct``, as a person would with a chat nobody is in any
+        more. Best effort; a failure changes nothing for the next message, which goes to
+        another chat anyway."""
         self.forget_direct(room_id)
         self._new_rooms.pop(room_id, None)
         self._declined.discard(room_id)
         try:
             await self.client.room_leave(room_id)
+            await self.client.room_forget(room_id)
         except Exception as exc:
             log.warning("Verlassener Direktchat %s nicht verlassen: %s", room_id, exc)
+        await self._mark_direct(user_id, room_id, add=False)
 
     def _note_declines(self, response: SyncResponse) -> None:
         """Record new direct chats whose invitee left before a sync showed the invite: nio
@@ -723,8 +752,9 @@ class MatrixTransport:
                 ):
                     self._declined.add(room_id)
 
-    async def _mark_direct(self, user_id: str, room_id: str) -> None:
-        """Record the room in the bot's ``m.direct`` account data, as clients do."""
+    async def _mark_direct(self, user_id: str, room_id: str, *, add: bool = True) -> None:
+        """Record the room in the bot's ``m.direct`` account data, as clients do (or, with
+        ``add=False``, take it out again)."""
         from nio.api import Api
 
         path = Api._build_path(["user", self.user_id, "account_data", "m.direct"])
@@ -736,8 +766,14 @@ class MatrixTransport:
             if not isinstance(current, dict):
                 current = {}
             rooms = current.setdefault(user_id, [])
-            if room_id not in rooms:
+            if add and room_id not in rooms:
                 rooms.append(room_id)
+            elif not add and room_id in rooms:
+                rooms.remove(room_id)
+                if not rooms:
+                    del current[user_id]
+            else:
+                return
             await self.client.send(
                 "PUT",
                 path,

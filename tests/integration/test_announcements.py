@@ -406,6 +406,7 @@ async def test_a_person_who_left_the_direct_chat_gets_the_next_copy_in_a_new_one
             if reader.user_id not in app.transport.client.rooms[old].users:
                 break
             await asyncio.sleep(0.1)
+        assert reader.user_id not in app.transport.client.rooms[old].users, "leave not synced"
 
         announcement_id, _ = await announce(coordinator, room, bot_id, "!ankündigung alle Fest")
         await ask(coordinator, room, bot_id, f"!senden {announcement_id}")

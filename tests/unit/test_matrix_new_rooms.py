@@ -147,3 +147,25 @@ async def test_another_chat_the_person_is_in_is_found(tmp_path: Path) -> None:
     assert t.live_direct_room(PILOT) == "!neu:stadt.example"
     t.forget_direct("!neu:stadt.example")
     assert t.live_direct_room(PILOT) is None
+
+
+async def test_the_room_state_tells_a_decline_the_sync_did_not_show(tmp_path: Path) -> None:
+    """A decline that came before the room was registered is in no sync looked at; the
+    homeserver's member state of the invitee says it."""
+    t = transport(tmp_path)
+    t._new_rooms[ROOM] = (PILOT, True)
+    t.client.rooms[ROOM] = MatrixRoom(ROOM, BOT)
+    asked: list[tuple[str, str, str]] = []
+    membership = {"membership": "invite"}
+
+    async def member_state(room_id: str, event_type: str, state_key: str) -> SimpleNamespace:
+        asked.append((room_id, event_type, state_key))
+        return SimpleNamespace(content=dict(membership))
+
+    t.client.room_get_state_event = member_state  # type: ignore[method-assign]
+    assert await t.confirm_declined(ROOM) is False  # still invited: not ready yet, no decline
+    membership["membership"] = "leave"
+    assert await t.confirm_declined(ROOM) is True and t.declined(ROOM)
+    assert asked == [(ROOM, "m.room.member", PILOT)] * 2
+    assert await t.confirm_declined("!alt:stadt.example") is False  # not a new room: not asked
+    assert len(asked) == 2

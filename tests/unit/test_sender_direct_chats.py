@@ -1,0 +1,171 @@
+"""Which direct chat the sender uses when the person has left or declined one.
+
+The transport is a stand-in that answers the questions the sender asks (is the person still
+in the room, did they decline, is there another chat with them); the real answers come from
+nio and Synapse and are covered by `tests/unit/test_matrix_new_rooms.py` and the integration
+test `test_a_person_who_left_the_direct_chat_gets_the_next_copy_in_a_new_one`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from nio import MatrixRoom, RoomSendResponse
+
+from lotsenbot.core.clock import iso
+from lotsenbot.core.outbox import Envelope, Outbox
+from lotsenbot.core.types import OutMessage
+from lotsenbot.matrix.sender import Sender
+from lotsenbot.storage.db import Database
+
+NOW = datetime(2026, 11, 30, 9, 15, tzinfo=UTC)
+BOT = "@lotsenbot:stadt.de"
+PILOT = "@lotsin:stadt.de"
+OLD = "!alt:stadt.de"
+OTHER = "!eigener:stadt.de"
+
+
+class FakeClient:
+    def __init__(self) -> None:
+        self.rooms: dict[str, MatrixRoom] = {}
+        self.sent: list[str] = []
+
+    async def room_send(self, room_id: str, *args: Any, **kwargs: Any) -> RoomSendResponse:
+        self.sent.append(room_id)
+        return RoomSendResponse(f"$e{len(self.sent)}", room_id)
+
+
+class FakeTransport:
+    """Rooms are ready when known; ``left`` people are gone from their room; rooms created
+    while ``decline_next`` is set are declined before any sync shows the invitation."""
+
+    def __init__(self) -> None:
+        self.client = FakeClient()
+        self.left: set[str] = set()
+        self.declined_rooms: set[str] = set()
+        self.live: dict[str, str] = {}
+        self.created: list[str] = []
+        self.abandoned: list[str] = []
+        self.decline_next = False
+
+    def add_room(self, room_id: str, *members: str) -> None:
+        room = self.client.rooms[room_id] = MatrixRoom(room_id, BOT)
+        for member in (BOT, *members):
+            room.add_member(member, None, None)
+
+    def partner_left(self, room_id: str, user_id: str) -> bool:
+        return room_id in self.left or room_id in self.declined_rooms
+
+    def declined(self, room_id: str) -> bool:
+        return room_id in self.declined_rooms
+
+    async def confirm_declined(self, room_id: str) -> bool:
+        return room_id in self.declined_rooms
+
+    def room_ready(self, room_id: str) -> bool:
+        return room_id in self.client.rooms and room_id not in self.declined_rooms
+
+    async def wait_for_room(self, room_id: str, timeout: float) -> bool:
+        return self.room_ready(room_id)
+
+    async def create_direct_room(self, user_id: str) -> str:
+        room_id = f"!neu{len(self.created) + 1}:stadt.de"
+        self.created.append(room_id)
+        if self.decline_next:
+            self.declined_rooms.add(room_id)  # nio never shows the person in it
+        else:
+            self.add_room(room_id, user_id)
+        return room_id
+
+    def live_direct_room(self, user_id: str) -> str | None:
+        return self.live.get(user_id)
+
+    async def abandon_direct(self, room_id: str, user_id: str) -> None:
+        self.abandoned.append(room_id)
+        self.declined_rooms.discard(room_id)
+
+    def forget_direct(self, room_id: str) -> None:
+        pass
+
+
+async def setup(db: Database, mapped: str | None = OLD) -> tuple[Sender, FakeTransport]:
+    transport = FakeTransport()
+    outbox = Outbox(lambda: NOW)
+    async with db.transaction() as conn:
+        await outbox.enqueue(
+            conn, "ticket:7:new", Envelope("user", PILOT, OutMessage("Neue Anfrage #7"))
+        )
+        if mapped is not None:
+            await conn.execute(
+                "INSERT INTO dm_rooms (user_id, room_id, created_at) VALUES (?, ?, ?)",
+                (PILOT, mapped, iso(NOW)),
+            )
+    return Sender(db, outbox, transport, lambda: NOW), transport  # type: ignore[arg-type]
+
+
+async def state(db: Database) -> tuple[str, int, str | None, str | None]:
+    row = await db.fetchone("SELECT status, attempts, room_id, last_error FROM outbox")
+    mapping = await db.fetchone("SELECT room_id FROM dm_rooms WHERE user_id = ?", (PILOT,))
+    assert row is not None
+    return (
+        row["status"],
+        row["attempts"],
+        row["room_id"] or (mapping["room_id"] if mapping else None),
+        row["last_error"],
+    )
+
+
+async def test_a_chat_the_person_left_is_replaced_by_a_new_one(db: Database) -> None:
+    sender, transport = await setup(db)
+    transport.add_room(OLD)  # only the bot is left in it
+    transport.left.add(OLD)
+    assert await sender.drain_once() == 1
+    assert transport.abandoned == [OLD] and transport.created == ["!neu1:stadt.de"]
+    assert transport.client.sent == ["!neu1:stadt.de"]
+    assert (await state(db))[:3] == ("sent", 0, "!neu1:stadt.de")
+    mapping = await db.fetchone("SELECT room_id FROM dm_rooms WHERE user_id = ?", (PILOT,))
+    assert mapping is not None and mapping["room_id"] == "!neu1:stadt.de"
+
+
+async def test_a_chat_the_person_opened_meanwhile_is_used_instead(db: Database) -> None:
+    sender, transport = await setup(db)
+    transport.add_room(OLD)
+    transport.left.add(OLD)
+    transport.add_room(OTHER, PILOT)
+    transport.live[PILOT] = OTHER
+    assert await sender.drain_once() == 1
+    assert transport.created == [] and transport.client.sent == [OTHER]
+    mapping = await db.fetchone("SELECT room_id FROM dm_rooms WHERE user_id = ?", (PILOT,))
+    assert mapping is not None and mapping["room_id"] == OTHER
+
+
+async def test_a_declined_invitation_fails_the_message_at_once(db: Database) -> None:
+    sender, transport = await setup(db, mapped=None)
+    transport.decline_next = True
+    assert await sender.drain_once() == 1
+    status, attempts, _, error = await state(db)
+    assert (status, attempts) == ("failed", 0)
+    assert error is not None and "abgelehnt" in error
+    assert transport.abandoned == ["!neu1:stadt.de"] and transport.client.sent == []
+    assert await db.fetchone("SELECT 1 FROM dm_rooms WHERE user_id = ?", (PILOT,)) is None
+
+
+async def test_a_retry_does_not_invite_again_after_a_decline(db: Database) -> None:
+    """The message a declined chat was opened for, tried again (e.g. after its wait timed
+    out): it fails, instead of opening one new chat per attempt."""
+    sender, transport = await setup(db, mapped="!neu9:stadt.de")
+    transport.declined_rooms.add("!neu9:stadt.de")
+    assert await sender.drain_once() == 1
+    assert transport.created == [] and (await state(db))[0] == "failed"
+
+
+async def test_a_declined_invitation_goes_to_the_chat_the_person_is_in(db: Database) -> None:
+    sender, transport = await setup(db, mapped=None)
+    transport.decline_next = True
+    transport.add_room(OTHER, PILOT)
+    transport.live[PILOT] = OTHER
+    assert await sender.drain_once() == 0  # rescheduled, not counted as an attempt
+    assert (await state(db))[:3] == ("pending", 0, OTHER)
+    assert await sender.drain_once() == 1
+    assert transport.client.sent == [OTHER] and (await state(db))[0] == "sent"
