@@ -31,6 +31,7 @@ class Context:
     now: datetime
     services: Services
     outgoing: list[Envelope] = field(default_factory=list)
+    prepared: Any = None  # the command's prepare result, if it declared one and it worked
 
     @property
     def sender(self) -> str:

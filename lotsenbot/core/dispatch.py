@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
 
 from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
@@ -59,10 +61,11 @@ class Dispatcher:
             # Only when an admin switched it on for troubleshooting: bodies are personal data.
             log.info("Ereignis %s von %s: %r", incoming.event_id, incoming.sender,
                      incoming.body[:2000])  # fmt: skip
+        prepared = await self._prepare(incoming, person, now) if person is not None else None
         try:
             async with services.db.transaction() as conn:
                 ctx = Context(incoming, person or _nobody(incoming.sender), conn,
-                              services.texts, now, services)  # fmt: skip
+                              services.texts, now, services, prepared=prepared)  # fmt: skip
                 status = "ignored"
                 error: str | None = None
                 if person is not None:
@@ -94,6 +97,28 @@ class Dispatcher:
             raise TransientError(str(exc)) from exc
         if ctx.outgoing:
             services.outbox.wake()
+
+    async def _prepare(self, incoming: Incoming, person: Person, now: datetime) -> Any:
+        """Run the ``prepare`` step of the command in ``incoming``, if it has one and the
+        person may use it, before the write transaction (see :mod:`lotsenbot.core.router`).
+        Any failure only means the handler does the work itself, so it is logged, not
+        raised; the handler then also gives the person the proper answer to bad input."""
+        body = incoming.body.strip() if incoming.kind == "message" else ""
+        if (
+            not body.startswith(self.prefix)
+            or len(body) <= len(self.prefix)
+            or len(incoming.body) > self.services.config.bot.max_message_length
+        ):
+            return None
+        found = self.table.match(body[len(self.prefix) :])
+        if found is None or found[0].prepare is None or not found[0].allowed_for(person.roles):
+            return None
+        command, args = found
+        try:
+            return await command.prepare(self.services, args, now)
+        except Exception as exc:
+            log.debug("Vorbereitung von %s nicht möglich (%s); im Handler", command.name, exc)
+            return None
 
     async def _touch_user(self, ctx: Context) -> None:
         if ctx.incoming.kind != "message":

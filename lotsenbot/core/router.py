@@ -5,6 +5,11 @@ Each feature owns a :class:`Router` and declares its commands on it; the
 help text is generated from the declarations and filtered by the asker's roles.
 Multi-word names ("faq neu", "treffen ändern") are declared like any other command; the
 longest matching name wins.
+
+A command may also declare ``prepare``: slow, read-only work (rendering a chart) that the
+dispatcher runs *before* the event's write transaction, so that other events are not held
+up meanwhile; the handler finds the result in ``ctx.prepared``. It is an optimisation only:
+if preparing fails, ``ctx.prepared`` is None and the handler does the work itself.
 """
 
 from __future__ import annotations
@@ -12,15 +17,19 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from lotsenbot.core.types import Role
 
 if TYPE_CHECKING:
     from lotsenbot.core.context import Context
+    from lotsenbot.core.services import Services
 
 Handler = Callable[["Context", str], Awaitable[None]]
 EventHandler = Callable[["Context"], Awaitable[bool]]
+# (services, arguments, the event's "now") -> whatever the handler will use
+Prepare = Callable[["Services", str, datetime], Awaitable[Any]]
 
 ALL_ROLES: tuple[Role, ...] = (Role.STAFF, Role.PILOT, Role.COORDINATOR)
 
@@ -43,6 +52,7 @@ class Command:
     help_key: str = ""  # catalogue key of the one-line description
     aliases: tuple[str, ...] = ()  # English and other spellings
     hidden: bool = False
+    prepare: Prepare | None = None  # read-only work before the transaction (see above)
 
     def names(self) -> list[str]:
         return [self.name, *self.aliases]
@@ -71,6 +81,7 @@ class Router:
         help_key: str | None = None,
         aliases: Iterable[str] = (),
         hidden: bool = False,
+        prepare: Prepare | None = None,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             key = help_key or f"{self.feature}.cmd.{fold(name).replace(' ', '_')}"
@@ -84,6 +95,7 @@ class Router:
                     help_key=key,
                     aliases=tuple(aliases),
                     hidden=hidden,
+                    prepare=prepare,
                 )
             )
             return handler

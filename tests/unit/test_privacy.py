@@ -499,6 +499,34 @@ async def test_commands_export_erase_protocol_and_roles(db: Database) -> None:
     assert meta(report, "de.lotsenbot.report")["sections"] == ["core", "tickets"]
 
 
+async def test_the_report_chart_is_drawn_outside_the_write_transaction(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Drawing takes 0.2–0.7 s; meanwhile no other event may wait for the database."""
+    h = Harness(db, make_config())
+    await add_ticket(db, ANNA, "Drucker kaputt", created=ago(days=1))
+    drawn = reports.render_chart
+    lock_held: list[bool] = []
+
+    def render(*args: Any, **kwargs: Any) -> bytes:
+        lock_held.append(db._write_lock.locked())
+        return drawn(*args, **kwargs)
+
+    monkeypatch.setattr(reports, "render_chart", render)
+    [report] = await h.say(KOORD, "!bericht 7 Tage", room="!dm-koord:stadt.de")
+    assert bytes(report["attachment"]).startswith(b"\x89PNG")
+    assert lock_held == [False]
+    # Not prepared for someone who may not ask, nor for a period that makes no sense: the
+    # handler gives the answer, and nothing is drawn.
+    [denied] = await h.say(ANNA, "!bericht 7 Tage")
+    assert meta(denied, "de.lotsenbot.error")["code"] == "permission_denied"
+    [bad] = await h.say(KOORD, "!bericht gestern", room="!dm-koord:stadt.de")
+    assert meta(bad, "de.lotsenbot.error")["code"] == "bad_arguments"
+    assert lock_held == [False]
+    actions = [r[0] for r in await db.fetchall("SELECT action FROM audit_log ORDER BY id")]
+    assert actions == ["privacy.report"]
+
+
 async def test_weekly_report_is_sent_once_per_week(db: Database) -> None:
     h = Harness(db, make_config())
     await add_ticket(db, ANNA, "x", created=ago(days=3))
