@@ -24,8 +24,9 @@ the room key with no device: this measures encrypted rooms and Megolm, not the k
 and to-device messages real recipients' devices would add. ``--devices`` adds those: every
 recipient logs in once with an encrypting client and uploads its device and one-time keys,
 so for each copy the bot queries the person's device, claims a one-time key, sets up an Olm
-session and sends the room key to the device. ``--readers`` of them stay logged in and
-decrypt their copy after each run (the proof that the keys reached the devices).
+session and sends the room key to the device. ``--readers`` of them, spread over the list,
+stay logged in and decrypt their copy after each run (the proof that the keys reached the
+devices; in the second run the chats' room keys are reused, so it shows nothing new).
 ``--default-recipients 0`` skips the run under default limits.
 
 Usage::
@@ -108,10 +109,14 @@ async def upload_device_keys(
     server: Synapse, recipients: list[str], folder: Path, readers: int
 ) -> list[AsyncClient]:
     """Log every recipient in once with an encrypting client and upload its device keys and
-    one-time keys; returns the first ``readers`` clients still logged in, the rest closed
-    (their keys stay on the server, as a phone's do while it sleeps)."""
+    one-time keys; returns ``readers`` of the clients, spread over the list, still logged
+    in, the rest closed (their keys stay on the server, as a phone's do while it sleeps)."""
     semaphore = asyncio.Semaphore(16)
-    kept: list[AsyncClient | None] = [None] * min(readers, len(recipients))
+    # Readers spread over the whole list, not only the chats the bot opens first.
+    step = max(1, len(recipients) // readers) if readers > 0 else len(recipients) + 1
+    picked = range(0, len(recipients), step)[: max(readers, 0)]
+    chosen = {index: slot for slot, index in enumerate(picked)}
+    kept: list[AsyncClient | None] = [None] * len(chosen)
 
     async def one(index: int, user_id: str) -> None:
         localpart = user_id[1:].split(":", 1)[0]
@@ -119,15 +124,17 @@ async def upload_device_keys(
         store.mkdir(parents=True)
         client = AsyncClient(
             server.url, user_id, store_path=str(store),
-            config=AsyncClientConfig(encryption_enabled=True, store_sync_tokens=False),
+            # nio retries timeouts for ever by default; the budget must end a stuck run.
+            config=AsyncClientConfig(encryption_enabled=True, store_sync_tokens=False,
+                                     max_timeouts=2, request_timeout=15),
         )  # fmt: skip
         async with semaphore:
             response = await client.login(f"pw-{localpart}")
             if client.access_token is None:
                 raise RuntimeError(f"login of {user_id} failed: {response}")
             await client.keys_upload()
-        if index < len(kept):
-            kept[index] = client
+        if index in chosen:
+            kept[chosen[index]] = client
         else:
             await client.close()
 
@@ -437,9 +444,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if args.devices:
                 log.warning("uploading device keys of %s recipients …", args.recipients)
                 started = time.monotonic()
-                readers = await upload_device_keys(
-                    server, recipients, folder / "devices", args.readers
-                )
+                async with asyncio.timeout(deadline_left(deadline)):
+                    readers = await upload_device_keys(
+                        server, recipients, folder / "devices", args.readers
+                    )
                 results["seconds_device_keys"] = round(time.monotonic() - started, 1)
             bot_password, coord_password = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
             bot_id = await server.register("benchbot", bot_password)
@@ -468,9 +476,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     encrypted=args.encrypted,
                 )  # fmt: skip
                 if readers:
-                    run["readers"] = await decrypted_by_readers(
-                        server, admin_token, app, readers, run
-                    )
+                    async with asyncio.timeout(deadline_left(deadline)):
+                        run["readers"] = await decrypted_by_readers(
+                            server, admin_token, app, readers, run
+                        )
                 run.update(rate_limits=limits, direct_chats=chats)
                 results["runs"].append(run)
                 log.warning("%s, chats %s: %s", limits, chats, run)

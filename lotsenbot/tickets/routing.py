@@ -530,11 +530,6 @@ class TopicRouter:
         s = self.settings
         if not self._departments:
             return RoutingDecision("triage", None, {}, "no_departments")
-        if len(self._departments) == 1 and not self._departments[0].specialist:
-            # A network with one team (a small Gemeinde): every request is theirs, and
-            # triage would only add a coordinator's step. A lone specialist department
-            # still takes only its own topics.
-            return RoutingDecision("route", self._departments[0].id, {}, "only_department")
         evidence = self.text_evidence(text)
         text_scores = {k: score for k, (score, _units) in evidence.items()}
         scores = dict(text_scores)
@@ -544,6 +539,11 @@ class TopicRouter:
                 scores[department_id] += s.hint_weight * strength
                 units[department_id] += 1
         scores = {k: round(v, 4) for k, v in scores.items()}
+        if len(self._departments) == 1 and not self._departments[0].specialist:
+            # A network with one team (a small Gemeinde): every request is theirs, and
+            # triage would only add a coordinator's step. A lone specialist department
+            # still takes only its own topics. (The scores still show the evidence.)
+            return RoutingDecision("route", self._departments[0].id, scores, "only_department")
 
         own = requester_department if requester_department in scores else None
         if own is not None and self._any_specialist:

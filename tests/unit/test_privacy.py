@@ -527,6 +527,18 @@ async def test_the_report_chart_is_drawn_outside_the_write_transaction(
     assert actions == ["privacy.report"]
 
 
+async def test_the_report_counts_as_before_when_the_asker_was_not_active_yet(
+    db: Database,
+) -> None:
+    """The asker's visit is recorded in the event's transaction; the figures are taken
+    there, as ever, and a chart prepared before it (without that visit) is not used."""
+    h = Harness(db, make_config())
+    await h.say(KOORD, "!protokoll", room="!dm-koord:stadt.de")
+    await db.execute("UPDATE users SET last_seen = ? WHERE user_id = ?", (ago(days=5), KOORD))
+    [report] = await h.say(KOORD, "!bericht 1 Tag", room="!dm-koord:stadt.de")
+    assert "1 Personen aktiv" in json.loads(report["content"])["markdown"]
+
+
 async def test_weekly_report_is_sent_once_per_week(db: Database) -> None:
     h = Harness(db, make_config())
     await add_ticket(db, ANNA, "x", created=ago(days=3))

@@ -180,7 +180,14 @@ def test_no_departments_means_triage() -> None:
 def test_a_single_line_department_gets_every_request() -> None:
     only = [Dept("digital", "Digitalisierung", "Digitale Lotsinnen und Lotsen", ["E-Akte"])]
     for text in ("Drucker druckt nicht", "Wie beantrage ich Urlaub?", "irgendwas"):
-        assert route(text, only) == RoutingDecision("route", "digital", {}, "only_department")
+        decision = route(text, only)
+        assert (decision.decision, decision.department, decision.reason) == (
+            "route",
+            "digital",
+            "only_department",
+        )
+        assert set(decision.scores) == {"digital"}  # the evidence, for `lotsenbot route`
+    assert route("Frage zur E-Akte", only).scores["digital"] > 0
 
 
 def test_a_single_specialist_department_still_takes_only_its_topics() -> None:
