@@ -103,14 +103,12 @@ class Dispatcher:
         person may use it, before the write transaction (see :mod:`lotsenbot.core.router`).
         Any failure only means the handler does the work itself, so it is logged, not
         raised; the handler then also gives the person the proper answer to bad input."""
-        body = incoming.body.strip() if incoming.kind == "message" else ""
-        if (
-            not body.startswith(self.prefix)
-            or len(body) <= len(self.prefix)
-            or len(incoming.body) > self.services.config.bot.max_message_length
-        ):
+        if incoming.kind != "message":
             return None
-        found = self.table.match(body[len(self.prefix) :])
+        text = self._command_text(incoming.body.strip())
+        if text is None or len(incoming.body) > self.services.config.bot.max_message_length:
+            return None
+        found = self.table.match(text)
         if found is None or found[0].prepare is None or not found[0].allowed_for(person.roles):
             return None
         command, args = found
@@ -150,8 +148,9 @@ class Dispatcher:
         limit = self.services.config.bot.max_message_length
         if len(incoming.body) > limit:
             raise UserError("core.error.too_long", limit=limit)
-        if body.startswith(self.prefix) and len(body) > len(self.prefix):
-            await self._command(ctx, body[len(self.prefix) :])
+        text = self._command_text(body)
+        if text is not None:
+            await self._command(ctx, text)
             return True
         if not (incoming.is_direct or incoming.mentions_bot):
             return False
@@ -162,6 +161,12 @@ class Dispatcher:
             ctx.reply(ctx.t("core.not_understood", prefix=self.prefix))
             return True
         return False
+
+    def _command_text(self, body: str) -> str | None:
+        """What follows the prefix if ``body`` (stripped) is a command, else None."""
+        if body.startswith(self.prefix) and len(body) > len(self.prefix):
+            return body[len(self.prefix) :]
+        return None
 
     async def _command(self, ctx: Context, text: str) -> None:
         found = self.table.match(text)

@@ -305,7 +305,7 @@ class Sender:
 
     async def _forget_dm(self, user_id: str, room_id: str) -> None:
         """Drop the mapping to this room only: meanwhile the person may have opened another
-        direct chat, which the sync has recorded already."""
+        direct chat with the bot, which accepting their invitation has recorded already."""
         await self.db.execute(
             "DELETE FROM dm_rooms WHERE user_id = ? AND room_id = ?", (user_id, room_id)
         )
