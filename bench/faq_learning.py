@@ -89,7 +89,8 @@ def main() -> int:
               ("without", "with")}  # fmt: skip
     phrases = 0
     for seed in range(args.seeds):
-        for teach, test in (halves(dev, seed), halves(dev, seed)[::-1]):
+        first, second = halves(dev, seed)
+        for teach, test in ((first, second), (second, first)):
             entries_learned, count = learned(base, entries, teach)
             phrases += count
             index = FaqIndex()
