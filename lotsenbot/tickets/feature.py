@@ -525,7 +525,21 @@ class TicketsFeature(Feature):
                     headline=headline,
                 )
             else:
-                ticket = await self._to_triage(ctx, ticket.id, None, event="reopened")
+                # Closed while still in triage, or its department has left the
+                # configuration: placed afresh, as the same request would be today.
+                own = await store.user_department(ctx.conn, ticket.requester)
+                decision = await self.route_text(ctx, ticket.body, own)
+                if decision.decision == "route" and decision.department is not None:
+                    ticket = await self._assign(
+                        ctx,
+                        ticket.id,
+                        decision.department,
+                        event="reopened",
+                        reason=decision.reason,
+                        headline=headline,
+                    )
+                else:
+                    ticket = await self._to_triage(ctx, ticket.id, decision, event="reopened")
         else:
             message = OutMessage(
                 "\n\n".join([t("tickets.team.reopened", **params), quote(ticket.body)]),

@@ -581,3 +581,37 @@ def test_every_command_has_help_in_both_languages() -> None:
         for command in feature.router.commands:
             assert texts.has(command.help_key), (lang, command.name)
         assert texts.has("tickets.title")
+
+
+async def test_reopened_request_without_department_is_placed_afresh(tmp_path: Path) -> None:
+    """A request closed while still in triage, or whose department has since left the
+    configuration, is routed again on reopening, as the same request would be today."""
+    env = await build_env(tmp_path, make_config())
+    try:
+        await env.say(ANNA, f"!anfrage {VAGUE_TEXT}")
+        await env.say(ANNA, "!anfrage Den Prozess und das Formular für Anträge ändern")
+        assert (await env.ticket(1)).status == "triage"
+        second = await env.ticket(2)
+        assert (second.status, second.department, second.assignee) == ("open", "organisation", None)
+        await env.say(KOORD, "!erledigt 1 Telefonisch geklärt")
+        await env.say(KOORD, "!erledigt 2 Im Jour fixe besprochen")
+        assert [(await env.ticket(n)).status for n in (1, 2)] == ["resolved", "resolved"]
+    finally:
+        await env.services.db.close()
+
+    # The Kommune reorganises: one network team for everything, run by the IT pilots.
+    config = make_config().model_dump()
+    it = next(d for d in config["departments"] if d["id"] == "it")
+    config["departments"] = [{**it, "id": "it-service", "specialist": False}]
+    env = await build_env(tmp_path, Config.model_validate(config))
+    env._ids = itertools.count(100)  # new events, not replays of the first run's
+    await env.new_messages()  # skip what the first run sent
+    try:
+        for number in (1, 2):
+            out = await env.say(ANNA, f"!wiedereröffnen {number}")
+            ticket = reply_to(out, ANNA).ticket
+            assert (ticket["status"], ticket["department"]) == ("assigned", "it-service")
+            assert only(out, target=ticket["assignee"]).ticket["event"] == "reopened"
+            assert (await env.ticket(number)).route_reason == "only_department"
+    finally:
+        await env.services.db.close()
