@@ -86,6 +86,16 @@ class PartnerLeft(Exception):
         super().__init__(f"Direktchat {room_id} gerade verlassen")
 
 
+class AlreadyDelivered(Exception):
+    """The message reached the person in a direct chat they have since left; only its
+    "sent" mark was lost. Settled as sent there instead of going out again in a new chat."""
+
+    def __init__(self, room_id: str, event_id: str) -> None:
+        super().__init__(f"bereits in {room_id} zugestellt ({event_id})")
+        self.room_id = room_id
+        self.event_id = event_id
+
+
 class RateLimited(Exception):
     def __init__(self, retry_after: float) -> None:
         super().__init__(f"rate limited for {retry_after:.1f}s")
@@ -214,6 +224,9 @@ class Sender:
         try:
             room_id = await self._room_for(row)
             event_id = await self._send(row, room_id)
+        except AlreadyDelivered as exc:
+            room_id, event_id = exc.room_id, exc.event_id
+            log.info("#%s war schon vor dem Verlassen von %s zugestellt", row["id"], room_id)
         except RateLimited as exc:
             self._paused_until = self.now() + timedelta(seconds=exc.retry_after)
             await self._reschedule(row, self._paused_until, f"rate limited {exc.retry_after:.1f}s",
@@ -275,6 +288,14 @@ class Sender:
             if self.transport.partner_left(old, user_id):
                 # A message into a chat the person has left reaches nobody, yet would count
                 # as sent: use a chat they are in, or open a new one.
+                # It may have gone out before, with only its "sent" mark lost (a crash, a
+                # locked database): then the person has it already. Rare, so always asked.
+                final_txn = txn_id_for(row["dedup_key"]) + (
+                    "f" if row["attachment"] is not None else ""
+                )
+                event_id = await self.transport.sent_while_present(old, user_id, final_txn)
+                if event_id is not None:
+                    raise AlreadyDelivered(old, event_id)
                 log.info("%s hat den Direktchat %s verlassen; neuer Direktchat", user_id, old)
                 await self._forget_dm(user_id, old)
                 await self.transport.abandon_direct(old, user_id)

@@ -32,6 +32,7 @@ from nio import (
     MegolmEvent,
     RoomCreateError,
     RoomMemberEvent,
+    RoomMessagesResponse,
     RoomPreset,
     RoomSendResponse,
     SyncError,
@@ -73,6 +74,8 @@ ENCRYPTION_STATE = {
 # Backoff cap: short enough that the bot is back soon after an outage, long enough that
 # a down homeserver sees well under one request per second.
 MAX_BACKOFF_SECONDS = 15.0
+# Events of a left direct chat read back to find a message sent before the person left.
+HISTORY_LIMIT = 200
 SESSION_FILE = "session.json"
 PICKLE_KEY_FILE = "pickle.key"
 POLL_RESPONSE_TYPES = ("org.matrix.msc3381.poll.response", "m.poll.response")
@@ -720,6 +723,49 @@ class MatrixTransport:
             self._declined.add(room_id)
             return True
         return False
+
+    async def sent_while_present(
+        self, room_id: str, user_id: str, txn_id: str, *, max_events: int = HISTORY_LIMIT
+    ) -> str | None:
+        """The event the bot sent into ``room_id`` with ``txn_id`` while ``user_id``, who has
+        since left, was still in it; None if there is none, or on any error.
+
+        For a message that went out but whose "sent" mark did not commit: retried in a new
+        chat, it would reach the person twice (Synapse deduplicates transaction ids per
+        room only). The history is read backwards from the newest event, past the person's
+        last leave, to where they joined, at most ``max_events`` events; the homeserver
+        shows its sender the transaction id of its own events."""
+        start: str | None = None
+        left = False
+        seen = 0
+        try:
+            while seen < max_events:
+                response = await self.client.room_messages(
+                    room_id, start=start, limit=min(50, max_events - seen)
+                )
+                if not isinstance(response, RoomMessagesResponse) or not response.chunk:
+                    return None
+                for event in response.chunk:
+                    seen += 1
+                    source = getattr(event, "source", None) or {}
+                    if source.get("type") == "m.room.member" and source.get("state_key") == user_id:
+                        membership = (source.get("content") or {}).get("membership")
+                        if membership in ("leave", "ban"):
+                            left = True
+                        elif membership == "join" and left:
+                            return None  # back where the person came in
+                        continue
+                    txn = getattr(event, "transaction_id", None) or (
+                        source.get("unsigned") or {}
+                    ).get("transaction_id")
+                    if left and txn == txn_id and source.get("sender") == self.user_id:
+                        return str(source.get("event_id") or event.event_id)
+                if not response.end or response.end == start:
+                    return None
+                start = response.end
+        except Exception as exc:
+            log.debug("Verlauf von %s nicht gelesen: %s", room_id, exc)
+        return None
 
     async def abandon_direct(self, room_id: str, user_id: str) -> None:
         """Stop using a direct chat the other person has left or declined: leave it, forget

@@ -386,6 +386,64 @@ async def test_killed_during_fan_out_and_restarted_one_copy_each(
 
 
 @pytest.mark.asyncio(loop_scope="session")
+async def test_a_copy_sent_before_the_person_left_is_not_sent_again(
+    tmp_path: Path, synapse: Synapse, register_user: RegisterUser, make_user: MakeUser
+) -> None:
+    """A copy went out, but its "sent" mark was lost (the process died, the database was
+    locked), and then the person left the chat. The retry must not open a new chat and send
+    it a second time: the bot finds its own event in the old chat's history, from before the
+    leave, by its transaction id."""
+    runner, app, (coordinator, reader) = await bot_with_people(
+        tmp_path, synapse, register_user, make_user, "reader"
+    )
+    bot_id = app.config.matrix.user_id
+    try:
+        room = await open_dm(coordinator, bot_id)
+        old = await open_dm(reader, bot_id)
+        await ask(reader, old, bot_id, "!hilfe")  # has used the bot
+        announcement_id, _ = await announce(coordinator, room, bot_id, "!ankündigung alle Fest")
+        await ask(coordinator, room, bot_id, f"!senden {announcement_id}")
+        first = await first_copy(reader, bot_id, announcement_id)
+        assert first.room_id == old
+        left = await reader.client.room_leave(old)
+        assert type(left).__name__ == "RoomLeaveResponse"
+        for _ in range(100):  # until the bot's sync has shown the leave
+            if reader.user_id not in app.transport.client.rooms[old].users:
+                break
+            await asyncio.sleep(0.1)
+        assert reader.user_id not in app.transport.client.rooms[old].users, "leave not synced"
+
+        # As if the "sent" mark had never been committed.
+        with sqlite3.connect(runner.config.database.path) as conn:
+            conn.execute(
+                "UPDATE outbox SET status = 'pending', event_id = NULL, sent_at = NULL,"
+                " room_id = NULL WHERE target = ? AND dedup_key LIKE 'ann:%'",
+                (reader.user_id,),
+            )
+        app.outbox.wake()
+        for _ in range(100):
+            with sqlite3.connect(runner.config.database.path) as conn:
+                status, event_id, room_id = conn.execute(
+                    "SELECT status, event_id, room_id FROM outbox"
+                    " WHERE target = ? AND dedup_key LIKE 'ann:%'",
+                    (reader.user_id,),
+                ).fetchone()
+            if status != "pending":
+                break
+            await asyncio.sleep(0.1)
+        assert (status, event_id, room_id) == ("sent", first.event_id, old)
+        await assert_one_copy_each([reader], bot_id, announcement_id)
+        with sqlite3.connect(runner.config.database.path) as conn:
+            (mapped,) = conn.execute(
+                "SELECT room_id FROM dm_rooms WHERE user_id = ?", (reader.user_id,)
+            ).fetchone()
+        assert mapped == old  # no new chat was opened for it
+    finally:
+        await runner.stop()
+        await coordinator.close()
+
+
+@pytest.mark.asyncio(loop_scope="session")
 async def test_a_person_who_left_the_direct_chat_gets_the_next_copy_in_a_new_one(
     tmp_path: Path, synapse: Synapse, register_user: RegisterUser, make_user: MakeUser
 ) -> None:

@@ -169,3 +169,61 @@ async def test_the_room_state_tells_a_decline_the_sync_did_not_show(tmp_path: Pa
     assert asked == [(ROOM, "m.room.member", PILOT)] * 2
     assert await t.confirm_declined("!alt:stadt.example") is False  # not a new room: not asked
     assert len(asked) == 2
+
+
+def _member(user: str, membership: str, n: int) -> dict[str, object]:
+    return {
+        "type": "m.room.member",
+        "state_key": user,
+        "sender": user,
+        "content": {"membership": membership},
+        "event_id": f"$m{n}",
+        "origin_server_ts": n,
+    }
+
+
+def _notice(txn: str, n: int) -> dict[str, object]:
+    return {
+        "type": "m.room.message",
+        "sender": BOT,
+        "content": {"msgtype": "m.notice", "body": txn},
+        "event_id": f"$n{n}",
+        "origin_server_ts": n,
+        "unsigned": {"transaction_id": txn},
+    }
+
+
+async def test_a_message_counts_as_seen_only_between_the_persons_join_and_leave(
+    tmp_path: Path,
+) -> None:
+    """History newest first, as /messages returns it backwards, in pages of two: the pilot
+    joined, got "a", left, rejoined, got "b", left again; "c" came after."""
+    from nio import Event, RoomMessagesResponse
+
+    newest_first = [
+        _notice("c", 9),
+        _member(PILOT, "leave", 8),
+        _notice("b", 7),
+        _member(PILOT, "join", 6),
+        _member(PILOT, "leave", 5),
+        _notice("a", 4),
+        _member(PILOT, "join", 3),
+    ]
+    t = transport(tmp_path)
+    reads: list[str | None] = []
+
+    async def room_messages(room_id: str, start: str | None = None, **_: object) -> object:
+        reads.append(start)
+        offset = int(start or 0)
+        chunk = [Event.parse_event(event) for event in newest_first[offset : offset + 2]]
+        end = str(offset + 2) if offset + 2 < len(newest_first) else None
+        return RoomMessagesResponse(room_id, chunk, start or "", end)  # type: ignore[arg-type]
+
+    t.client.room_messages = room_messages  # type: ignore[method-assign]
+    assert await t.sent_while_present(ROOM, PILOT, "b") == "$n7"
+    assert await t.sent_while_present(ROOM, PILOT, "c") is None  # sent into the empty room
+    reads.clear()
+    assert await t.sent_while_present(ROOM, PILOT, "a") is None  # before an earlier leave
+    assert reads == [None, "2"]  # stopped at the last join, not read to the beginning
+    assert await t.sent_while_present(ROOM, "@jemand:stadt.example", "b") is None  # never left
+    await t.close()

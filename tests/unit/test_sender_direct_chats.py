@@ -14,7 +14,7 @@ from typing import Any
 from nio import MatrixRoom, RoomSendResponse
 
 from lotsenbot.core.clock import iso
-from lotsenbot.core.outbox import Envelope, Outbox
+from lotsenbot.core.outbox import Envelope, Outbox, txn_id_for
 from lotsenbot.core.types import OutMessage
 from lotsenbot.matrix.sender import Sender
 from lotsenbot.storage.db import Database
@@ -48,6 +48,8 @@ class FakeTransport:
         self.created: list[str] = []
         self.abandoned: list[str] = []
         self.decline_next = False
+        self.before_leave: dict[tuple[str, str], str] = {}  # (room, txn) → event id
+        self.history_reads: list[str] = []
 
     def add_room(self, room_id: str, *members: str) -> None:
         room = self.client.rooms[room_id] = MatrixRoom(room_id, BOT)
@@ -77,6 +79,10 @@ class FakeTransport:
         else:
             self.add_room(room_id, user_id)
         return room_id
+
+    async def sent_while_present(self, room_id: str, user_id: str, txn_id: str) -> str | None:
+        self.history_reads.append(room_id)
+        return self.before_leave.get((room_id, txn_id))
 
     def live_direct_room(self, user_id: str) -> str | None:
         return self.live.get(user_id)
@@ -123,9 +129,28 @@ async def test_a_chat_the_person_left_is_replaced_by_a_new_one(db: Database) -> 
     assert await sender.drain_once() == 1
     assert transport.abandoned == [OLD] and transport.created == ["!neu1:stadt.de"]
     assert transport.client.sent == ["!neu1:stadt.de"]
+    assert transport.history_reads == [OLD]  # asked first whether it had gone out there
     assert (await state(db))[:3] == ("sent", 0, "!neu1:stadt.de")
     mapping = await db.fetchone("SELECT room_id FROM dm_rooms WHERE user_id = ?", (PILOT,))
     assert mapping is not None and mapping["room_id"] == "!neu1:stadt.de"
+
+
+async def test_a_message_that_reached_the_person_before_they_left_is_not_sent_again(
+    db: Database,
+) -> None:
+    """Sent, but the "sent" mark was lost (a crash, a locked database), and then the person
+    left the chat: they have the message already, so it is settled as sent there."""
+    sender, transport = await setup(db)
+    transport.add_room(OLD)
+    transport.left.add(OLD)
+    transport.before_leave[(OLD, txn_id_for("ticket:7:new"))] = "$frueher"
+    assert await sender.drain_once() == 1
+    assert transport.client.sent == [] and transport.created == []
+    assert (await state(db))[:3] == ("sent", 0, OLD)
+    row = await db.fetchone("SELECT event_id FROM outbox")
+    assert row is not None and row["event_id"] == "$frueher"
+    # The chat is still the person's mapping until the next message finds it left.
+    assert transport.abandoned == []
 
 
 async def test_a_chat_the_person_opened_meanwhile_is_used_instead(db: Database) -> None:
