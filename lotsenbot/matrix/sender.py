@@ -30,7 +30,7 @@ from lotsenbot.core.clock import iso
 from lotsenbot.core.outbox import Outbox, backoff, txn_id_for
 from lotsenbot.core.types import Attachment, OutMessage
 from lotsenbot.matrix.format import message_content, poll_content
-from lotsenbot.matrix.transport import MatrixTransport, RoomCreationFailed
+from lotsenbot.matrix.transport import HistoryUnavailable, MatrixTransport, RoomCreationFailed
 from lotsenbot.storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -290,10 +290,14 @@ class Sender:
                 # as sent: use a chat they are in, or open a new one.
                 # It may have gone out before, with only its "sent" mark lost (a crash, a
                 # locked database): then the person has it already. Rare, so always asked.
-                final_txn = txn_id_for(row["dedup_key"]) + (
-                    "f" if row["attachment"] is not None else ""
-                )
-                event_id = await self.transport.sent_while_present(old, user_id, final_txn)
+                try:
+                    event_id = await self.transport.sent_while_present(
+                        old, user_id, _final_txn(row)
+                    )
+                except HistoryUnavailable as exc:
+                    if exc.code == "M_LIMIT_EXCEEDED":
+                        raise RateLimited((exc.retry_after_ms or 1000) / 1000) from exc
+                    raise ConnectionError(str(exc)) from exc  # retried with backoff
                 if event_id is not None:
                     raise AlreadyDelivered(old, event_id)
                 log.info("%s hat den Direktchat %s verlassen; neuer Direktchat", user_id, old)
@@ -358,6 +362,7 @@ class Sender:
                                     bytes(row["attachment"]))  # fmt: skip
         message = OutMessage.from_json(row["content"], attachment)
         txn = txn_id_for(row["dedup_key"])
+        # The transaction id of the last event sent for the row is _final_txn's.
         if message.poll is not None:
             return await self._room_send(room_id, "org.matrix.msc3381.poll.start",
                                          poll_content(message), txn)  # fmt: skip
@@ -433,3 +438,12 @@ class Sender:
             "UPDATE outbox SET status = 'failed', last_error = ?, attachment = NULL WHERE id = ?",
             (error[:500], row["id"]),
         )
+
+
+def _final_txn(row: Any) -> str:
+    """Transaction id of the last event :meth:`Sender._send` sends for ``row``, the one whose
+    event id marks it sent: a poll is one event; a file follows its text under ``txn + "f"``."""
+    txn = txn_id_for(row["dedup_key"])
+    if row["attachment"] is None or OutMessage.from_json(row["content"], None).poll is not None:
+        return txn
+    return txn + "f"

@@ -727,45 +727,66 @@ class MatrixTransport:
     async def sent_while_present(
         self, room_id: str, user_id: str, txn_id: str, *, max_events: int = HISTORY_LIMIT
     ) -> str | None:
-        """The event the bot sent into ``room_id`` with ``txn_id`` while ``user_id``, who has
-        since left, was still in it; None if there is none, or on any error.
+        """The event the bot sent into ``room_id`` with ``txn_id`` during the person's last
+        stay in it (``user_id`` has left since), or None.
 
         For a message that went out but whose "sent" mark did not commit: retried in a new
         chat, it would reach the person twice (Synapse deduplicates transaction ids per
-        room only). The history is read backwards from the newest event, past the person's
-        last leave, to where they joined, at most ``max_events`` events; the homeserver
-        shows its sender the transaction id of its own events."""
+        room only). The history is read backwards from the newest event: the person's last
+        leave, their stay, back to the invitation or the previous leave that began it, at
+        most ``max_events`` events. A match counts only if the person really joined during
+        that stay: a message sent while they were invited is shown to them once they join
+        (the bot's direct chats share history with invitees), one sent to an invitation they
+        declined never reached them. A name or avatar change is a ``join`` too and is
+        skipped. The homeserver shows its sender the transaction id of its own events.
+
+        Raises :class:`HistoryUnavailable` when the homeserver does not answer the question
+        (rate limit, server error): "not found" would send the message a second time.
+        """
         start: str | None = None
-        left = False
+        left = joined = False
+        found: str | None = None
         seen = 0
-        try:
-            while seen < max_events:
-                response = await self.client.room_messages(
-                    room_id, start=start, limit=min(50, max_events - seen)
-                )
-                if not isinstance(response, RoomMessagesResponse) or not response.chunk:
-                    return None
-                for event in response.chunk:
-                    seen += 1
-                    source = getattr(event, "source", None) or {}
-                    if source.get("type") == "m.room.member" and source.get("state_key") == user_id:
-                        membership = (source.get("content") or {}).get("membership")
-                        if membership in ("leave", "ban"):
-                            left = True
-                        elif membership == "join" and left:
-                            return None  # back where the person came in
-                        continue
+        while seen < max_events:
+            response = await self.client.room_messages(
+                room_id, start=start, limit=min(50, max_events - seen)
+            )
+            if not isinstance(response, RoomMessagesResponse):
+                code = str(getattr(response, "status_code", "") or "")
+                if code in ("M_FORBIDDEN", "M_NOT_FOUND"):
+                    return None  # the bot cannot read it: nothing to find
+                raise HistoryUnavailable(
+                    code, str(getattr(response, "message", response)),
+                    getattr(response, "retry_after_ms", None),
+                )  # fmt: skip
+            for event in response.chunk:
+                seen += 1
+                source = getattr(event, "source", None) or {}
+                if source.get("type") == "m.room.member" and source.get("state_key") == user_id:
+                    membership = (source.get("content") or {}).get("membership")
+                    unsigned = source.get("unsigned") or {}
+                    before = (unsigned.get("prev_content") or {}).get("membership")
+                    if membership in ("leave", "ban"):
+                        if left:
+                            return found if joined else None  # the stay before ended here
+                        left = True
+                    elif membership == "join" and before != "join" and left:
+                        joined = True
+                    elif membership == "invite" and left:
+                        return found if joined else None  # the stay began here
+                    continue
+                if left and found is None and source.get("sender") == self.user_id:
                     txn = getattr(event, "transaction_id", None) or (
                         source.get("unsigned") or {}
                     ).get("transaction_id")
-                    if left and txn == txn_id and source.get("sender") == self.user_id:
-                        return str(source.get("event_id") or event.event_id)
-                if not response.end or response.end == start:
-                    return None
-                start = response.end
-        except Exception as exc:
-            log.debug("Verlauf von %s nicht gelesen: %s", room_id, exc)
-        return None
+                    if txn == txn_id:
+                        found = str(source.get("event_id") or event.event_id)
+                if found is not None and joined:
+                    return found
+            if not response.chunk or not response.end or response.end == start:
+                return found if joined else None  # the beginning of the room
+            start = response.end
+        return None  # no join seen within the limit: better twice than never
 
     async def abandon_direct(self, room_id: str, user_id: str) -> None:
         """Stop using a direct chat the other person has left or declined: leave it, forget
@@ -833,6 +854,15 @@ class MatrixTransport:
         """Close the connection; the device stays logged in (never logout on shutdown)."""
         await self.late.store.close()
         await self.client.close()
+
+
+class HistoryUnavailable(Exception):
+    """The homeserver did not show a room's history (rate limit, server error)."""
+
+    def __init__(self, code: str, message: str, retry_after_ms: int | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.retry_after_ms = retry_after_ms
 
 
 class RoomCreationFailed(Exception):

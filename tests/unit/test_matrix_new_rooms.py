@@ -12,10 +12,11 @@ import asyncio
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 from nio import MatrixRoom, RoomMemberEvent
 
 from lotsenbot.config import MatrixConfig
-from lotsenbot.matrix.transport import MatrixTransport
+from lotsenbot.matrix.transport import HistoryUnavailable, MatrixTransport
 
 BOT = "@lotsenbot:stadt.example"
 PILOT = "@lotsin:stadt.example"
@@ -171,7 +172,7 @@ async def test_the_room_state_tells_a_decline_the_sync_did_not_show(tmp_path: Pa
     assert len(asked) == 2
 
 
-def _member(user: str, membership: str, n: int) -> dict[str, object]:
+def _member(user: str, membership: str, n: int, before: str | None = None) -> dict[str, object]:
     return {
         "type": "m.room.member",
         "state_key": user,
@@ -179,6 +180,7 @@ def _member(user: str, membership: str, n: int) -> dict[str, object]:
         "content": {"membership": membership},
         "event_id": f"$m{n}",
         "origin_server_ts": n,
+        "unsigned": {"prev_content": {"membership": before}} if before else {},
     }
 
 
@@ -193,23 +195,11 @@ def _notice(txn: str, n: int) -> dict[str, object]:
     }
 
 
-async def test_a_message_counts_as_seen_only_between_the_persons_join_and_leave(
-    tmp_path: Path,
-) -> None:
-    """History newest first, as /messages returns it backwards, in pages of two: the pilot
-    joined, got "a", left, rejoined, got "b", left again; "c" came after."""
+def history(t: MatrixTransport, *newest_first: dict[str, object]) -> list[str | None]:
+    """Serve ``newest_first`` as /messages does backwards, two events a page; returns the
+    list of page tokens asked for."""
     from nio import Event, RoomMessagesResponse
 
-    newest_first = [
-        _notice("c", 9),
-        _member(PILOT, "leave", 8),
-        _notice("b", 7),
-        _member(PILOT, "join", 6),
-        _member(PILOT, "leave", 5),
-        _notice("a", 4),
-        _member(PILOT, "join", 3),
-    ]
-    t = transport(tmp_path)
     reads: list[str | None] = []
 
     async def room_messages(room_id: str, start: str | None = None, **_: object) -> object:
@@ -220,10 +210,74 @@ async def test_a_message_counts_as_seen_only_between_the_persons_join_and_leave(
         return RoomMessagesResponse(room_id, chunk, start or "", end)  # type: ignore[arg-type]
 
     t.client.room_messages = room_messages  # type: ignore[method-assign]
+    return reads
+
+
+async def test_a_message_counts_as_seen_only_during_the_persons_last_stay(
+    tmp_path: Path,
+) -> None:
+    """The pilot joined, got "a", left, rejoined, got "b", left again; "c" came after."""
+    t = transport(tmp_path)
+    reads = history(
+        t,
+        _notice("c", 9),
+        _member(PILOT, "leave", 8),
+        _notice("b", 7),
+        _member(PILOT, "join", 6, before="leave"),
+        _member(PILOT, "leave", 5),
+        _notice("a", 4),
+        _member(PILOT, "join", 3),
+    )
     assert await t.sent_while_present(ROOM, PILOT, "b") == "$n7"
     assert await t.sent_while_present(ROOM, PILOT, "c") is None  # sent into the empty room
     reads.clear()
-    assert await t.sent_while_present(ROOM, PILOT, "a") is None  # before an earlier leave
-    assert reads == [None, "2"]  # stopped at the last join, not read to the beginning
+    assert await t.sent_while_present(ROOM, PILOT, "a") is None  # an earlier stay
+    assert reads == [None, "2", "4"]  # stopped where the last stay began
     assert await t.sent_while_present(ROOM, "@jemand:stadt.example", "b") is None  # never left
+    await t.close()
+
+
+async def test_a_message_to_an_invitation_counts_only_if_the_person_joined(
+    tmp_path: Path,
+) -> None:
+    t = transport(tmp_path)
+    # The bot opened the chat and wrote at once; the pilot joined later, then left.
+    history(
+        t,
+        _member(PILOT, "leave", 5, before="join"),
+        _member(PILOT, "join", 4, before="join"),  # a new display name, not a join
+        _member(PILOT, "join", 3, before="invite"),
+        _notice("m", 2),
+        _member(PILOT, "invite", 1),
+    )
+    assert await t.sent_while_present(ROOM, PILOT, "m") == "$n2"
+    # The pilot declined the invitation: the message never reached them.
+    history(t, _member(PILOT, "leave", 3, before="invite"), _notice("m", 2),
+            _member(PILOT, "invite", 1))  # fmt: skip
+    assert await t.sent_while_present(ROOM, PILOT, "m") is None
+    # A name change after the message is no join of this stay either.
+    history(t, _member(PILOT, "leave", 4), _member(PILOT, "join", 3, before="join"),
+            _notice("m", 2), _member(PILOT, "invite", 1))  # fmt: skip
+    assert await t.sent_while_present(ROOM, PILOT, "m") is None
+    await t.close()
+
+
+async def test_an_unreadable_history_is_not_taken_for_a_missing_message(tmp_path: Path) -> None:
+    from nio import RoomMessagesError
+
+    t = transport(tmp_path)
+
+    async def limited(room_id: str, **_: object) -> object:
+        return RoomMessagesError("Too Many Requests", "M_LIMIT_EXCEEDED", 2000)
+
+    t.client.room_messages = limited  # type: ignore[method-assign]
+    with pytest.raises(HistoryUnavailable) as raised:
+        await t.sent_while_present(ROOM, PILOT, "m")
+    assert (raised.value.code, raised.value.retry_after_ms) == ("M_LIMIT_EXCEEDED", 2000)
+
+    async def forbidden(room_id: str, **_: object) -> object:
+        return RoomMessagesError("not in room", "M_FORBIDDEN")
+
+    t.client.room_messages = forbidden  # type: ignore[method-assign]
+    assert await t.sent_while_present(ROOM, PILOT, "m") is None  # nothing the bot can find
     await t.close()

@@ -17,6 +17,7 @@ from lotsenbot.core.clock import iso
 from lotsenbot.core.outbox import Envelope, Outbox, txn_id_for
 from lotsenbot.core.types import OutMessage
 from lotsenbot.matrix.sender import Sender
+from lotsenbot.matrix.transport import HistoryUnavailable
 from lotsenbot.storage.db import Database
 
 NOW = datetime(2026, 11, 30, 9, 15, tzinfo=UTC)
@@ -50,6 +51,7 @@ class FakeTransport:
         self.decline_next = False
         self.before_leave: dict[tuple[str, str], str] = {}  # (room, txn) → event id
         self.history_reads: list[str] = []
+        self.history_error: HistoryUnavailable | None = None
 
     def add_room(self, room_id: str, *members: str) -> None:
         room = self.client.rooms[room_id] = MatrixRoom(room_id, BOT)
@@ -82,6 +84,8 @@ class FakeTransport:
 
     async def sent_while_present(self, room_id: str, user_id: str, txn_id: str) -> str | None:
         self.history_reads.append(room_id)
+        if self.history_error is not None:
+            raise self.history_error
         return self.before_leave.get((room_id, txn_id))
 
     def live_direct_room(self, user_id: str) -> str | None:
@@ -151,6 +155,23 @@ async def test_a_message_that_reached_the_person_before_they_left_is_not_sent_ag
     assert row is not None and row["event_id"] == "$frueher"
     # The chat is still the person's mapping until the next message finds it left.
     assert transport.abandoned == []
+
+
+async def test_an_unreadable_history_delays_the_message_instead_of_a_new_chat(
+    db: Database,
+) -> None:
+    sender, transport = await setup(db)
+    transport.add_room(OLD)
+    transport.left.add(OLD)
+    transport.history_error = HistoryUnavailable("M_LIMIT_EXCEEDED", "Too Many Requests", 3000)
+    assert await sender.drain_once() == 0
+    assert transport.created == [] and transport.abandoned == [] and transport.client.sent == []
+    assert (await state(db))[:3] == ("pending", 0, OLD)  # a pause, not an attempt
+    transport.history_error = HistoryUnavailable("M_UNKNOWN", "Internal server error")
+    sender._paused_until = None  # the pause is over, the row due again
+    await db.execute("UPDATE outbox SET next_attempt_at = ?", (iso(NOW),))
+    assert await sender.drain_once() == 0
+    assert (await state(db))[:2] == ("pending", 1) and transport.created == []
 
 
 async def test_a_chat_the_person_opened_meanwhile_is_used_instead(db: Database) -> None:
