@@ -385,6 +385,25 @@ async def test_killed_during_fan_out_and_restarted_one_copy_each(
         await coordinator.close()
 
 
+async def leave_and_wait(app: App, person: MatrixUser, room_id: str) -> None:
+    """``person`` leaves the direct chat; returns once the bot's sync has shown it."""
+    left = await person.client.room_leave(room_id)
+    assert type(left).__name__ == "RoomLeaveResponse"
+    for _ in range(100):
+        if person.user_id not in app.transport.client.rooms[room_id].users:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("leave not synced")
+
+
+def dm_room_of(runner: BotRunner, person: MatrixUser) -> str:
+    with sqlite3.connect(runner.config.database.path) as conn:
+        (room_id,) = conn.execute(
+            "SELECT room_id FROM dm_rooms WHERE user_id = ?", (person.user_id,)
+        ).fetchone()
+    return str(room_id)
+
+
 @pytest.mark.asyncio(loop_scope="session")
 async def test_a_copy_sent_before_the_person_left_is_not_sent_again(
     tmp_path: Path, synapse: Synapse, register_user: RegisterUser, make_user: MakeUser
@@ -405,13 +424,7 @@ async def test_a_copy_sent_before_the_person_left_is_not_sent_again(
         await ask(coordinator, room, bot_id, f"!senden {announcement_id}")
         first = await first_copy(reader, bot_id, announcement_id)
         assert first.room_id == old
-        left = await reader.client.room_leave(old)
-        assert type(left).__name__ == "RoomLeaveResponse"
-        for _ in range(100):  # until the bot's sync has shown the leave
-            if reader.user_id not in app.transport.client.rooms[old].users:
-                break
-            await asyncio.sleep(0.1)
-        assert reader.user_id not in app.transport.client.rooms[old].users, "leave not synced"
+        await leave_and_wait(app, reader, old)
 
         # As if the "sent" mark had never been committed.
         with sqlite3.connect(runner.config.database.path) as conn:
@@ -433,11 +446,7 @@ async def test_a_copy_sent_before_the_person_left_is_not_sent_again(
             await asyncio.sleep(0.1)
         assert (status, event_id, room_id) == ("sent", first.event_id, old)
         await assert_one_copy_each([reader], bot_id, announcement_id)
-        with sqlite3.connect(runner.config.database.path) as conn:
-            (mapped,) = conn.execute(
-                "SELECT room_id FROM dm_rooms WHERE user_id = ?", (reader.user_id,)
-            ).fetchone()
-        assert mapped == old  # no new chat was opened for it
+        assert dm_room_of(runner, reader) == old  # no new chat was opened for it
     finally:
         await runner.stop()
         await coordinator.close()
@@ -458,13 +467,7 @@ async def test_a_person_who_left_the_direct_chat_gets_the_next_copy_in_a_new_one
         room = await open_dm(coordinator, bot_id)
         old = await open_dm(reader, bot_id)
         await ask(reader, old, bot_id, "!hilfe")  # has used the bot
-        left = await reader.client.room_leave(old)
-        assert type(left).__name__ == "RoomLeaveResponse"
-        for _ in range(100):  # until the bot's sync has shown the leave
-            if reader.user_id not in app.transport.client.rooms[old].users:
-                break
-            await asyncio.sleep(0.1)
-        assert reader.user_id not in app.transport.client.rooms[old].users, "leave not synced"
+        await leave_and_wait(app, reader, old)
 
         announcement_id, _ = await announce(coordinator, room, bot_id, "!ankündigung alle Fest")
         await ask(coordinator, room, bot_id, f"!senden {announcement_id}")
@@ -475,11 +478,7 @@ async def test_a_person_who_left_the_direct_chat_gets_the_next_copy_in_a_new_one
         await assert_one_copy_each([reader], bot_id, announcement_id)
         new = copies(reader, bot_id, announcement_id)[0].room_id
         assert new != old
-        with sqlite3.connect(runner.config.database.path) as conn:
-            (mapped,) = conn.execute(
-                "SELECT room_id FROM dm_rooms WHERE user_id = ?", (reader.user_id,)
-            ).fetchone()
-        assert mapped == new
+        assert dm_room_of(runner, reader) == new
         joined = await app.transport.client.joined_rooms()
         assert old not in joined.rooms and new in joined.rooms  # the bot left the empty chat
     finally:
