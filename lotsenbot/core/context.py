@@ -66,7 +66,14 @@ class Context:
         if self.incoming.is_direct:
             self.reply(markdown, **meta)
             return
-        self.send_to_user(self.sender, OutMessage(markdown=markdown, meta=meta), "reply")
+        self.reply_message_privately(OutMessage(markdown=markdown, meta=meta))
+
+    def reply_message_privately(self, message: OutMessage) -> None:
+        """Like :meth:`reply_privately` for a whole message (e.g. one with an attachment)."""
+        if self.incoming.is_direct:
+            self.reply_message(message)
+            return
+        self.send_to_user(self.sender, message, "reply")
         self.reply(self.t("core.answered_privately"))
 
     def reply_message(self, message: OutMessage) -> None:

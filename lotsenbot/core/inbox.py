@@ -91,13 +91,16 @@ class Inbox:
         """Schedule another attempt; return False once the event has failed too often."""
         give_up = attempts + 1 >= MAX_ATTEMPTS
         async with self.db.transaction() as conn:
+            # An event given up on loses its text like a handled one (data minimisation).
             await conn.execute(
                 "UPDATE inbox SET attempts = attempts + 1, next_attempt_at = ?, error = ?,"
-                " status = ? WHERE event_id = ?",
+                " status = ?, payload = CASE WHEN ? THEN '{}' ELSE payload END"
+                " WHERE event_id = ?",
                 (
                     iso(now + backoff(attempts + 1, base=0.5, cap=60)),
                     error[:500],
                     "failed" if give_up else "pending",
+                    give_up,
                     event_id,
                 ),
             )

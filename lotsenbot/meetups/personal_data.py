@@ -19,7 +19,7 @@ from lotsenbot.core import personal_data
 from lotsenbot.core.clock import iso
 from lotsenbot.core.personal_data import ErasureReport, table_exists
 from lotsenbot.meetups.recurrence import occurrence_key
-from lotsenbot.meetups.store import forget_person, purge_personal_data
+from lotsenbot.meetups.store import STALE_POLLS, forget_person, purge_personal_data
 
 
 async def _rows(conn: aiosqlite.Connection, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
@@ -108,9 +108,8 @@ class MeetupsData:
             ),
             "votes": await _count(
                 conn,
-                "SELECT COUNT(*) FROM meetup_poll_votes WHERE poll_id IN (SELECT id FROM"
-                " meetup_polls WHERE status = 'closed' AND closed_at < ?)",
-                (iso(before),),
+                f"SELECT COUNT(*) FROM meetup_poll_votes WHERE poll_id IN ({STALE_POLLS})",
+                (iso(before), iso(before)),
             ),
         }
         if not dry_run:

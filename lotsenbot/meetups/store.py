@@ -750,6 +750,15 @@ async def close_poll(
 # --- privacy ----------------------------------------------------------------------------------
 
 
+# Polls whose votes have served their purpose by a cut-off (bind it twice): closed before
+# it, or still open with every proposed date before it (nobody closed the poll).
+STALE_POLLS = (
+    "SELECT p.id FROM meetup_polls p WHERE (p.status = 'closed' AND p.closed_at < ?)"
+    " OR (p.status = 'open' AND (SELECT MAX(o.starts_at) FROM meetup_poll_options o"
+    " WHERE o.poll_id = p.id) < ?)"
+)
+
+
 async def purge_personal_data(conn: aiosqlite.Connection, before: datetime) -> int:
     """Delete sign-ups, reminder records and poll votes of dates that began before ``before``
     (for ``[privacy] signups_days``); returns the number of rows deleted."""
@@ -758,11 +767,7 @@ async def purge_personal_data(conn: aiosqlite.Connection, before: datetime) -> i
     for sql, params in (
         ("DELETE FROM meetup_signups WHERE starts_at < ?", (cutoff,)),
         ("DELETE FROM meetup_reminders WHERE occurrence < ?", (occurrence_key(before),)),
-        (
-            "DELETE FROM meetup_poll_votes WHERE poll_id IN (SELECT id FROM meetup_polls"
-            " WHERE status = 'closed' AND closed_at < ?)",
-            (cutoff,),
-        ),
+        (f"DELETE FROM meetup_poll_votes WHERE poll_id IN ({STALE_POLLS})", (cutoff, cutoff)),
     ):
         cursor = await conn.execute(sql, params)
         total += max(cursor.rowcount, 0)
@@ -789,6 +794,13 @@ async def forget_person(conn: aiosqlite.Connection, user_id: str) -> int:
         cursor = await conn.execute(f"DELETE FROM {table} WHERE user_id = ?", (user_id,))
         total += max(cursor.rowcount, 0)
         await cursor.close()
+    # The copies of announcements in the person's direct chat are known by keys that name
+    # them ("meetup:7:ann:@anna:…"); without the person the mapping has no use.
+    cursor = await conn.execute(
+        "DELETE FROM meetup_messages WHERE instr(dedup_key, ?) > 0", (user_id,)
+    )
+    total += max(cursor.rowcount, 0)
+    await cursor.close()
     for meetup_id, occurrence, capacity in freed:
         await _fill_free_places(conn, meetup_id, occurrence, capacity)
     return total

@@ -379,4 +379,5 @@ class PrivacyFeature(Feature):
             message = await self._report_message(figures, period, ctx.t, config)
         await ctx.audit("privacy.report", None, {"since": iso(period.since),
                                                  "until": iso(period.until)})  # fmt: skip
-        ctx.reply_message(message)
+        # The unanswered questions are staff's own words: not for everyone in a group room.
+        ctx.reply_message_privately(message)

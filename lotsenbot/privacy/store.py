@@ -161,6 +161,9 @@ class FoundationData:
             "pending_choices",
             await _changes(conn, "DELETE FROM pending_choices WHERE user_id = ?", (user_id,)),
         )
+        # Found before the events lose their sender: a direct chat that only the person's
+        # own messages in the inbox tie to them would otherwise not be found.
+        messages = await _messages_for(conn, user_id)
         # Handled events stay as the anonymous record that they were handled (counts for the
         # statistics); their text is gone already. Waiting events keep their text until the
         # bot has handled them.
@@ -173,7 +176,6 @@ class FoundationData:
                 (ERASED, user_id),
             ),
         )
-        messages = await _messages_for(conn, user_id)
         # Everything that merely names the person (e.g. a request forwarded to pilots) loses
         # its text, too, once delivered.
         naming = await _rows(
@@ -190,6 +192,13 @@ class FoundationData:
                 f" target = CASE WHEN target_kind = 'user' AND target = ? THEN ? ELSE target END"
                 f" WHERE id IN ({_marks(chunk)})",
                 (BLANK_CONTENT, user_id, ERASED, *chunk),
+            )
+        # Delivery keys name their recipient ("ann:7:@anna:…"); the row id keeps them unique.
+        for chunk in _chunks(done, 500):
+            await conn.execute(
+                f"UPDATE outbox SET dedup_key = replace(dedup_key, ?, ? || '#' || id)"
+                f" WHERE id IN ({_marks(chunk)}) AND instr(dedup_key, ?) > 0",
+                (user_id, ERASED, *chunk, user_id),
             )
         report.count("messages", len(done))
         report.keep("messages", len(pending), "privacy.kept.pending_delivery")

@@ -18,6 +18,7 @@ from lotsenbot.core.context import Context
 from lotsenbot.core.errors import BadArguments, Conflict, NotFound, PermissionDenied
 from lotsenbot.core.feature import Feature
 from lotsenbot.core.markdown import escape, quote
+from lotsenbot.core.personal_data import ERASED
 from lotsenbot.core.router import fold
 from lotsenbot.core.types import OutMessage, Role
 from lotsenbot.tickets import store
@@ -497,6 +498,8 @@ class TicketsFeature(Feature):
             raise PermissionDenied()
         config = ctx.services.config
         days = config.tickets.reopen_days
+        if ticket.requester == ERASED:  # no text, nobody to answer: nothing to reopen
+            raise Conflict("tickets.error.anonymised", number=ticket.id)
         if ticket.status != "resolved":
             raise Conflict(
                 "tickets.error.not_resolved",
@@ -632,7 +635,8 @@ class TicketsFeature(Feature):
             raise PermissionDenied()
         await store.add_event(ctx.conn, ticket.id, ctx.now, ctx.sender, "note", text, internal=True)
         await store.touch(ctx.conn, ticket.id, ctx.now)
-        ctx.reply(ctx.t("tickets.note.saved", number=ticket.id), **ticket_meta(ticket, "note"))
+        saved = ctx.t("tickets.note.saved", number=ticket.id, prefix=self._prefix(ctx))
+        ctx.reply(saved, **ticket_meta(ticket, "note"))
 
     async def _resolve(self, ctx: Context, args: str) -> None:
         number, text = self._number(ctx, args, "erledigt")

@@ -9,6 +9,7 @@ go. An open request keeps what it needs until it is closed.
 
 from __future__ import annotations
 
+import json
 import statistics
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,6 +31,17 @@ async def _rows(conn: aiosqlite.Connection, sql: str, params: tuple[Any, ...] = 
 
 def _marks(values: list[Any] | tuple[Any, ...]) -> str:
     return ", ".join("?" for _ in values)
+
+
+def _without(value: Any, user_id: str) -> Any:
+    """``value`` (parsed JSON) with every string equal to ``user_id`` replaced by ERASED."""
+    if value == user_id:
+        return ERASED
+    if isinstance(value, dict):
+        return {key: _without(item, user_id) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without(item, user_id) for item in value]
+    return value
 
 
 async def _anonymise(conn: aiosqlite.Connection, ids: list[int]) -> None:
@@ -126,11 +138,35 @@ class TicketsData:
         )
         report.count("events", max(cursor.rowcount, 0))
         await cursor.close()
+        # Entries by others that name the person ("assigned to @lotsin", "deputy for …").
+        for row in await _rows(
+            conn,
+            f"SELECT e.id, e.details FROM ticket_events e JOIN tickets t ON t.id = e.ticket_id"
+            f" WHERE t.status IN ({_marks(CLOSED)}) AND instr(e.details, ?) > 0",
+            (*CLOSED, json.dumps(user_id)),
+        ):
+            details = _without(json.loads(row["details"]), user_id)
+            await conn.execute("UPDATE ticket_events SET details = ? WHERE id = ?",
+                               (json.dumps(details, ensure_ascii=False), row["id"]))  # fmt: skip
         report.keep("assigned_tickets", len(handled_open), "privacy.kept.assigned_ticket",
                     numbers=", ".join(str(n) for n in handled_open))  # fmt: skip
+        written_open = [
+            r[0] for r in await _rows(
+                conn,
+                f"SELECT DISTINCT e.ticket_id FROM ticket_events e JOIN tickets t"
+                f" ON t.id = e.ticket_id WHERE e.actor = ? AND t.requester != ?"
+                f" AND t.status NOT IN ({_marks(CLOSED)}) ORDER BY 1",
+                (user_id, user_id, *CLOSED),
+            )
+            if r[0] not in handled_open
+        ]  # fmt: skip
+        report.keep("ticket_entries", len(written_open), "privacy.kept.ticket_entries",
+                    numbers=", ".join(str(n) for n in written_open))  # fmt: skip
         cursor = await conn.execute("DELETE FROM pilot_absences WHERE user_id = ?", (user_id,))
         report.count("absences", max(cursor.rowcount, 0))
         await cursor.close()
+        # Colleagues who named the person as their deputy: their requests go to the others.
+        await conn.execute("UPDATE pilot_absences SET deputy = NULL WHERE deputy = ?", (user_id,))
         return report
 
     async def purge(
@@ -147,9 +183,14 @@ class TicketsData:
                 (*CLOSED, before, ERASED),
             )
         ]  # fmt: skip
+        # An absence is over the day after its last day (a local date; one more day of
+        # margin for the zone): the entry, with the deputy's name, has no use after that.
+        ended = (now - timedelta(days=2)).date().isoformat()
+        absences = len(await _rows(conn, "SELECT 1 FROM pilot_absences WHERE until < ?", (ended,)))
         if not dry_run:
             await _anonymise(conn, due)
-        return {"ticket_contents": len(due)}
+            await conn.execute("DELETE FROM pilot_absences WHERE until < ?", (ended,))
+        return {"ticket_contents": len(due), "ended_absences": absences}
 
     async def statistics(
         self, conn: aiosqlite.Connection, since: datetime, until: datetime, per_person: bool

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import aiosqlite
 
 from lotsenbot.core.clock import iso, parse_iso
+from lotsenbot.core.personal_data import ERASED
 from lotsenbot.core.roles import Person
 from lotsenbot.tickets.assignment import Absence
 
@@ -305,15 +306,21 @@ async def reopen(
     """Reopen a resolved ticket if it was resolved at or after ``resolved_since``.
 
     It goes back to its pilot as claimed (they know it already); :func:`place` moves it on
-    when there is no pilot to go back to.
+    when there is no pilot to go back to, as when the pilot has had their data erased.
     """
     cursor = await conn.execute(
-        "UPDATE tickets SET status = CASE WHEN assignee IS NULL THEN 'open' ELSE 'claimed' END,"
+        "UPDATE tickets SET"
+        " status = CASE WHEN assignee IS NULL OR assignee = ? THEN 'open' ELSE 'claimed' END,"
+        " assignee = CASE WHEN assignee = ? THEN NULL ELSE assignee END,"
+        " deputy_for = CASE WHEN deputy_for = ? THEN NULL ELSE deputy_for END,"
         " updated_at = ?, closed_at = NULL, resolved_at = NULL, answer_due_at = ?,"
         " answer_escalated_at = NULL, escalation_round = escalation_round + 1"
         " WHERE id = ? AND status = 'resolved' AND resolved_at >= ?",
-        (iso(now), iso(answer_due_at) if answer_due_at else None, ticket_id, iso(resolved_since)),
-    )
+        (
+            ERASED, ERASED, ERASED, iso(now), iso(answer_due_at) if answer_due_at else None,
+            ticket_id, iso(resolved_since),
+        ),
+    )  # fmt: skip
     changed = cursor.rowcount == 1
     await cursor.close()
     return changed

@@ -283,6 +283,36 @@ async def test_forget_person_moves_the_waiting_list_up(db: Database) -> None:
     assert after == Roster(1, (B,), (C,))
 
 
+async def test_forget_person_drops_the_keys_of_their_announcement_copies(db: Database) -> None:
+    async with db.transaction() as conn:
+        meetup = await create(conn)
+        for target in (A, B, "!raum:stadt.de"):
+            await store.record_message(conn, f"meetup:{meetup.id}:ann:{target}", meetup.id)
+        await store.forget_person(conn, A)
+        rows = await conn.execute_fetchall("SELECT dedup_key FROM meetup_messages ORDER BY 1")
+    assert [r[0] for r in rows] == [
+        f"meetup:{meetup.id}:ann:!raum:stadt.de",
+        f"meetup:{meetup.id}:ann:{B}",
+    ]
+
+
+async def test_purge_takes_votes_of_polls_left_open_once_every_date_is_past(
+    db: Database,
+) -> None:
+    async with db.transaction() as conn:
+        polls = []
+        for first in (NOW - timedelta(days=200), NOW - timedelta(days=20)):
+            poll = await store.create_poll(
+                conn, title="Treffen", room_id="!r:stadt.de", created_by=A,
+                options=[first, first + timedelta(days=7)], now=first - timedelta(days=30),
+            )  # fmt: skip
+            await store.record_vote(conn, poll.id, B, ["t1"], origin_ts=1, event_id=f"$v{first}")
+            polls.append(poll)
+        await store.purge_personal_data(conn, NOW - timedelta(days=180))
+        rows = await conn.execute_fetchall("SELECT poll_id FROM meetup_poll_votes")
+    assert [r[0] for r in rows] == [polls[1].id]  # nobody closed either poll
+
+
 async def test_purge_removes_only_old_dates(db: Database) -> None:
     async with db.transaction() as conn:
         old = await create(conn, draft(NOW.astimezone(TZ) + timedelta(hours=2)))

@@ -186,6 +186,9 @@ async def test_retry_later_backs_off_then_gives_up(db: Database) -> None:
     long_error = await db.fetchone("SELECT length(error) AS n FROM inbox")
     assert long_error is not None and long_error["n"] == 500  # errors are cut, not stored whole
     assert await inbox.retry_later("$ereignis1", MAX_ATTEMPTS - 1, NOW, "immer noch") is False
-    row = await db.fetchone("SELECT status, attempts FROM inbox WHERE event_id = '$ereignis1'")
+    row = await db.fetchone(
+        "SELECT status, attempts, payload FROM inbox WHERE event_id = '$ereignis1'"
+    )
     assert row is not None and (row["status"], row["attempts"]) == ("failed", MAX_ATTEMPTS)
+    assert row["payload"] == "{}"  # given up: the text goes, as for a handled event
     assert await inbox.pending(NOW + timedelta(days=1)) == []

@@ -266,6 +266,63 @@ async def test_erasure_frees_a_meetup_place_for_the_waiting_list(db: Database) -
     assert result.erased["meetups.signups"] == 1
 
 
+async def test_erasure_finds_a_direct_chat_known_only_from_the_persons_messages(
+    db: Database,
+) -> None:
+    """An older direct chat is no longer in ``dm_rooms``; the person's own messages in the
+    inbox tie it to them, so it must be looked up before those lose their sender."""
+    await db.execute(
+        "INSERT INTO rooms (room_id, is_direct, joined_at) VALUES (?, 1, ?)", (DM_ANNA, ago(days=9))
+    )
+    await add_event(db, ANNA, handled=ago(hours=1))
+    reply = await add_outbox(db, "room", DM_ANNA, "Zu Ihrer Frage zum Urlaub …", sent=ago(hours=1))
+    async with db.transaction() as conn:
+        result = await erase_person(conn, all_handlers({}), ANNA, NOW)
+    content = await scalar(db, "SELECT content FROM outbox WHERE id = ?", (reply,))
+    assert json.loads(content)["markdown"] == ""
+    assert result.erased["core.messages"] == 1
+
+
+async def test_erasure_takes_the_person_out_of_delivery_keys_and_others_records(
+    db: Database,
+) -> None:
+    copy = await add_outbox(db, "user", LOTSIN, "Sommerfest", sent=ago(days=1))
+    other = await add_outbox(db, "user", HR, "Sommerfest", sent=ago(days=1))
+    await db.execute("UPDATE outbox SET dedup_key = 'ann:7:' || target WHERE id IN (?, ?)",
+                     (copy, other))  # fmt: skip
+    closed = await add_ticket(db, ANNA, "Drucker", status="resolved", created=ago(days=9),
+                              closed=ago(days=8), assignee=LOTSIN)  # fmt: skip
+    await db.execute(
+        "INSERT INTO ticket_events (ticket_id, at, actor, kind, details) VALUES"
+        " (?, ?, ?, 'assigned', ?)",
+        (closed, ago(days=9), "@lotsenbot:stadt.de",
+         json.dumps({"department": "it", "assignee": LOTSIN, "deputy_for": None})),
+    )  # fmt: skip
+    still_open = await add_ticket(db, BERT, "Scanner", created=ago(days=1), assignee=HR)
+    await db.execute(
+        "INSERT INTO ticket_events (ticket_id, at, actor, kind, body, internal)"
+        " VALUES (?, ?, ?, 'note', 'Rückfrage', 1)",
+        (still_open, ago(hours=3), LOTSIN),
+    )
+    await db.execute(
+        "INSERT INTO pilot_absences (user_id, until, deputy, created_at) VALUES (?, ?, ?, ?)",
+        (HR, "2026-12-24", LOTSIN, ago(days=1)),
+    )
+    async with db.transaction() as conn:
+        result = await erase_person(conn, all_handlers({}), LOTSIN, NOW)
+    keys = {r[0]: r[1] for r in await db.fetchall("SELECT id, dedup_key FROM outbox")}
+    assert keys == {copy: f"ann:7:{ERASED}#{copy}", other: f"ann:7:{HR}"}  # counts stay by prefix
+    details = await scalar(
+        db, "SELECT details FROM ticket_events WHERE ticket_id = ? AND kind = 'assigned'", (closed,)
+    )
+    assert json.loads(details) == {"department": "it", "assignee": ERASED, "deputy_for": None}
+    assert await scalar(db, "SELECT deputy FROM pilot_absences WHERE user_id = ?", (HR,)) is None
+    reasons = {k.category: k for k in result.kept}
+    assert reasons["tickets.ticket_entries"].params == {"numbers": str(still_open)}
+    text = await db.fetchall("SELECT * FROM ticket_events WHERE ticket_id = ?", (closed,))
+    assert LOTSIN not in json.dumps([dict(r) for r in text])
+
+
 # -- retention -----------------------------------------------------------------------------
 
 
@@ -290,6 +347,13 @@ async def test_purge_applies_each_period_and_dry_run_changes_nothing(db: Databas
     recent = await add_ticket(db, ANNA, "neuer", status="resolved", created=ago(days=200),
                               closed=ago(days=179))  # fmt: skip
     old_open = await add_ticket(db, ANNA, "offen seit langem", created=ago(days=400))
+    today = NOW.date()
+    await db.execute(
+        "INSERT INTO pilot_absences (user_id, until, deputy, created_at) VALUES"
+        " (?, ?, ?, ?), (?, ?, NULL, ?)",
+        (LOTSIN, (today - timedelta(days=3)).isoformat(), HR, ago(days=20),
+         HR, (today - timedelta(days=1)).isoformat(), ago(days=5)),
+    )  # fmt: skip
     async with db.transaction() as conn:
         await conn.execute(
             "INSERT INTO faq_unanswered (asked_at, question, normalized) VALUES (?, 'a', 'a'),"
@@ -302,7 +366,8 @@ async def test_purge_applies_each_period_and_dry_run_changes_nothing(db: Databas
         planned = await purge_all(conn, all_handlers({}), NOW, privacy, dry_run=True)
     assert planned["core"] == {"events": 1, "delivery_records": 1, "expired_choices": 0,
                                "inactive_people": 1, "audit_log": 1}  # fmt: skip
-    assert planned["tickets"] == {"ticket_contents": 1}
+    # An absence goes two days after its last day (a local date): the one ended yesterday stays.
+    assert planned["tickets"] == {"ticket_contents": 1, "ended_absences": 1}
     assert planned["faq"]["unanswered_questions"] == 1
     assert await scalar(db, "SELECT COUNT(*) FROM inbox") == 3  # dry run: nothing gone
 
@@ -319,6 +384,7 @@ async def test_purge_applies_each_period_and_dry_run_changes_nothing(db: Databas
     bodies = {r[0]: r[1] for r in await db.fetchall("SELECT id, body FROM tickets")}
     assert bodies == {expired: "", recent: "neuer", old_open: "offen seit langem"}
     assert await scalar(db, "SELECT COUNT(*) FROM faq_unanswered") == 1
+    assert [r[0] for r in await db.fetchall("SELECT user_id FROM pilot_absences")] == [HR]
     # Prometheus totals do not go down with the purge.
     assert await status_totals(db.conn, "inbox") == before
 
@@ -331,6 +397,7 @@ async def test_purge_applies_each_period_and_dry_run_changes_nothing(db: Databas
         later = await purge_all(conn, all_handlers({}), NOW + timedelta(days=2), privacy, True)
     assert later["core"]["events"] == 1 and later["core"]["delivery_records"] == 1
     assert later["tickets"]["ticket_contents"] == 1
+    assert later["tickets"]["ended_absences"] == 1
 
 
 # -- statistics and report -----------------------------------------------------------------
@@ -497,6 +564,11 @@ async def test_commands_export_erase_protocol_and_roles(db: Database) -> None:
     assert report["attachment_mime"] == "image/png"
     assert bytes(report["attachment"]).startswith(b"\x89PNG")
     assert meta(report, "de.lotsenbot.report")["sections"] == ["core", "tickets"]
+    # Typed in a group room, the report (with staff's unanswered questions) goes privately.
+    private, note = await h.say(KOORD, "!bericht 7 Tage", room="!gruppe:stadt.de", direct=False)
+    assert (note["target_kind"], note["attachment"]) == ("room", None)
+    assert (private["target_kind"], private["target"]) == ("user", KOORD)
+    assert bytes(private["attachment"]).startswith(b"\x89PNG")
 
 
 async def test_the_report_chart_is_drawn_outside_the_write_transaction(

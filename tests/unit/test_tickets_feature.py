@@ -23,6 +23,7 @@ from lotsenbot.config import Config
 from lotsenbot.core.clock import Clock
 from lotsenbot.core.dispatch import Dispatcher
 from lotsenbot.core.inbox import Inbox
+from lotsenbot.core.personal_data import ERASED
 from lotsenbot.core.services import Services
 from lotsenbot.core.types import Incoming
 from lotsenbot.storage.db import Database
@@ -615,3 +616,27 @@ async def test_reopened_request_without_department_is_placed_afresh(tmp_path: Pa
             assert (await env.ticket(number)).route_reason == "only_department"
     finally:
         await env.services.db.close()
+
+
+async def test_reopening_after_an_erasure(env: Env) -> None:
+    """The pilot's data erased: the request goes to the department afresh, not to the
+    placeholder. The requester's data erased: there is nothing left to reopen."""
+    await env.say(ANNA, f"!anfrage {IT_TEXT}")
+    await env.say(LOTSIN, "!übernehmen 1")
+    await env.say(LOTSIN, "!erledigt 1")
+    await env.services.db.execute("UPDATE tickets SET assignee = ? WHERE id = 1", (ERASED,))
+    out = await env.say(ANNA, "!wiedereröffnen 1")
+    ticket = await env.ticket(1)
+    assert ticket.assignee in (LOTSIN, LOTSE) and ticket.status == "assigned"
+    assert [m for m in out if m.target == ERASED] == []
+    assert only(out, target=ticket.assignee).ticket["event"] == "reopened"
+
+    await env.say(ANNA, f"!anfrage {IT_TEXT}")
+    await env.say(LOTSIN, "!erledigt 2")
+    await env.services.db.execute(
+        "UPDATE tickets SET requester = ?, body = '' WHERE id = 2", (ERASED,)
+    )
+    out = await env.say(LOTSIN, "!wiedereröffnen 2")
+    assert reply_to(out, LOTSIN).error == "conflict"
+    assert "anonymisiert" in reply_to(out, LOTSIN).text
+    assert (await env.ticket(2)).status == "resolved"
