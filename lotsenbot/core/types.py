@@ -80,6 +80,7 @@ class OutMessage:
     reply_to: str | None = None
     attachment: Attachment | None = None
     poll: Poll | None = None
+    ends_poll: str | None = None  # event id of a poll this message closes (MSC3381 end)
 
     def to_json(self) -> str:
         data: dict[str, Any] = {
@@ -94,6 +95,8 @@ class OutMessage:
                 "answers": [list(a) for a in self.poll.answers],
                 "max_selections": self.poll.max_selections,
             }
+        if self.ends_poll is not None:
+            data["ends_poll"] = self.ends_poll
         return json.dumps(data, ensure_ascii=False)
 
     @classmethod
@@ -110,4 +113,5 @@ class OutMessage:
             reply_to=data.get("reply_to"),
             attachment=attachment,
             poll=poll,
+            ends_poll=data.get("ends_poll"),
         )

@@ -109,3 +109,20 @@ def poll_content(message: OutMessage) -> dict[str, Any]:
     for key, value in message.meta.items():
         content[key] = value
     return content
+
+
+def poll_end_content(message: OutMessage) -> dict[str, Any]:
+    """An MSC3381 poll end referring to the poll's start, so that clients show it closed;
+    the text is the fallback for clients without polls."""
+    assert message.ends_poll is not None
+    fallback = plain_text(message.markdown)
+    content: dict[str, Any] = {
+        "org.matrix.msc3381.poll.end": {},
+        "m.relates_to": {"rel_type": "m.reference", "event_id": message.ends_poll},
+        "org.matrix.msc1767.text": fallback,
+        "body": fallback,
+        "m.mentions": {"user_ids": sorted(set(message.mentions))},
+    }
+    for key, value in message.meta.items():
+        content[key] = value
+    return content

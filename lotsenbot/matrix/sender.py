@@ -29,7 +29,7 @@ from nio import RoomSendError, RoomSendResponse, UploadResponse
 from lotsenbot.core.clock import iso
 from lotsenbot.core.outbox import Outbox, backoff, txn_id_for
 from lotsenbot.core.types import Attachment, OutMessage
-from lotsenbot.matrix.format import message_content, poll_content
+from lotsenbot.matrix.format import message_content, poll_content, poll_end_content
 from lotsenbot.matrix.transport import HistoryUnavailable, MatrixTransport, RoomCreationFailed
 from lotsenbot.storage.db import Database
 
@@ -366,6 +366,9 @@ class Sender:
         if message.poll is not None:
             return await self._room_send(room_id, "org.matrix.msc3381.poll.start",
                                          poll_content(message), txn)  # fmt: skip
+        if message.ends_poll is not None:
+            return await self._room_send(room_id, "org.matrix.msc3381.poll.end",
+                                         poll_end_content(message), txn)  # fmt: skip
         content = message_content(message)
         if attachment is not None:
             # The text goes first; the file follows with its own, derived transaction id.

@@ -13,7 +13,8 @@ How the pieces fit:
   and the first on the waiting list moves up and is told.
 * Reminders are never scheduled per person: a periodic job asks the database which confirmed
   people have a date coming up and which reminders (:mod:`.reminders`) are due, records each
-  as sent or skipped, and enqueues it with the key ``rem:<meetup>:<date>:<offset s>:<user>``.
+  as sent or skipped, and enqueues it with the key ``rem:<meetup>:<date>:<offset s>:<user>``
+  (plus ``:<new start>`` for a moved date, whose earlier reminders are forgotten on the move).
   After a restart the same question gives the same answer, so nothing is lost or doubled.
 * A date poll is a native Matrix poll; responses are stored (latest per person counts) and
   ending the poll creates the meetup at the date with the most votes (earlier date on a tie).
@@ -219,9 +220,26 @@ class MeetupsFeature(Feature):
         except MeetupError as err:
             raise _bad(err) from None
         original = original_on(meetup.series, day)
+        if original is not None and self._begun(meetup, original, now):
+            if not any(ch.isdigit() for ch in match.group(1)):
+                # "am Dienstag" after this Tuesday's meeting: the coming Tuesday is meant,
+                # as everywhere else a weekday names a day still ahead.
+                original = original_on(meetup.series, day + timedelta(days=7))
+            else:
+                upcoming = meetup.next_occurrence(now)
+                example = f"am {upcoming.start.astimezone(self.tz):%d.%m.%Y}" if upcoming else ""
+                raise BadArguments(
+                    "meetups.date.past", when=self._when(original), example=example or "–"
+                )
         if original is None:
             raise NotFound("meetups.date_not_found", id=meetup.id, date=escape(match.group(1)))
         return occurrence_key(original), match.group(2).strip()
+
+    @staticmethod
+    def _begun(meetup: store.Meetup, original: datetime, now: datetime) -> bool:
+        """Whether the date (at its moved time, if it was moved) has begun by ``now``."""
+        current = meetup.occurrence(occurrence_key(original))
+        return (current.start if current is not None else original) <= now
 
     def _link(self, link: str) -> str:
         # An autolink stays clickable although linkify is off; odd characters stay text.
@@ -544,6 +562,9 @@ class MeetupsFeature(Feature):
         meetup_id, _ = self._number(args, "meetups.usage.withdraw")
         meetup = await self._load(ctx.conn, meetup_id)
         mine = await store.signups_of(ctx.conn, ctx.sender, meetup.id, after=ctx.now)
+        # The next date that takes place first: a sign-up kept for a cancelled date is not
+        # what "!absage" means while a real one follows.
+        mine.sort(key=lambda signup: (not self._takes_place(meetup, signup), signup.starts_at))
         if not mine:
             occ = meetup.next_occurrence(ctx.now)
             starts = occ.start if occ else meetup.series.first_start
@@ -559,6 +580,13 @@ class MeetupsFeature(Feature):
         self, ctx: Context, meetup: store.Meetup, signup: store.Signup
     ) -> tuple[str, dict[str, Any]]:
         """Withdraw one sign-up; whoever moves up is told. Returns the answer for the person."""
+        when = self._when(signup.starts_at)
+        if not self._takes_place(meetup, signup):
+            # A date that does not take place: the person goes, and nobody moves up, since
+            # "a place has become free" would be false.
+            await store.remove_signup(ctx.conn, signup)
+            text = ctx.t(f"meetups.withdraw.{signup.status}", title=escape(meetup.title), when=when)
+            return text, self._meta(meetup.id, "withdrawn", signup.starts_at, status=signup.status)
         before = await store.roster(ctx.conn, meetup.id, signup.occurrence, meetup.capacity)
         after, result = withdraw(before, signup.user_id)
         await store.save_roster(
@@ -570,11 +598,14 @@ class MeetupsFeature(Feature):
             starts_at=signup.starts_at,
             now=ctx.now,
         )
-        when = self._when(signup.starts_at)
         for person in result.promoted:
             self._tell_promoted(ctx, meetup, person, signup.starts_at)
         text = ctx.t(f"meetups.withdraw.{result.was}", title=escape(meetup.title), when=when)
         return text, self._meta(meetup.id, "withdrawn", signup.starts_at, status=result.was)
+
+    @staticmethod
+    def _takes_place(meetup: store.Meetup, signup: store.Signup) -> bool:
+        return not meetup.cancelled and meetup.occurrence(signup.occurrence) is not None
 
     def _tell_promoted(
         self, ctx: Context, meetup: store.Meetup, person: str, starts_at: datetime
@@ -712,6 +743,8 @@ class MeetupsFeature(Feature):
             for s in await store.signups(ctx.conn, meetup.id, after=ctx.now)
         }
         for occurrence, starts_at in dates.items():
+            if meetup.occurrence(occurrence) is None:
+                continue  # a cancelled date: nobody is to move up for it
             before = await store.roster(ctx.conn, meetup.id, occurrence, meetup.capacity)
             after, promoted = change_capacity(before, capacity)
             await store.save_roster(
@@ -943,6 +976,11 @@ class MeetupsFeature(Feature):
         else:
             ctx.send_to_room(poll.room_id, OutMessage(text, meta=meta))
             ctx.reply(text, **meta)
+        start_event = await store.poll_event_id(ctx.conn, poll)
+        if start_event is not None:
+            # Clients show the poll as ended and take no more votes in it.
+            ended = t("meetups.poll.ended", id=poll.id, title=escape(poll.title))
+            ctx.send_to_room(poll.room_id, OutMessage(ended, meta=meta, ends_poll=start_event))
 
     # -- reminders -----------------------------------------------------------------------------
 
@@ -1020,9 +1058,12 @@ class MeetupsFeature(Feature):
                 occ = meetup.occurrence(cand.occurrence) if meetup else None
                 if meetup is None or occ is None:
                     continue
+                # A moved date is reminded of again, under a key with its new start.
+                moved = "" if occ.start == occ.original_start else f":{occurrence_key(occ.start)}"
                 await services.outbox.enqueue(
                     conn,
-                    f"rem:{key.meetup_id}:{key.occurrence}:{key.offset_seconds}:{cand.user_id}",
+                    f"rem:{key.meetup_id}:{key.occurrence}:{key.offset_seconds}:{cand.user_id}"
+                    + moved,
                     Envelope(
                         "user",
                         cand.user_id,

@@ -272,6 +272,13 @@ async def set_exception(
             "UPDATE meetup_signups SET starts_at = ? WHERE meetup_id = ? AND occurrence = ?",
             (new_start, meetup_id, occurrence),
         )
+    if new_start != (row["new_start"] if row else None):
+        # A reminder sent for the old time says nothing about the new one (as for a moved
+        # one-off meetup, whose date key changes with its start).
+        await conn.execute(
+            "DELETE FROM meetup_reminders WHERE meetup_id = ? AND occurrence = ?",
+            (meetup_id, occurrence),
+        )
     meetup = await get_meetup(conn, meetup_id)
     assert meetup is not None
     end = last_end(meetup.series)
@@ -438,6 +445,14 @@ async def attach_reaction(
         "UPDATE meetup_signups SET reaction_event_id = ?"
         " WHERE meetup_id = ? AND occurrence = ? AND user_id = ? AND reaction_event_id IS NULL",
         (event_id, meetup_id, occurrence, user_id),
+    )
+
+
+async def remove_signup(conn: aiosqlite.Connection, signup: Signup) -> None:
+    """Delete one sign-up as it is, moving nobody up (for a date that does not take place)."""
+    await conn.execute(
+        "DELETE FROM meetup_signups WHERE meetup_id = ? AND occurrence = ? AND user_id = ?",
+        (signup.meetup_id, signup.occurrence, signup.user_id),
     )
 
 
@@ -723,6 +738,17 @@ async def record_vote(
     stored = cursor.rowcount > 0
     await cursor.close()
     return stored
+
+
+async def poll_event_id(conn: aiosqlite.Connection, poll: PollRecord) -> str | None:
+    """The Matrix event of the poll's start, once it has been delivered."""
+    async with conn.execute(
+        "SELECT COALESCE((SELECT event_id FROM meetup_polls WHERE id = ?),"
+        " (SELECT event_id FROM outbox WHERE dedup_key = ? AND status = 'sent'))",
+        (poll.id, poll.dedup_key),
+    ) as cursor:
+        row = await cursor.fetchone()
+    return str(row[0]) if row is not None and row[0] else None
 
 
 async def tally(conn: aiosqlite.Connection, poll: PollRecord) -> dict[str, int]:

@@ -301,6 +301,15 @@ async def test_poll_becomes_meetup(
         meta = result.content[META]
         assert meta["votes"] == {"t1": 0, "t2": 2}
         assert meta["starts_at"] == second.isoformat()
+        # Clients show the poll as ended: an end event refers to its start.
+        ended = await voter1.wait_for_event(
+            room_id=room, sender=bot, event_type="org.matrix.msc3381.poll.end", timeout=15
+        )
+        assert ended.content["m.relates_to"] == {
+            "rel_type": "m.reference",
+            "event_id": poll.event_id,
+        }
+        assert "org.matrix.msc3381.poll.end" in ended.content
         meetup_id = meta["id"]
         invitation = await voter1.wait_for_message(
             sender=bot, timeout=15, predicate=meetup_meta("created", id=meetup_id)

@@ -14,6 +14,7 @@ from lotsenbot.matrix.format import (
     message_content,
     plain_text,
     poll_content,
+    poll_end_content,
     render_html,
     sanitize_html,
 )
@@ -187,6 +188,17 @@ def test_poll_content_carries_meta_and_fallback() -> None:
     assert [a["id"] for a in start["answers"]] == ["mo", "di"]
     assert content["body"] == "Umfrage: Wann?"
     assert content["de.lotsenbot.meetup"] == {"id": 7}
+
+
+def test_poll_end_refers_to_the_start() -> None:
+    message = OutMessage("Umfrage beendet.", meta={"de.lotsenbot.meetup": {"id": 7}},
+                         ends_poll="$start")  # fmt: skip
+    content = poll_end_content(message)
+    assert content["m.relates_to"] == {"rel_type": "m.reference", "event_id": "$start"}
+    assert content["org.matrix.msc3381.poll.end"] == {}
+    assert content["body"] == content["org.matrix.msc1767.text"] == "Umfrage beendet."
+    assert content["de.lotsenbot.meetup"] == {"id": 7}
+    assert OutMessage.from_json(message.to_json()) == message
 
 
 def test_plain_text_body() -> None:

@@ -319,6 +319,8 @@ async def test_poll_votes_and_end(harness: Harness) -> None:
     meetup = await store.get_meetup(harness.db.conn, result["id"])
     assert meetup is not None and meetup.title == "Planung"
     assert len(await harness.rows(f"meetup:{result['id']}:ann:%")) == 3
+    (closing,) = [r for r in end if r["content"].get("ends_poll")]
+    assert closing["target"] == "!gruppe:stadt.de" and closing["content"]["ends_poll"] == "$poll"
     again = await harness.say(COORD, f"!treffen umfrage beenden {poll_id}", **room)
     assert error(again) == "conflict"
 
@@ -388,3 +390,88 @@ async def test_missed_reminders_are_skipped_or_superseded(harness: Harness) -> N
 def test_reminder_interval() -> None:
     assert reminder_interval([timedelta(hours=24), timedelta(hours=1)]) == 30.0
     assert reminder_interval([timedelta(hours=1), timedelta(seconds=90)]) == 1.0
+
+
+async def test_a_cancelled_meetup_moves_nobody_up(harness: Harness) -> None:
+    """Withdrawing from a meetup that was called off, by command or by taking the 👍 back,
+    must not tell the next person on the waiting list that a place is free."""
+    rows = await harness.say(
+        COORD, "!treffen neu\nTitel: T\nWann: 12.01.2027 14:00\nPlätze: 1\nZielgruppe: it"
+    )
+    meetup_id = meta(rows[0])["id"]
+    await harness.deliver(f"meetup:{meetup_id}:ann:{P1}", "$ann1")
+    reaction = await harness.event(P1, "reaction", relates_to="$ann1", key="👍")
+    await harness.say(P2, f"!zusage {meetup_id}")
+    await harness.say(P3, f"!zusage {meetup_id}")
+    await harness.say(COORD, f"!treffen streichen {meetup_id} Krankheit")
+    removed = await harness.event(P1, "redaction", relates_to=reaction)
+    out = await harness.rows(f"evt:{removed}:%")
+    assert [(r["target"], meta(r)["event"]) for r in out] == [(P1, "withdrawn")]
+    out = await harness.say(P2, f"!absage {meetup_id}")
+    assert [meta(r)["event"] for r in out] == ["withdrawn"]
+    left = await store.signups(harness.db.conn, meetup_id)
+    assert [(s.user_id, s.status) for s in left] == [(P3, "waitlisted")]
+
+
+async def test_withdrawing_from_a_series_means_the_next_date_that_takes_place(
+    harness: Harness,
+) -> None:
+    rows = await harness.say(
+        COORD,
+        "!treffen neu\nTitel: Reihe\nWann: 05.01.2027 14:00\nPlätze: 1\n"
+        "Wiederholung: wöchentlich\nZielgruppe: keine",
+    )
+    meetup_id = meta(rows[0])["id"]
+    await harness.say(P1, f"!zusage {meetup_id}")
+    await harness.say(P3, f"!zusage {meetup_id}")  # waiting for 05.01.
+    await harness.say(COORD, f"!treffen streichen {meetup_id} am 05.01.2027 Ferien")
+    nxt = await harness.say(P1, f"!zusage {meetup_id}")
+    assert meta(nxt[0])["starts_at"] == "2027-01-12T14:00:00+01:00"
+    out = await harness.say(P1, f"!absage {meetup_id}")
+    assert [r["target"] for r in out] == ["!dm:stadt.de"]  # nobody told of a free place
+    assert meta(out[0])["starts_at"] == "2027-01-12T14:00:00+01:00"
+    left = await store.signups_of(harness.db.conn, P1, meetup_id, after=START)
+    assert [s.starts_at.date().isoformat() for s in left] == ["2027-01-05"]  # the cancelled one
+
+
+async def test_a_weekday_names_the_coming_date_and_a_past_date_is_refused(
+    harness: Harness,
+) -> None:
+    rows = await harness.say(
+        COORD,
+        "!treffen neu\nTitel: Reihe\nWann: 05.01.2027 14:00\n"
+        "Wiederholung: wöchentlich\nZielgruppe: keine",
+    )
+    meetup_id = meta(rows[0])["id"]
+    harness.clock.at = datetime(2027, 1, 5, 15, 30, tzinfo=UTC)  # Tuesday, 16:30 in Berlin
+    past = await harness.say(COORD, f"!treffen streichen {meetup_id} am 05.01.2027 Ferien")
+    assert error(past) == "bad_arguments"
+    assert "Vergangenheit" in past[0]["content"]["markdown"]
+    await harness.say(COORD, f"!treffen streichen {meetup_id} am Dienstag Ferien")
+    meetup = await store.get_meetup(harness.db.conn, meetup_id)
+    assert meetup is not None
+    assert meetup.series.cancelled == frozenset({datetime(2027, 1, 12, 13, tzinfo=UTC)})
+
+
+async def test_a_moved_date_is_reminded_of_again(harness: Harness) -> None:
+    draft = MeetupDraft(
+        title="Reihe",
+        start=(START + timedelta(seconds=30)).astimezone(TZ),
+        tzid="Europe/Berlin",
+        duration=timedelta(minutes=30),
+        rrule="FREQ=DAILY;COUNT=3",
+    )
+    async with harness.db.transaction() as conn:
+        meetup_id = await harness.feature.create(conn, draft, Audience("keine"), COORD, START)
+    await harness.say(P1, f"!zusage {meetup_id}")
+    harness.clock.at = START + timedelta(seconds=10)
+    await harness.feature.tick()
+    assert await reminders(harness) == [(meetup_id, 20)]
+    await harness.say(COORD, f"!treffen ändern {meetup_id} am 01.12.2026 Wann: 01.12.2026 11:00")
+    harness.clock.at = datetime(2026, 12, 1, 9, 59, 45, tzinfo=UTC)  # 15 s before 11:00 Berlin
+    await harness.feature.tick()
+    keys = [r["dedup_key"] for r in await harness.rows("rem:%")]
+    assert keys == [
+        f"rem:{meetup_id}:2026-12-01T09:00:30Z:20:{P1}",
+        f"rem:{meetup_id}:2026-12-01T09:00:30Z:20:{P1}:2026-12-01T10:00:00Z",
+    ]  # the first reminder again, for the new time
