@@ -145,15 +145,15 @@ class Dispatcher:
         body = incoming.body.strip()
         if not body:
             return False
+        text = self._command_text(body)
+        if text is None and not (incoming.is_direct or incoming.mentions_bot):
+            return False  # colleagues talking in a group room, long or short
         limit = self.services.config.bot.max_message_length
         if len(incoming.body) > limit:
             raise UserError("core.error.too_long", limit=limit)
-        text = self._command_text(body)
         if text is not None:
             await self._command(ctx, text)
             return True
-        if not (incoming.is_direct or incoming.mentions_bot):
-            return False
         for _, handler in self._message_handlers:
             if await handler(ctx):
                 return True

@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import re
 
-_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~&@:])")
+_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~&@:=])")
+# Indentation at the start of a line: four spaces would make a code block.
+_INDENT = re.compile(r"^[ \t]+", re.M)
 
 
 def escape(text: str) -> str:
-    """Escape Markdown syntax so the text renders literally (line breaks kept)."""
-    return _SPECIAL.sub(r"\\\1", text)
+    """Escape Markdown syntax so the text renders literally (line breaks kept).
+
+    Punctuation is backslash-escaped ("===" under a line would make it a heading); leading
+    spaces become no-break spaces, which keep the indentation without making a code block.
+    """
+    escaped = _SPECIAL.sub(r"\\\1", text)
+    return _INDENT.sub(lambda m: m.group(0).replace("\t", "    ").replace(" ", "\u00a0"), escaped)
 
 
 def quote(text: str) -> str:

@@ -165,9 +165,15 @@ def _rest_after_words(text: str, count: int) -> str:
     """The text after the first ``count`` words, keeping line breaks of the rest."""
     position = 0
     for _ in range(count):
-        while position < len(text) and text[position] in " \t":
+        while position < len(text) and _blank(text[position]):
             position += 1
         while position < len(text) and not text[position].isspace():
             position += 1
-    rest = text[position:].lstrip(" \t")
-    return rest.removeprefix("\n").rstrip()
+    while position < len(text) and _blank(text[position]):
+        position += 1
+    return text[position:].removeprefix("\n").rstrip()
+
+
+def _blank(char: str) -> bool:
+    """White space within a line, as ``str.split`` sees it (a pasted no-break space too)."""
+    return char.isspace() and char not in "\n\r"

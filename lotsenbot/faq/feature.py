@@ -425,7 +425,10 @@ class FaqFeature(Feature):
             entry = index.entry(entry_id)
             assert entry is not None
             lines.append(f"{number}. {escape(entry.question)}")
-        lines.append(ctx.t("faq.suggest.hint", count=len(options), prefix=self._prefix(ctx)))
+        # In a group room only what addresses the bot reaches it: a reply does (clients
+        # mention the replied-to sender), a bare "2" among colleagues' messages does not.
+        hint = "faq.suggest.hint" if ctx.incoming.is_direct else "faq.suggest.hint_group"
+        lines.append(ctx.t(hint, count=len(options), prefix=self._prefix(ctx)))
         key = self._next_key(ctx)
         ids = [entry_id for entry_id, _ in options]
         await store.log_question(
@@ -466,7 +469,8 @@ class FaqFeature(Feature):
 
     def _offer_text(self, ctx: Context, question: str) -> str:
         prefilled = " ".join(question.split()).replace("`", "'")
-        return ctx.t("faq.offer.text", prefix=self._prefix(ctx), question=prefilled)
+        key = "faq.offer.text" if ctx.incoming.is_direct else "faq.offer.text_group"
+        return ctx.t(key, prefix=self._prefix(ctx), question=prefilled)
 
     # -- choices: "1"–"3", "0", "ja" / "nein" ---------------------------------------------------
 

@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -576,10 +577,13 @@ class MatrixTransport:
         if not isinstance(body, str):
             return None
         formatted = content.get("formatted_body")
+        formatted = formatted if isinstance(formatted, str) else None
+        if isinstance(relates.get("m.in_reply_to"), dict):
+            body, formatted = strip_reply_fallback(body, formatted)
         return Incoming(
             kind="message",
             body=body,
-            formatted_body=formatted if isinstance(formatted, str) else None,
+            formatted_body=formatted,
             msgtype=msgtype,
             mentions_bot=self._mentions_me(content, body),
             **base,
@@ -854,6 +858,26 @@ class MatrixTransport:
         """Close the connection; the device stays logged in (never logout on shutdown)."""
         await self.late.store.close()
         await self.client.close()
+
+
+_MX_REPLY = re.compile(r"<mx-reply>.*?</mx-reply>", re.S | re.I)
+
+
+def strip_reply_fallback(body: str, formatted: str | None) -> tuple[str, str | None]:
+    """A reply without the quote of the message it answers, which many clients still put
+    in front ("> <@bot:…> Meinten Sie …\n\n2"): the reply is the person's own words only,
+    so that "2" or "!übernehmen 5" is read as what it is."""
+    lines = body.split("\n")
+    quoted = 0
+    while quoted < len(lines) and lines[quoted].startswith(">"):
+        quoted += 1
+    if quoted:
+        if quoted < len(lines) and not lines[quoted].strip():
+            quoted += 1
+        body = "\n".join(lines[quoted:])
+    if formatted is not None:
+        formatted = _MX_REPLY.sub("", formatted, count=1)
+    return body, formatted
 
 
 class HistoryUnavailable(Exception):

@@ -130,6 +130,11 @@ def test_escaped_user_text_renders_literally() -> None:
     quoted = [tag for tag, _ in tags_of(render_html(quote("Zeile 1\n\n# Zeile 3\n- Punkt")))]
     assert quoted[0] == "blockquote"
     assert not {"h1", "ul", "li"} & set(quoted)
+    # A setext underline or an indented line of the user's is no heading and no code block.
+    for text in ("Hallo\n===", "Hallo\n---", "Liste:\n    eingerückt", "\tTab"):
+        tags = {tag for tag, _ in tags_of(render_html(quote(text)))}
+        assert not {"h1", "h2", "pre", "code", "hr"} & tags, text
+    assert "    eingerückt" not in message_content(OutMessage(escape("    eingerückt")))["body"]
 
 
 def test_escaped_asterisks_stay_in_the_plain_body() -> None:

@@ -281,3 +281,31 @@ async def test_an_unreadable_history_is_not_taken_for_a_missing_message(tmp_path
     t.client.room_messages = forbidden  # type: ignore[method-assign]
     assert await t.sent_while_present(ROOM, PILOT, "m") is None  # nothing the bot can find
     await t.close()
+
+
+def test_a_reply_is_read_without_the_quote_of_the_message_it_answers(tmp_path: Path) -> None:
+    """Many clients put the answered message in front of a reply; "2" or "!übernehmen 5"
+    must still be read as such."""
+    t = transport(tmp_path)
+    fallback = {
+        "type": "m.room.message",
+        "sender": PILOT,
+        "event_id": "$antwort",
+        "origin_server_ts": 1,
+        "content": {
+            "msgtype": "m.text",
+            "body": f"> <{BOT}> Neue Anfrage Nr. 5\n> zweite Zeile\n\n!übernehmen 5",
+            "format": "org.matrix.custom.html",
+            "formatted_body": "<mx-reply><blockquote>Neue Anfrage</blockquote></mx-reply>"
+            "!übernehmen 5",
+            "m.relates_to": {"m.in_reply_to": {"event_id": "$anfrage"}},
+        },
+    }
+    incoming = t._incoming(ROOM, SimpleNamespace(source=fallback), is_direct=False)
+    assert incoming is not None
+    assert (incoming.body, incoming.formatted_body) == ("!übernehmen 5", "!übernehmen 5")
+    assert not incoming.mentions_bot  # the quote named the bot, the person did not
+    # Without a reply relation a leading quote is the person's own text.
+    plain = {**fallback, "content": {"msgtype": "m.text", "body": "> Zitat\n\nFrage"}}
+    incoming = t._incoming(ROOM, SimpleNamespace(source=plain), is_direct=True)
+    assert incoming is not None and incoming.body == "> Zitat\n\nFrage"

@@ -56,6 +56,9 @@ def test_multi_word_commands() -> None:
     assert lookup(table, "faq Wie beantrage ich VPN?") == ("faq", "Wie beantrage ich VPN?")
     assert lookup(table, "faq") == ("faq", "")
     assert lookup(table, "faq   neu") == ("faq neu", "")
+    # A no-break space (pasted text) separates words like a space.
+    assert lookup(table, "faq\u00a0neu\u00a0Wie geht VPN?") == ("faq neu", "Wie geht VPN?")
+    assert lookup(table, "treffen\u00a0ändern 5") == ("treffen ändern", "5")
 
 
 def test_longest_match_wins() -> None:

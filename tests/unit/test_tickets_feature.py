@@ -640,3 +640,21 @@ async def test_reopening_after_an_erasure(env: Env) -> None:
     assert reply_to(out, LOTSIN).error == "conflict"
     assert "anonymisiert" in reply_to(out, LOTSIN).text
     assert (await env.ticket(2)).status == "resolved"
+
+
+async def test_long_messages_in_a_group_get_an_answer_only_when_meant_for_the_bot(
+    env: Env,
+) -> None:
+    limit = env.services.config.bot.max_message_length
+    for body, answered in (("x" * (limit + 1), False), ("!anfrage " + "x" * limit, True)):
+        event = Incoming(
+            event_id=f"$lang{answered}",
+            room_id="!gruppe:stadt.de",
+            sender=ANNA,
+            kind="message",
+            body=body,
+            is_direct=False,
+        )
+        await env.dispatcher.handle(event)
+        out = await env.new_messages()
+        assert [m.error for m in out] == (["user_error"] if answered else []), answered
