@@ -22,7 +22,7 @@ from lotsenbot.core.personal_data import ERASED
 from lotsenbot.core.router import fold
 from lotsenbot.core.types import OutMessage, Role
 from lotsenbot.tickets import store
-from lotsenbot.tickets.assignment import choose_assignee
+from lotsenbot.tickets.assignment import choose_assignee, is_absent
 from lotsenbot.tickets.escalation import (
     JOB_ID,
     Deadlines,
@@ -52,6 +52,9 @@ _DATE = re.compile(r"^(\d{1,2})\.(\d{1,2})\.(\d{4})$")
 _MATRIX_LINK = re.compile(r"matrix\.to/#/(@[^\"'<>\s?]+)")
 _EXCERPT = 60
 _MAX_ABSENCE_DAYS = 366
+
+
+_TEAM_ONLY_TEXTS = frozenset({"transferred"})
 
 
 class TicketsFeature(Feature):
@@ -182,8 +185,10 @@ class TicketsFeature(Feature):
         _, deadlines = self._build(config)
         department = config.department(department_id)
         assert department is not None
+        requester = await store.requester_of(ctx.conn, ticket_id)
         choice = choose_assignee(
-            department.pilots,
+            # A pilot's own request goes to a colleague: answering it oneself helps nobody.
+            [pilot for pilot in department.pilots if pilot != requester],
             await store.open_counts(ctx.conn),
             await store.absences(ctx.conn),
             await store.last_assigned(ctx.conn, department_id),
@@ -362,7 +367,9 @@ class TicketsFeature(Feature):
                     what=what,
                 )
             )
-            if item.body:  # indented, so the quote belongs to its list item
+            # A transfer's reason is for the team (the requester's notice leaves it out).
+            if item.body and (side == "team" or item.kind not in _TEAM_ONLY_TEXTS):
+                # indented, so the quote belongs to its list item
                 lines += ["  " + line for line in quote(item.body).splitlines()]
         last = next((e.kind for e in reversed(events) if e.kind in _META_EVENTS), "created")
         meta: dict[str, Any] = ticket_meta(ticket, last)
@@ -515,42 +522,53 @@ class TicketsFeature(Feature):
         await store.add_event(ctx.conn, ticket.id, ctx.now, ctx.sender, "reopened")
         ticket = await self._get(ctx, ticket.id)
         t = ctx.t
-        params = self._params(ctx, ticket)
-        if ticket.assignee is None:
-            headline = t("tickets.team.reopened", **params)
-            if ticket.department and config.department(ticket.department):
-                ticket = await self._assign(
-                    ctx,
-                    ticket.id,
-                    ticket.department,
-                    event="reopened",
-                    reason="reopened",
-                    headline=headline,
-                )
-            else:
-                # Closed while still in triage, or its department has left the
-                # configuration: placed afresh, as the same request would be today.
-                own = await store.user_department(ctx.conn, ticket.requester)
-                decision = await self.route_text(ctx, ticket.body, own)
-                if decision.decision == "route" and decision.department is not None:
-                    ticket = await self._assign(
-                        ctx,
-                        ticket.id,
-                        decision.department,
-                        event="reopened",
-                        reason=decision.reason,
-                        headline=headline,
-                    )
-                else:
-                    ticket = await self._to_triage(ctx, ticket.id, decision, event="reopened")
-        else:
+        params = {**self._params(ctx, ticket), "by": escape(ctx.sender)}
+        headline = t("tickets.team.reopened", **params)
+        if ticket.assignee is not None and await self._still_there(ctx, ticket):
             message = OutMessage(
-                "\n\n".join([t("tickets.team.reopened", **params), quote(ticket.body)]),
-                meta=ticket_meta(ticket, "reopened"),
+                "\n\n".join([headline, quote(ticket.body)]), meta=ticket_meta(ticket, "reopened")
             )
             ctx.send_to_user(ticket.assignee, message)
-        params = self._params(ctx, ticket)
-        ctx.reply(t("tickets.reopened.requester", **params), **ticket_meta(ticket, "reopened"))
+        elif ticket.department and config.department(ticket.department):
+            # No pilot to go back to (none, away, or no longer one): the department anew.
+            ticket = await self._assign(
+                ctx, ticket.id, ticket.department, event="reopened", reason="reopened",
+                headline=headline,
+            )  # fmt: skip
+        else:
+            # Closed while still in triage, or its department has left the configuration:
+            # placed afresh, as the same request would be today.
+            own = await store.user_department(ctx.conn, ticket.requester)
+            decision = await self.route_text(ctx, ticket.body, own)
+            if decision.decision == "route" and decision.department is not None:
+                ticket = await self._assign(
+                    ctx, ticket.id, decision.department, event="reopened",
+                    reason=decision.reason, headline=headline,
+                )  # fmt: skip
+            else:
+                ticket = await self._to_triage(ctx, ticket.id, decision, event="reopened")
+        params = {**self._params(ctx, ticket), "by": escape(ctx.sender)}
+        meta = ticket_meta(ticket, "reopened")
+        if ctx.sender == ticket.requester:
+            ctx.reply(t("tickets.reopened.requester", **params), **meta)
+            return
+        ctx.send_to_user(
+            ticket.requester, OutMessage(t("tickets.reopened.by_team", **params), meta=meta)
+        )
+        ctx.reply(t("tickets.reopened.team", **params), **meta)
+
+    async def _still_there(self, ctx: Context, ticket: Ticket) -> bool:
+        """Whether the ticket's pilot can take it back: still a pilot of its department (or
+        the deputy who had it) and not away today."""
+        config = ctx.services.config
+        department = config.department(ticket.department) if ticket.department else None
+        assignee = ticket.assignee
+        if assignee is None or department is None:
+            return False
+        if assignee not in department.pilots and ticket.deputy_for is None:
+            return False
+        today = ctx.now.astimezone(config.bot.tz).date()
+        return not is_absent(assignee, await store.absences(ctx.conn), today)
 
     async def _department(self, ctx: Context, args: str) -> None:
         config, t = ctx.services.config, ctx.t
@@ -858,11 +876,14 @@ class TicketsFeature(Feature):
     def _current_team(self, ctx: Context, ticket: Ticket, message: OutMessage) -> list[Envelope]:
         """Who hears a requester's follow-up: the assignee, else the department, else triage."""
         config = ctx.services.config
-        if ticket.assignee:
-            return team_envelopes(None, message, people=[ticket.assignee])
         department = config.department(ticket.department) if ticket.department else None
+        if ticket.assignee and not (ticket.status == "escalated" and department is not None):
+            return team_envelopes(None, message, people=[ticket.assignee])
         if department is not None:
+            # Escalated: offered to the whole department, which hears follow-ups too.
             people = [] if department.room else list(department.pilots)
+            if ticket.assignee and ticket.assignee not in people:
+                people.append(ticket.assignee)
             return team_envelopes(department, message, people=people)
         return coordinator_envelopes(config, message)
 

@@ -221,6 +221,12 @@ async def place(
     return status
 
 
+async def requester_of(conn: aiosqlite.Connection, ticket_id: int) -> str | None:
+    async with conn.execute("SELECT requester FROM tickets WHERE id = ?", (ticket_id,)) as cur:
+        row = await cur.fetchone()
+    return str(row[0]) if row is not None else None
+
+
 async def claim(
     conn: aiosqlite.Connection,
     ticket_id: int,
@@ -236,7 +242,11 @@ async def claim(
     cursor = await conn.execute(
         f"UPDATE tickets SET status = 'claimed', assignee = ?, deputy_for = CASE"
         f" WHEN assignee = ? THEN deputy_for ELSE NULL END, claimed_at = ?, updated_at = ?,"
-        f" answer_due_at = ?, answer_escalated_at = NULL"
+        f" answer_due_at = ?, answer_escalated_at = NULL,"
+        # Taken over after an answer escalation: a new round, so that the next one is sent
+        # too (its messages are keyed by kind and round).
+        f" escalation_round = escalation_round"
+        f" + CASE WHEN answer_escalated_at IS NULL THEN 0 ELSE 1 END"
         f" WHERE id = ? AND status IN ({_marks(CLAIMABLE)})",
         (
             pilot,
@@ -265,9 +275,12 @@ async def mark_answered(conn: aiosqlite.Connection, ticket_id: int, now: datetim
 async def await_answer(
     conn: aiosqlite.Connection, ticket_id: int, now: datetime, answer_due_at: datetime | None
 ) -> None:
-    """The requester wrote again after an answer: the ticket waits for the pilot again."""
+    """The requester wrote again after an answer: the ticket waits for the pilot again, or,
+    when nobody has taken it (a coordinator asked back), for someone to take it."""
     await conn.execute(
-        "UPDATE tickets SET status = 'claimed', updated_at = ?, answer_due_at = ?,"
+        "UPDATE tickets SET status = CASE WHEN assignee IS NOT NULL THEN 'claimed'"
+        " WHEN department IS NULL THEN 'triage' ELSE 'open' END,"
+        " updated_at = ?, answer_due_at = ?,"
         " answer_escalated_at = NULL, escalation_round = escalation_round + 1"
         " WHERE id = ? AND status = 'answered'",
         (iso(now), iso(answer_due_at) if answer_due_at else None, ticket_id),

@@ -658,3 +658,66 @@ async def test_long_messages_in_a_group_get_an_answer_only_when_meant_for_the_bo
         await env.dispatcher.handle(event)
         out = await env.new_messages()
         assert [m.error for m in out] == (["user_error"] if answered else []), answered
+
+
+async def test_a_second_answer_escalation_after_a_takeover_is_sent_too(tmp_path: Path) -> None:
+    env = await build_env(
+        tmp_path, make_config({"answer_within": "3s", "working_time": "always"})
+    )
+    try:
+        await env.say(ANNA, f"!anfrage {IT_TEXT}")
+        await env.say(LOTSIN, "!übernehmen 1")
+        env.clock.offset = timedelta(seconds=4)
+        assert await escalate_due(env.services) == 1
+        assert only(await env.new_messages(), target=KOORD).dedup_key == "esc:1:answer"
+        await env.say(LOTSE, "!übernehmen 1")  # as the escalation asks
+        env.clock.offset = timedelta(seconds=9)
+        assert await escalate_due(env.services) == 1
+        assert only(await env.new_messages(), target=KOORD).dedup_key == "esc:1:answer2"
+    finally:
+        await env.services.db.close()
+
+
+async def test_requests_go_where_someone_can_act_on_them(env: Env) -> None:
+    """A pilot's own request goes to a colleague; a reply to a coordinator's question on an
+    untaken request leaves it claimable; a transfer's reason stays with the team."""
+    out = await env.say(LOTSIN, f"!anfrage {IT_TEXT}")
+    assert reply_to(out, LOTSIN).ticket["assignee"] == LOTSE
+
+    today = env.clock.now().astimezone(env.services.config.bot.tz).date()
+    until = (today + timedelta(days=3)).strftime("%d.%m.%Y")
+    for pilot in (LOTSIN, LOTSE):
+        await env.say(pilot, f"!abwesend bis {until}")
+    out = await env.say(ANNA, f"!anfrage {IT_TEXT}")
+    assert reply_to(out, ANNA).ticket["assignee"] is None  # everyone away: in the queue
+    await env.say(KOORD, "!antwort 2 Welches Modell ist es?")
+    await env.say(ANNA, "!antwort 2 Ein HP LaserJet")
+    assert (await env.ticket(2)).status == "open"
+    await env.say(LOTSE, "!anwesend")
+    assert reply_to(await env.say(LOTSE, "!übernehmen 2"), LOTSE).ticket["status"] == "claimed"
+
+    await env.say(LOTSE, "!weiterleiten 2 personal Kollegin wirkt gestresst")
+    requester_view = reply_to(await env.say(ANNA, "!verlauf 2"), ANNA).text
+    assert "Personal" in requester_view and "gestresst" not in requester_view
+    assert "gestresst" in reply_to(await env.say(KOORD, "!verlauf 2"), KOORD).text
+
+
+async def test_reopening_by_the_team_and_with_the_pilot_away(env: Env) -> None:
+    await env.say(ANNA, f"!anfrage {IT_TEXT}")
+    await env.say(LOTSIN, "!übernehmen 1")
+    await env.say(LOTSIN, "!erledigt 1")
+    today = env.clock.now().astimezone(env.services.config.bot.tz).date()
+    await env.say(LOTSIN, f"!abwesend bis {(today + timedelta(days=3)):%d.%m.%Y}")
+    out = await env.say(LOTSE, "!wiedereröffnen 1")
+    ticket = await env.ticket(1)
+    assert (ticket.assignee, ticket.status) == (LOTSE, "assigned")  # not back to the absent
+    told = only(out, target=ANNA)
+    assert "lotse" in told.text and "wieder geöffnet" in told.text
+    assert "ist informiert" in reply_to(out, LOTSE).text
+    team = [m for m in out if m.target == IT_ROOM]
+    assert team and all("@lotse:stadt.de hat" in m.text for m in team)  # who reopened it
+
+    # Escalated: the requester's follow-up reaches the department, not only the assignee.
+    await env.services.db.execute("UPDATE tickets SET status = 'escalated' WHERE id = 1")
+    out = await env.say(ANNA, "!antwort 1 Ist noch jemand da?")
+    assert IT_ROOM in {m.target for m in out} and LOTSE in {m.target for m in out}
