@@ -661,9 +661,7 @@ async def test_long_messages_in_a_group_get_an_answer_only_when_meant_for_the_bo
 
 
 async def test_a_second_answer_escalation_after_a_takeover_is_sent_too(tmp_path: Path) -> None:
-    env = await build_env(
-        tmp_path, make_config({"answer_within": "3s", "working_time": "always"})
-    )
+    env = await build_env(tmp_path, make_config({"answer_within": "3s", "working_time": "always"}))
     try:
         await env.say(ANNA, f"!anfrage {IT_TEXT}")
         await env.say(LOTSIN, "!übernehmen 1")
