@@ -12,7 +12,9 @@ One message, one field per label, written the way people write an e-mail::
     Toner bestellen Sie im **Bestellportal**: <INTRANET-LINK>.
 
 A label starts a field only at the beginning of a line; everything up to the next label
-belongs to it, so an answer can span paragraphs and lists. Alternatives and tags are
+belongs to it, so an answer can span paragraphs and lists. Within the answer, a line that
+looks like the label of a field given already (or of the id) is part of the answer, so an
+answer line such as "Alternative: im Portal …" survives ``!faq ändern``. Alternatives and tags are
 separated by ``;`` or given one per line with ``-``. The parser only reads the message; the
 rules an entry must follow are those of the import (:func:`lotsenbot.faq.kb.validate_records`),
 so a form and a file can never disagree on what a valid entry is.
@@ -106,6 +108,10 @@ def parse_form(text: str, first_line: int = 1) -> Form:
     for number, line in enumerate(text.splitlines(), start=first_line):
         match = _LABEL_LINE.match(line)
         name = LABELS.get(fold(match.group(1))) if match else None
+        if current == "answer" and (name in raw or name == "id"):
+            # Inside the answer, "Alternative: …" or "ID: …" is the answer's own text when
+            # that field was given already (the form the bot writes puts the answer last).
+            name = None
         if match and name is not None:
             if name in raw:
                 raise FormError("duplicate_field", number, label=match.group(1).strip())

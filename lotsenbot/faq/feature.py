@@ -475,9 +475,20 @@ class FaqFeature(Feature):
     # -- choices: "1"–"3", "0", "ja" / "nein" ---------------------------------------------------
 
     async def _on_choice(self, ctx: Context) -> bool:
-        text = " ".join(re.sub(r"[^\w\s]", " ", fold(self._question_text(ctx))).split())
+        raw = self._question_text(ctx).strip()
+        text = " ".join(re.sub(r"[^\w\s]", " ", fold(raw)).split())
         if not text:
-            return False
+            # Only emoji or punctuation: 👍/👎 typed after an answer is a verdict; anything
+            # else has no words to search for (and would land in the open questions).
+            verdict = True if _THUMBS_UP.match(raw) else False if _THUMBS_DOWN.match(raw) else None
+            if verdict is not None and await ctx.recall_choice(ANSWERED) is not None:
+                await self._feedback_command(ctx, helpful=verdict)
+                return True
+            if not raw:
+                return False
+            key = "faq.smalltalk.no_words"
+            ctx.reply(ctx.t(key, prefix=self._prefix(ctx)), **{META: {"smalltalk": "no_words"}})
+            return True
         suggestion = await ctx.recall_choice(SUGGEST)
         if suggestion is not None:
             pick = _PICK.match(text)
@@ -493,7 +504,7 @@ class FaqFeature(Feature):
                     raise NotFound("faq.suggest.gone")
                 await self._give_answer(ctx, entry, score, "picked", suggestion["question"])
                 return True
-            if text in _NONE_OF_THEM:
+            if text in _NONE_OF_THEM or text in _NO:
                 await ctx.forget_choice(SUGGEST)
                 await self._no_answer(ctx, suggestion["question"], None)
                 return True
@@ -507,6 +518,10 @@ class FaqFeature(Feature):
                 await ctx.forget_choice(OFFER)
                 ctx.reply(ctx.t("faq.offer.declined"), **{META: {"offer": "declined"}})
                 return True
+        if (text in _YES or text in _NO) and await ctx.recall_choice(ANSWERED) is not None:
+            # "ja" / "nein" to "War das hilfreich?"
+            await self._feedback_command(ctx, helpful=text in _YES)
+            return True
         return self._small_talk(ctx, text)
 
     def _small_talk(self, ctx: Context, text: str) -> bool:
@@ -713,7 +728,8 @@ class FaqFeature(Feature):
             "old": store.entry_snapshot(old), "new": store.entry_snapshot(new),
             "phrase": phrase, "unanswered": group.ids,
         })  # fmt: skip
-        await ctx.forget_choice(OPEN_LIST)
+        # The list shown stays as it was, so "!faq lernen 2 …" next still means its line 2
+        # (a line already learnt answers "schon erledigt").
         ctx.reply(
             ctx.t("faq.learn.done", phrase=escape(phrase), id=old.id, count=resolved),
             **{META: {"learned": {"entry": old.id, "phrase": phrase, "resolved": resolved}}},

@@ -320,13 +320,14 @@ class TicketsFeature(Feature):
         if match and not match.group(2).strip():
             await self._history(ctx, args)  # "!anfrage 12" shows ticket 12
             return
-        if not args.strip():
-            # "!anfrage" alone right after the FAQ offered to pass a question on: accept it.
-            take = getattr(ctx.services.feature("faq"), "take_offered_question", None)
-            offered = await take(ctx) if take is not None else None
-            if offered:
-                await self.open_ticket(ctx, offered, source="faq")
-                return
+        # The FAQ's offer to pass a question on is settled by any request: "!anfrage" alone
+        # accepts it, "!anfrage <Text>" (the prefilled, perhaps extended question) replaces
+        # it, so that a later "ja" does not open the same request a second time.
+        take = getattr(ctx.services.feature("faq"), "take_offered_question", None)
+        offered = await take(ctx) if take is not None else None
+        if not args.strip() and offered:
+            await self.open_ticket(ctx, offered, source="faq")
+            return
         await self.open_ticket(ctx, args, source="command")
 
     async def _mine(self, ctx: Context, args: str) -> None:

@@ -231,7 +231,9 @@ async def test_declining_the_offer_and_a_new_question_drop_it(env: Env) -> None:
     assert declined.faq == {"offer": "declined"}
     await env.one(ANNA, "Wie funktioniert die Kaffeemaschine?")
     await env.one(ANNA, "Ich habe mein Passwort vergessen")  # a new question, answered
-    assert (await env.one(ANNA, "ja")).faq == {"smalltalk": "expired"}
+    # "ja" now answers "War das hilfreich?", and opens no request.
+    helpful = {"feedback": {"entry": "passwort-vergessen", "helpful": True}}
+    assert (await env.one(ANNA, "ja")).faq == helpful
     assert await env.db.fetchall("SELECT * FROM tickets") == []
 
 
@@ -408,6 +410,11 @@ async def test_open_questions_are_grouped_and_learnt(env: Env) -> None:
     assert entry is not None and entry.alternatives[-1] == phrase
     assert (await env.one(ANNA, "Wo finde ich den Speiseplan der Kantine?")).faq["entry"] == (
         "it-service")  # fmt: skip
+    # The numbers of the list shown stay: line 1 is done, line 2 is still the Weihnachtsmann.
+    assert (await env.one(KOORD, "!faq lernen 1 it-service")).error == "conflict"
+    second = await env.one(KOORD, "!faq lernen 2 it-service")
+    assert second.faq["learned"]["phrase"] == "Wann kommt der Weihnachtsmann?"
+    await env.one(ANNA, "Wann kommt der Osterhase?")
     rest = await env.one(KOORD, "!faq offen")
     assert [g["count"] for g in rest.faq["open"]] == [1]
     assert (await env.one(KOORD, "!faq lernen 5 it-service")).error == "not_found"
@@ -509,3 +516,27 @@ async def test_an_unreadable_thesaurus_is_left_out(
         index = feature.make_index(make_config())
     assert index.analyzer.thesaurus is None
     assert "OpenThesaurus" in caplog.text and "nicht lesbar" in caplog.text
+
+
+async def test_yes_no_and_thumbs_typed_after_an_answer_are_feedback(env: Env) -> None:
+    await env.one(ANNA, "Ich habe mein Passwort vergessen")
+    assert (await env.one(ANNA, "nein")).faq["feedback"]["helpful"] is False
+    await env.one(ANNA, "Ich habe mein Passwort vergessen")
+    assert (await env.one(ANNA, "👍")).faq["feedback"]["helpful"] is True
+    rows = await env.db.fetchall("SELECT helpful FROM faq_feedback ORDER BY question_id")
+    assert [r[0] for r in rows] == [0, 1]
+    # Symbols alone with nothing to refer to: no search, nothing in the open questions.
+    assert (await env.one(BERT, "🤷?!")).faq == {"smalltalk": "no_words"}
+    assert await env.db.fetchall("SELECT * FROM faq_unanswered") == []
+
+
+async def test_no_to_a_suggestion_means_none_of_them_and_a_request_settles_the_offer(
+    env: Env,
+) -> None:
+    suggested = await env.one(ANNA, "passwort")
+    assert suggested.faq["decision"] == "suggest"
+    assert (await env.one(ANNA, "nein")).faq["decision"] == "none"
+    # The offer is open; a prefilled "!anfrage …" settles it, so "ja" opens no second one.
+    await env.say(ANNA, "!anfrage passwort – es geht um das Fachverfahren")
+    await env.say(ANNA, "ja")
+    assert len(await env.db.fetchall("SELECT * FROM tickets")) == 1

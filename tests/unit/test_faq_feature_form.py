@@ -102,12 +102,27 @@ def test_rendered_form_parses_back_to_the_same_entry() -> None:
     assert result.entries == [entry]
 
 
-def test_a_label_inside_the_answer_is_reported_not_guessed() -> None:
-    """A line "Frage: …" inside an answer looks like a second question field; the form says
-    so instead of silently cutting the answer."""
+def test_a_label_inside_the_answer_is_the_answers_text() -> None:
+    """A line "Frage: …" inside an answer, once the question was given, is part of the
+    answer: neither cut off nor a "field twice" error. Before the answer it still is one."""
+    form = parse_form("Frage: A?\nAntwort: Text\nFrage: noch eine?\nID: 5")
+    assert form.values["answer"] == "Text\nFrage: noch eine?\nID: 5"
     with pytest.raises(FormError) as info:
-        parse_form("Frage: A?\nAntwort: Text\nFrage: noch eine?")
+        parse_form("Frage: A?\nFrage: noch eine?\nAntwort: Text")
     assert info.value.code == "duplicate_field"
+
+
+def test_an_answer_with_label_like_lines_survives_the_round_trip() -> None:
+    entry = FaqEntry(
+        id="portal",
+        category="Online-Dienste",
+        question="Wo ist das Portal?",
+        alternatives=["Portal finden"],
+        tags=["portal"],
+        answer="So geht es:\nAlternative: im Portal unter Service.\nID: Ihre Kennung",
+    )
+    result = merge(None, parse_form(render_form(entry, LABELS)), DEPARTMENTS, entry_id="portal")
+    assert result.entries == [entry]
 
 
 @pytest.mark.parametrize(
