@@ -324,25 +324,25 @@ class AnnouncementsFeature(Feature):
         ctx.reply("\n".join(lines), **{META: {"list": listing}})
 
     @staticmethod
-    def _no_arguments(ctx: Context, args: str, meetup_command: str) -> None:
-        """``!abmelden 3`` means a meetup, not the announcements: say so, change nothing."""
-        if args.strip():
+    def _meetup_number(args: str, command: str, meetup_command: str) -> None:
+        """``!abmelden 3`` means meetup 3, not the announcements: say so, change nothing."""
+        if any(ch.isdigit() for ch in args):
             raise BadArguments(
                 "announcements.usage.subscription",
-                command=escape(ctx.incoming.body.strip().split()[0]),
+                command=command,
                 meetup_command=meetup_command,
                 args=escape(args.strip()),
             )
 
     async def _unsubscribe(self, ctx: Context, args: str) -> None:
-        self._no_arguments(ctx, args, "absage")
+        self._meetup_number(args, "abmelden", "absage")
         prefix = ctx.services.config.bot.prefix
         changed = await store.opt_out(ctx.conn, ctx.sender, ctx.now)
         key = "announcements.optout.done" if changed else "announcements.optout.already"
         ctx.reply(ctx.t(key, prefix=prefix), **{META: {"subscribed": False}})
 
     async def _subscribe(self, ctx: Context, args: str) -> None:
-        self._no_arguments(ctx, args, "zusage")
+        self._meetup_number(args, "anmelden", "zusage")
         prefix = ctx.services.config.bot.prefix
         changed = await store.opt_in(ctx.conn, ctx.sender)
         key = "announcements.optin.done" if changed else "announcements.optin.already"

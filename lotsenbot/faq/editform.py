@@ -13,11 +13,12 @@ One message, one field per label, written the way people write an e-mail::
 
 A label starts a field only at the beginning of a line; everything up to the next label
 belongs to it, so an answer can span paragraphs and lists. Within the answer, a line that
-looks like the label of a field given already (or of the id) is part of the answer, so an
-answer line such as "Alternative: im Portal …" survives ``!faq ändern``. Alternatives and tags are
-separated by ``;`` or given one per line with ``-``. The parser only reads the message; the
-rules an entry must follow are those of the import (:func:`lotsenbot.faq.kb.validate_records`),
-so a form and a file can never disagree on what a valid entry is.
+looks like the label of a field given already (or, in a change, of the id) is part of the
+answer, so an answer line such as "Alternative: im Portal …" survives ``!faq ändern``.
+Alternatives and tags are separated by ``;`` or given one per line with ``-``. The parser only
+reads the message; the rules an entry must follow are those of the import
+(:func:`lotsenbot.faq.kb.validate_records`), so a form and a file can never disagree on what a
+valid entry is.
 """
 
 from __future__ import annotations
@@ -99,16 +100,18 @@ class Form:
         return bool(self.values)
 
 
-def parse_form(text: str, first_line: int = 1) -> Form:
+def parse_form(text: str, first_line: int = 1, *, new_entry: bool = True) -> Form:
     """Read the labelled fields of ``text``; ``first_line`` is the message line ``text``
-    starts on, so that problems point at the line the coordinator sees."""
+    starts on, so that problems point at the line the coordinator sees. ``new_entry``: an
+    "ID:" line names the new entry's id anywhere; in a change (the id is fixed) an "ID:"
+    line inside the answer is the answer's text."""
     form = Form()
     raw: dict[str, list[str]] = {}
     current: str | None = None
     for number, line in enumerate(text.splitlines(), start=first_line):
         match = _LABEL_LINE.match(line)
         name = LABELS.get(fold(match.group(1))) if match else None
-        if current == "answer" and (name in raw or name == "id"):
+        if current == "answer" and (name in raw or (name == "id" and not new_entry)):
             # Inside the answer, "Alternative: …" or "ID: …" is the answer's own text when
             # that field was given already (the form the bot writes puts the answer last).
             name = None

@@ -746,7 +746,7 @@ class FaqFeature(Feature):
         if not form_text.strip():
             self._reply_template(ctx, "faq.edit.template_new", entry_id or "", None)
             return
-        form = self._parse(ctx, form_text)
+        form = self._parse(ctx, form_text, new_entry=True)
         if entry_id is not None and form.values.get("id") not in (None, entry_id):
             raise BadArguments("faq.form.id_change")
         entry_id = entry_id or form.values.get("id")
@@ -778,7 +778,7 @@ class FaqFeature(Feature):
         if not form_text.strip():
             self._reply_template(ctx, "faq.edit.template_edit", entry_id, old)
             return
-        form = self._parse(ctx, form_text)
+        form = self._parse(ctx, form_text, new_entry=False)
         if form.values.get("id") not in (None, entry_id):
             raise BadArguments("faq.form.id_change")
         new = self._validated(ctx, old, form, entry_id)
@@ -815,9 +815,10 @@ class FaqFeature(Feature):
             **{META: {"edit": {"action": "deleted", "entry": entry_id}}},
         )
 
-    def _parse(self, ctx: Context, form_text: str) -> Form:
+    def _parse(self, ctx: Context, form_text: str, *, new_entry: bool) -> Form:
         try:
-            return parse_form(form_text, _line_in_message(ctx.incoming.body, form_text))
+            line = _line_in_message(ctx.incoming.body, form_text)
+            return parse_form(form_text, line, new_entry=new_entry)
         except FormError as exc:
             problem = ctx.t(f"faq.form.{exc.code}", **exc.params)
             if exc.line is not None:

@@ -46,7 +46,8 @@ def render_html(markdown: str) -> str:
     return sanitize_html(_MD.render(markdown)).strip()
 
 
-_ESCAPED = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|<>~&@:])")
+# The characters lotsenbot.core.markdown.escape escapes; kept in step by a test.
+_ESCAPED = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|<>~&@:=])")
 _PLACEHOLDER_BASE = 0xF0000  # private-use plane: never in real text
 
 

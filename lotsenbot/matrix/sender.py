@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 # M_UNKNOWN is not here: Synapse answers every internal error (HTTP 500) with it.
 PERMANENT = {"M_FORBIDDEN", "M_NOT_FOUND", "M_BAD_JSON", "M_NOT_JSON",
              "M_TOO_LARGE", "M_INVALID_PARAM"}  # fmt: skip
+ROOM_GONE = {"M_FORBIDDEN", "M_NOT_FOUND"}  # the direct chat itself is the problem
+HISTORY_ATTEMPTS = 3  # tries to read a left chat's history before sending anew anyway
 MAX_ATTEMPTS = 12
 NEW_ROOM_WAIT_SECONDS = 10.0  # how long a new direct chat may take to show up in the sync
 CONCURRENCY = 16  # different targets in parallel; one target always in order
@@ -103,7 +105,9 @@ class RateLimited(Exception):
 
 
 class PermanentFailure(Exception):
-    pass
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
 
 
 class Sender:
@@ -178,10 +182,15 @@ class Sender:
                 await self._pause((self._paused_until - now).total_seconds())
                 return 0
             self._paused_until = None  # the pause ran out while nothing was draining
+        # A row waiting for a retry holds back the later rows of its target, so that "new
+        # request" never arrives after "request taken over" (as the inbox does for events).
         rows = await self.db.fetchall(
-            "SELECT * FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?"
+            "SELECT * FROM outbox AS o WHERE status = 'pending' AND next_attempt_at <= ?"
+            " AND NOT EXISTS (SELECT 1 FROM outbox AS e WHERE e.status = 'pending'"
+            "   AND e.next_attempt_at > ? AND e.last_error IS NOT NULL AND e.id < o.id"
+            "   AND e.target_kind = o.target_kind AND e.target = o.target)"
             " ORDER BY id LIMIT 200",
-            (iso(now),),
+            (iso(now), iso(now)),
         )
         if not rows:
             return 0
@@ -244,28 +253,23 @@ class Sender:
                 return False
             await self._fail(row, str(exc))
             return True
-        except (PermanentFailure, RoomCreationFailed) as exc:
-            if row["target_kind"] == "user" and row["attempts"] < 1:
+        except RoomCreationFailed as exc:
+            if exc.code not in PERMANENT:  # a server hiccup (500, 502 …): retried with backoff
+                return await self._retry(row, exc)
+            await self._fail(row, str(exc))
+            return True
+        except PermanentFailure as exc:
+            if row["target_kind"] == "user" and row["attempts"] < 1 and exc.code in ROOM_GONE:
                 # The direct chat may be gone (left, forgotten): forget it and try a new one.
                 await self.db.execute("DELETE FROM dm_rooms WHERE user_id = ?", (row["target"],))
                 await self._reschedule(row, self.now(), str(exc), reset_room=True)
                 return False
-            await self._fail(row, str(exc))
+            await self._fail(row, str(exc))  # too large, malformed: no other chat helps
             return True
         except sqlite3.Error:
             raise  # the database, not the homeserver: handled by run()
         except Exception as exc:
-            attempts = row["attempts"] + 1
-            if attempts >= MAX_ATTEMPTS:
-                await self._fail(row, f"{type(exc).__name__}: {exc}")
-                return True
-            error = f"{type(exc).__name__}: {exc}"
-            if isinstance(exc, ClientConnectionError | TimeoutError | OSError):
-                self._unreachable = True
-                error = UNREACHABLE + error
-            await self._reschedule(row, self.now() + backoff(attempts), error)
-            log.warning("Senden von #%s fehlgeschlagen (%s), neuer Versuch", row["id"], exc)
-            return False
+            return await self._retry(row, exc)
         await self.db.execute(
             "UPDATE outbox SET status = 'sent', event_id = ?, sent_at = ?, room_id = ?,"
             " attachment = NULL WHERE id = ?",
@@ -274,6 +278,20 @@ class Sender:
         if self.on_sent:
             self.on_sent(row["purpose"], asyncio.get_running_loop().time() - started)
         return True
+
+    async def _retry(self, row: Any, exc: Exception) -> bool:
+        """A passing problem: try again after a backoff, or give up after MAX_ATTEMPTS."""
+        attempts = row["attempts"] + 1
+        error = f"{type(exc).__name__}: {exc}"
+        if attempts >= MAX_ATTEMPTS:
+            await self._fail(row, error)
+            return True
+        if isinstance(exc, ClientConnectionError | TimeoutError | OSError):
+            self._unreachable = True
+            error = UNREACHABLE + error
+        await self._reschedule(row, self.now() + backoff(attempts), error)
+        log.warning("Senden von #%s fehlgeschlagen (%s), neuer Versuch", row["id"], exc)
+        return False
 
     async def _room_for(self, row: Any) -> str:
         if row["target_kind"] == "room":
@@ -297,7 +315,11 @@ class Sender:
                 except HistoryUnavailable as exc:
                     if exc.code == "M_LIMIT_EXCEEDED":
                         raise RateLimited((exc.retry_after_ms or 1000) / 1000) from exc
-                    raise ConnectionError(str(exc)) from exc  # retried with backoff
+                    if row["attempts"] < HISTORY_ATTEMPTS:
+                        raise  # retried with backoff
+                    # The question stays open: better the message twice than never.
+                    log.warning("Verlauf von %s nicht lesbar (%s); neuer Direktchat", old, exc)
+                    event_id = None
                 if event_id is not None:
                     raise AlreadyDelivered(old, event_id)
                 log.info("%s hat den Direktchat %s verlassen; neuer Direktchat", user_id, old)
@@ -420,7 +442,7 @@ class Sender:
         if code in ("M_LIMIT_EXCEEDED", 429):
             raise RateLimited((getattr(response, "retry_after_ms", None) or 1000) / 1000)
         if code in PERMANENT:
-            raise PermanentFailure(f"{code}: {getattr(response, 'message', '')}")
+            raise PermanentFailure(str(code), str(getattr(response, "message", "")))
         if isinstance(response, RoomSendError) or code:
             raise ConnectionError(f"{code}: {getattr(response, 'message', '')}")
         raise ConnectionError(str(response))

@@ -578,6 +578,9 @@ class MatrixTransport:
             return None
         formatted = content.get("formatted_body")
         formatted = formatted if isinstance(formatted, str) else None
+        # Addressed as written: a reply to the bot quoting it names the bot, as it always did
+        # for clients that send no m.mentions.
+        mentions_bot = self._mentions_me(content, body)
         if isinstance(relates.get("m.in_reply_to"), dict):
             body, formatted = strip_reply_fallback(body, formatted)
         return Incoming(
@@ -585,7 +588,7 @@ class MatrixTransport:
             body=body,
             formatted_body=formatted,
             msgtype=msgtype,
-            mentions_bot=self._mentions_me(content, body),
+            mentions_bot=mentions_bot,
             **base,
         )
 
@@ -861,6 +864,7 @@ class MatrixTransport:
 
 
 _MX_REPLY = re.compile(r"<mx-reply>.*?</mx-reply>", re.S | re.I)
+_FALLBACK_START = re.compile(r"^> (?:\* )?<@[^>\s]+:[^>\s]+>")
 
 
 def strip_reply_fallback(body: str, formatted: str | None) -> tuple[str, str | None]:
@@ -868,6 +872,10 @@ def strip_reply_fallback(body: str, formatted: str | None) -> tuple[str, str | N
     in front ("> <@bot:…> Meinten Sie …\n\n2"): the reply is the person's own words only,
     so that "2" or "!übernehmen 5" is read as what it is."""
     lines = body.split("\n")
+    # Only a real fallback: it starts with the quoted sender ("> <@bob:…> …"), or the HTML
+    # has the <mx-reply> block. A person's own leading quote stays.
+    if not (_FALLBACK_START.match(lines[0]) or (formatted and _MX_REPLY.search(formatted))):
+        return body, formatted
     quoted = 0
     while quoted < len(lines) and lines[quoted].startswith(">"):
         quoted += 1

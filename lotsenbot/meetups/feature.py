@@ -98,6 +98,12 @@ def _bad(err: MeetupError) -> BadArguments:
     return BadArguments(err.code, **params)
 
 
+_WEEKDAY = re.compile(
+    r"^(?:n(?:ä|ae)chsten\s+)?(?:montag|dienstag|mittwoch|donnerstag|freitag|samstag|sonntag)$",
+    re.I,
+)
+
+
 class MeetupsFeature(Feature):
     name = "meetups"
 
@@ -221,7 +227,7 @@ class MeetupsFeature(Feature):
             raise _bad(err) from None
         original = original_on(meetup.series, day)
         if original is not None and self._begun(meetup, original, now):
-            if not any(ch.isdigit() for ch in match.group(1)):
+            if _WEEKDAY.match(match.group(1).strip()):
                 # "am Dienstag" after this Tuesday's meeting: the coming Tuesday is meant,
                 # as everywhere else a weekday names a day still ahead.
                 original = original_on(meetup.series, day + timedelta(days=7))
@@ -1058,8 +1064,10 @@ class MeetupsFeature(Feature):
                 occ = meetup.occurrence(cand.occurrence) if meetup else None
                 if meetup is None or occ is None:
                     continue
-                # A moved date is reminded of again, under a key with its new start.
-                moved = "" if occ.start == occ.original_start else f":{occurrence_key(occ.start)}"
+                # A moved date is reminded of again, under a key with its new start (also when
+                # it was moved back to its original time).
+                change = occ.change
+                moved = f":{occurrence_key(occ.start)}" if change and change.start else ""
                 await services.outbox.enqueue(
                     conn,
                     f"rem:{key.meetup_id}:{key.occurrence}:{key.offset_seconds}:{cand.user_id}"

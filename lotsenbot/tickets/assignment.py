@@ -99,8 +99,10 @@ def choose_assignee(
     now: datetime,
     *,
     tz: ZoneInfo = _BERLIN,
+    exclude: str | None = None,
 ) -> Assignment:
-    """Pick the assignee for a new ticket of a department.
+    """Pick the assignee for a new ticket of a department (never ``exclude``, the requester:
+    a pilot's own request goes to a colleague, also when they are someone's deputy).
 
     ``open_counts`` holds the open tickets per person (deputies included; missing
     means none). ``last_assigned`` is the previous :attr:`Assignment.rotation_key`
@@ -125,7 +127,7 @@ def choose_assignee(
     chosen = Assignment(None)
     for position, slot in enumerate(order):
         person, by_deputy = _serving_person(slot, absences, today)
-        if person is None:
+        if person is None or person == exclude:
             continue
         rank = (open_counts.get(person, 0), position)
         if best is None or rank < best:

@@ -187,13 +187,13 @@ class TicketsFeature(Feature):
         assert department is not None
         requester = await store.requester_of(ctx.conn, ticket_id)
         choice = choose_assignee(
-            # A pilot's own request goes to a colleague: answering it oneself helps nobody.
-            [pilot for pilot in department.pilots if pilot != requester],
+            department.pilots,
             await store.open_counts(ctx.conn),
             await store.absences(ctx.conn),
             await store.last_assigned(ctx.conn, department_id),
             ctx.now,
             tz=config.bot.tz,
+            exclude=requester,  # answering one's own request helps nobody
         )
         await store.place(
             ctx.conn,
@@ -564,7 +564,7 @@ class TicketsFeature(Feature):
         config = ctx.services.config
         department = config.department(ticket.department) if ticket.department else None
         assignee = ticket.assignee
-        if assignee is None or department is None:
+        if assignee is None or department is None or assignee == ticket.requester:
             return False
         if assignee not in department.pilots and ticket.deputy_for is None:
             return False

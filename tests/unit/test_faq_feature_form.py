@@ -105,8 +105,11 @@ def test_rendered_form_parses_back_to_the_same_entry() -> None:
 def test_a_label_inside_the_answer_is_the_answers_text() -> None:
     """A line "Frage: …" inside an answer, once the question was given, is part of the
     answer: neither cut off nor a "field twice" error. Before the answer it still is one."""
-    form = parse_form("Frage: A?\nAntwort: Text\nFrage: noch eine?\nID: 5")
+    form = parse_form("Frage: A?\nAntwort: Text\nFrage: noch eine?\nID: 5", new_entry=False)
     assert form.values["answer"] == "Text\nFrage: noch eine?\nID: 5"
+    # A new entry's id may come last, after the answer, as the template suggests.
+    form = parse_form("Frage: A?\nAntwort: Im Portal.\nID: toner")
+    assert (form.values["answer"], form.values["id"]) == ("Im Portal.", "toner")
     with pytest.raises(FormError) as info:
         parse_form("Frage: A?\nFrage: noch eine?\nAntwort: Text")
     assert info.value.code == "duplicate_field"
@@ -121,7 +124,8 @@ def test_an_answer_with_label_like_lines_survives_the_round_trip() -> None:
         tags=["portal"],
         answer="So geht es:\nAlternative: im Portal unter Service.\nID: Ihre Kennung",
     )
-    result = merge(None, parse_form(render_form(entry, LABELS)), DEPARTMENTS, entry_id="portal")
+    form = parse_form(render_form(entry, LABELS), new_entry=False)
+    result = merge(None, form, DEPARTMENTS, entry_id="portal")
     assert result.entries == [entry]
 
 

@@ -137,6 +137,11 @@ def test_escaped_user_text_renders_literally() -> None:
     assert "    eingerückt" not in message_content(OutMessage(escape("    eingerückt")))["body"]
 
 
+def test_every_escaped_character_comes_back_in_the_plain_body() -> None:
+    everything = "\\`*_{}[]()#+-.!|<>~&@:= https://portal.example/?id=5&x=1"
+    assert plain_text(escape(everything)) == everything
+
+
 def test_escaped_asterisks_stay_in_the_plain_body() -> None:
     """A user's literal asterisks must reach the plain ``body`` as they were typed."""
     for user in ("**fett**", "Bitte *nicht* löschen"):

@@ -304,8 +304,11 @@ def test_a_reply_is_read_without_the_quote_of_the_message_it_answers(tmp_path: P
     incoming = t._incoming(ROOM, SimpleNamespace(source=fallback), is_direct=False)
     assert incoming is not None
     assert (incoming.body, incoming.formatted_body) == ("!übernehmen 5", "!übernehmen 5")
-    assert not incoming.mentions_bot  # the quote named the bot, the person did not
-    # Without a reply relation a leading quote is the person's own text.
-    plain = {**fallback, "content": {"msgtype": "m.text", "body": "> Zitat\n\nFrage"}}
-    incoming = t._incoming(ROOM, SimpleNamespace(source=plain), is_direct=True)
-    assert incoming is not None and incoming.body == "> Zitat\n\nFrage"
+    assert incoming.mentions_bot  # a reply to the bot addresses it (no m.mentions sent)
+    # A person's own leading quote stays: without a reply relation, and in a reply from a
+    # client that sends no fallback.
+    own = {"msgtype": "m.text", "body": "> Zitat\n\nFrage"}
+    for content in (own, {**own, "m.relates_to": {"m.in_reply_to": {"event_id": "$x"}}}):
+        plain = {**fallback, "content": content}
+        incoming = t._incoming(ROOM, SimpleNamespace(source=plain), is_direct=True)
+        assert incoming is not None and incoming.body == "> Zitat\n\nFrage"

@@ -447,6 +447,8 @@ async def test_a_weekday_names_the_coming_date_and_a_past_date_is_refused(
     past = await harness.say(COORD, f"!treffen streichen {meetup_id} am 05.01.2027 Ferien")
     assert error(past) == "bad_arguments"
     assert "Vergangenheit" in past[0]["content"]["markdown"]
+    today = await harness.say(COORD, f"!treffen streichen {meetup_id} am heute Ferien")
+    assert error(today) == "bad_arguments"  # not silently a week later
     await harness.say(COORD, f"!treffen streichen {meetup_id} am Dienstag Ferien")
     meetup = await store.get_meetup(harness.db.conn, meetup_id)
     assert meetup is not None

@@ -169,9 +169,16 @@ async def test_an_unreadable_history_delays_the_message_instead_of_a_new_chat(
     assert (await state(db))[:3] == ("pending", 0, OLD)  # a pause, not an attempt
     transport.history_error = HistoryUnavailable("M_UNKNOWN", "Internal server error")
     sender._paused_until = None  # the pause is over, the row due again
+    for attempt in (1, 2, 3):
+        await db.execute("UPDATE outbox SET next_attempt_at = ?", (iso(NOW),))
+        assert await sender.drain_once() == 0
+        assert (await state(db))[:2] == ("pending", attempt) and transport.created == []
+        row = await db.fetchone("SELECT last_error FROM outbox")
+        assert row is not None and not row["last_error"].startswith("unreachable")
+    # Still unreadable after three tries: sent anew rather than never.
     await db.execute("UPDATE outbox SET next_attempt_at = ?", (iso(NOW),))
-    assert await sender.drain_once() == 0
-    assert (await state(db))[:2] == ("pending", 1) and transport.created == []
+    assert await sender.drain_once() == 1
+    assert transport.created == ["!neu1:stadt.de"] and (await state(db))[0] == "sent"
 
 
 async def test_a_chat_the_person_opened_meanwhile_is_used_instead(db: Database) -> None:

@@ -154,3 +154,10 @@ def test_empty_department_and_duplicate_pilots() -> None:
 def test_naive_now_is_refused() -> None:
     with pytest.raises(ValueError):
         choose_assignee([A], {}, {}, None, datetime(2026, 3, 10, 9))
+
+
+def test_the_requester_is_never_chosen_not_even_as_a_deputy() -> None:
+    assert choose_assignee([A, B], {}, {}, None, NOW, exclude=A).assignee == B
+    away = {B: Absence(until=date(2026, 3, 20), deputy=A)}  # B away, A stands in for B
+    assert choose_assignee([A, B], {A: 5}, away, None, NOW, exclude=A) == Assignment(None)
+    assert choose_assignee([A, B, C], {}, away, None, NOW, exclude=A).assignee == C
