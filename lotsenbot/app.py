@@ -139,9 +139,16 @@ class App:
             for task in pending:
                 task.cancel()  # its transaction rolls back; the event stays pending
         if self.sender is not None:
-            # One last short pass so replies to the events just finished go out.
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.sender.drain_once(), timeout=2.0)
+            # The sending loop finishes its pass first; then one last short pass, alone, so
+            # that replies to the events just finished go out.
+            self.sender.end_loop()
+            loop = next((t for t in self._tasks if t.get_name() == "sender"), None)
+            if loop is not None:
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait_for(asyncio.shield(loop), timeout=SHUTDOWN_GRACE_SECONDS)
+            if loop is None or loop.done():
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.sender.drain_once(), timeout=2.0)
             self.sender.stop()
         for task in self._tasks:
             task.cancel()

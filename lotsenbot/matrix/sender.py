@@ -126,12 +126,21 @@ class Sender:
         self.on_sent = on_sent
         self._paused_until: datetime | None = None
         self._stopping = asyncio.Event()
+        self._loop_over = asyncio.Event()  # run() ends after its current pass
         self._unreachable = False  # a send failed because the homeserver could not be reached
         self._reachable_again = False
         self._db_failures = 0
 
     def stop(self) -> None:
         self._stopping.set()
+        self._loop_over.set()
+        self.outbox.wake()
+
+    def end_loop(self) -> None:
+        """Let :meth:`run` return after the pass it is in, without cutting sends short, so
+        that a last :meth:`drain_once` at shutdown is the only one (two passes at once could
+        both take the same row, and open two direct chats for it)."""
+        self._loop_over.set()
         self.outbox.wake()
 
     def homeserver_reachable(self) -> None:
@@ -143,7 +152,7 @@ class Sender:
             self.outbox.wake()
 
     async def run(self) -> None:
-        while not self._stopping.is_set():
+        while not self._loop_over.is_set():
             try:
                 if self._reachable_again:
                     self._reachable_again = False
@@ -224,7 +233,7 @@ class Sender:
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
+            await asyncio.wait_for(self._loop_over.wait(), seconds)
         self._paused_until = None
 
     async def _deliver(self, row: Any) -> bool:

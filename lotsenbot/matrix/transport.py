@@ -107,10 +107,16 @@ BatchHandler = Callable[[SyncBatch], Awaitable[None]]
 
 
 def _write_private(path: Path, text: str) -> None:
+    """Write a secret file (mode 0600) so that a crash leaves the old or the new content,
+    never a truncated one: a half-written session would log in as a new device."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
 
 
 def pickle_key(config: MatrixConfig) -> str:
@@ -159,6 +165,7 @@ class MatrixTransport:
         self._new_rooms: dict[str, tuple[str, bool]] = {}
         # New direct chats whose invitee declined before a sync showed them the invite.
         self._declined: set[str] = set()
+        self._direct_lock = asyncio.Lock()  # m.direct is read, changed and written back
         self.user_id = config.user_id
         self.known_direct: set[str] = set()  # filled by the app from its database
         # The bot language is not part of [matrix]; the App may pass its catalogue.
@@ -833,29 +840,36 @@ class MatrixTransport:
 
         path = Api._build_path(["user", self.user_id, "account_data", "m.direct"])
         try:
-            response = await self.client.send(
-                "GET", path, headers={"Authorization": f"Bearer {self.client.access_token}"}
-            )
-            current = await response.json() if response.status == 200 else {}
-            if not isinstance(current, dict):
-                current = {}
-            rooms = current.setdefault(user_id, [])
-            if add and room_id not in rooms:
-                rooms.append(room_id)
-            elif not add and room_id in rooms:
-                rooms.remove(room_id)
-                if not rooms:
-                    del current[user_id]
-            else:
-                return
-            await self.client.send(
-                "PUT",
-                path,
-                json.dumps(current),
-                headers={"Authorization": f"Bearer {self.client.access_token}"},
-            )
+            async with self._direct_lock:  # read-modify-write: one at a time
+                await self._update_direct(path, user_id, room_id, add=add)
         except Exception as exc:  # cosmetic for clients; never fail a delivery over it
             log.debug("m.direct nicht aktualisiert: %s", exc)
+
+    async def _update_direct(self, path: str, user_id: str, room_id: str, *, add: bool) -> None:
+        headers = {"Authorization": f"Bearer {self.client.access_token}"}
+        response = await self.client.send("GET", path, headers=headers)
+        try:
+            if response.status == 200:
+                current = await response.json()
+            elif response.status == 404:
+                current = {}  # none yet
+            else:
+                return  # unknown: writing {} back would erase everyone else's entry
+        finally:
+            response.release()
+        if not isinstance(current, dict):
+            return
+        rooms = current.setdefault(user_id, [])
+        if add and room_id not in rooms:
+            rooms.append(room_id)
+        elif not add and room_id in rooms:
+            rooms.remove(room_id)
+            if not rooms:
+                del current[user_id]
+        else:
+            return
+        response = await self.client.send("PUT", path, json.dumps(current), headers=headers)
+        response.release()
 
     async def close(self) -> None:
         """Close the connection; the device stays logged in (never logout on shutdown)."""

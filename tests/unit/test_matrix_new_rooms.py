@@ -9,6 +9,7 @@ copies before this check) or share the room key without the person's devices.
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -312,3 +313,49 @@ def test_a_reply_is_read_without_the_quote_of_the_message_it_answers(tmp_path: P
         plain = {**fallback, "content": content}
         incoming = t._incoming(ROOM, SimpleNamespace(source=plain), is_direct=True)
         assert incoming is not None and incoming.body == "> Zitat\n\nFrage"
+
+
+class FakeAccountData:
+    """A homeserver's m.direct endpoint: GET answers with ``status`` (200 once stored)."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+        self.stored: dict[str, list[str]] | None = None
+        self.puts = 0
+
+    async def send(self, method: str, path: str, data: str | None = None, **_: object) -> object:
+        await asyncio.sleep(0.01)  # lets two updates interleave, as over a network
+        if method == "PUT":
+            self.stored = json.loads(data or "{}")
+            self.puts += 1
+            return SimpleNamespace(status=200, release=lambda: None)
+
+        async def body() -> object:
+            return self.stored
+
+        status = 200 if self.stored is not None else self.status
+        return SimpleNamespace(status=status, json=body, release=lambda: None)
+
+
+async def test_m_direct_is_never_overwritten_with_a_guess(tmp_path: Path) -> None:
+    t = transport(tmp_path)
+    server = FakeAccountData(status=500)
+    t.client.send = server.send  # type: ignore[method-assign]
+    await t._mark_direct(PILOT, ROOM)
+    assert server.puts == 0  # unknown state: nothing written (it would erase the others)
+    server.status = 404  # none yet
+    other = "@kollege:stadt.example"
+    await asyncio.gather(t._mark_direct(PILOT, ROOM), t._mark_direct(other, "!b:stadt.example"))
+    assert server.stored == {PILOT: [ROOM], other: ["!b:stadt.example"]}  # neither lost
+    await t.close()
+
+
+def test_secret_files_are_replaced_whole_and_private(tmp_path: Path) -> None:
+    from lotsenbot.matrix.transport import _write_private
+
+    target = tmp_path / "store" / "session.json"
+    _write_private(target, '{"device_id": "ALT"}')
+    _write_private(target, '{"device_id": "NEU"}')
+    assert target.read_text() == '{"device_id": "NEU"}'
+    assert target.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in target.parent.iterdir()] == ["session.json"]  # no temporary left

@@ -8,16 +8,16 @@ test `test_a_person_who_left_the_direct_chat_gets_the_next_copy_in_a_new_one`.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from nio import MatrixRoom, RoomSendResponse
+from nio import MatrixRoom, RoomSendError, RoomSendResponse
 
 from lotsenbot.core.clock import iso
 from lotsenbot.core.outbox import Envelope, Outbox, txn_id_for
 from lotsenbot.core.types import OutMessage
 from lotsenbot.matrix.sender import Sender
-from lotsenbot.matrix.transport import HistoryUnavailable
+from lotsenbot.matrix.transport import HistoryUnavailable, RoomCreationFailed
 from lotsenbot.storage.db import Database
 
 NOW = datetime(2026, 11, 30, 9, 15, tzinfo=UTC)
@@ -31,9 +31,19 @@ class FakeClient:
     def __init__(self) -> None:
         self.rooms: dict[str, MatrixRoom] = {}
         self.sent: list[str] = []
+        self.bodies: list[str] = []
+        self.answers: list[Any] = []  # responses (or exceptions) to give before succeeding
 
-    async def room_send(self, room_id: str, *args: Any, **kwargs: Any) -> RoomSendResponse:
+    async def room_send(
+        self, room_id: str, event_type: str, content: dict[str, Any], **kwargs: Any
+    ) -> Any:
+        if self.answers:
+            answer = self.answers.pop(0)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
         self.sent.append(room_id)
+        self.bodies.append(str(content.get("body")))
         return RoomSendResponse(f"$e{len(self.sent)}", room_id)
 
 
@@ -52,6 +62,7 @@ class FakeTransport:
         self.before_leave: dict[tuple[str, str], str] = {}  # (room, txn) → event id
         self.history_reads: list[str] = []
         self.history_error: HistoryUnavailable | None = None
+        self.create_error: RoomCreationFailed | None = None
 
     def add_room(self, room_id: str, *members: str) -> None:
         room = self.client.rooms[room_id] = MatrixRoom(room_id, BOT)
@@ -74,6 +85,8 @@ class FakeTransport:
         return self.room_ready(room_id)
 
     async def create_direct_room(self, user_id: str) -> str:
+        if self.create_error is not None:
+            raise self.create_error
         room_id = f"!neu{len(self.created) + 1}:stadt.de"
         self.created.append(room_id)
         if self.decline_next:
@@ -222,3 +235,46 @@ async def test_a_declined_invitation_goes_to_the_chat_the_person_is_in(db: Datab
     assert (await state(db))[:3] == ("pending", 0, OTHER)
     assert await sender.drain_once() == 1
     assert transport.client.sent == [OTHER] and (await state(db))[0] == "sent"
+
+
+
+async def test_a_row_waiting_for_a_retry_holds_back_the_later_rows_of_its_target(
+    db: Database,
+) -> None:
+    sender, transport = await setup(db)
+    transport.add_room(OLD, PILOT)
+    async with db.transaction() as conn:
+        await sender.outbox.enqueue(
+            conn, "ticket:7:claimed", Envelope("user", PILOT, OutMessage("#7 übernommen"))
+        )
+    transport.client.answers = [ConnectionError("Verbindung weg")]
+    assert await sender.drain_once() == 0
+    assert await sender.drain_once() == 0  # the second row waits for the first
+    assert transport.client.sent == []
+    later = NOW + timedelta(minutes=5)
+    sender.now = lambda: later
+    assert await sender.drain_once() == 2
+    assert transport.client.bodies == ["Neue Anfrage #7", "#7 übernommen"]
+
+
+async def test_a_server_error_on_creating_the_chat_is_retried_not_final(db: Database) -> None:
+    sender, transport = await setup(db, mapped=None)
+    transport.create_error = RoomCreationFailed("M_UNKNOWN", "Internal server error")
+    for attempt in (1, 2):
+        assert await sender.drain_once() == 0
+        assert (await state(db))[:2] == ("pending", attempt)
+        await db.execute("UPDATE outbox SET next_attempt_at = ?", (iso(NOW),))
+    transport.create_error = RoomCreationFailed("M_FORBIDDEN", "not allowed to invite")
+    assert await sender.drain_once() == 1
+    assert (await state(db))[0] == "failed"
+
+
+async def test_a_message_too_large_fails_without_a_new_chat(db: Database) -> None:
+    sender, transport = await setup(db)
+    transport.add_room(OLD, PILOT)
+    transport.client.answers = [RoomSendError("event too large", "M_TOO_LARGE")]
+    assert await sender.drain_once() == 1
+    assert (await state(db))[0] == "failed"
+    assert transport.created == []  # the chat was fine; another one would not help
+    mapping = await db.fetchone("SELECT room_id FROM dm_rooms WHERE user_id = ?", (PILOT,))
+    assert mapping is not None and mapping["room_id"] == OLD
