@@ -113,27 +113,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(args: argparse.Namespace) -> Config:
-    return load_config(args.config or default_config_path())
+def _load(args: argparse.Namespace, *, login: bool = False) -> Config:
+    """The configuration; only commands that log in (``login``) need the Matrix secret."""
+    return load_config(args.config or default_config_path(), login=login)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "check-config":
-            config = _load(args)
+            config = _load(args, login=True)
             print(
                 f"{config.source}: in Ordnung – {len(config.departments)} Abteilungen, "
                 f"{len(config.bot.coordinators)} Koordinator*innen."
             )
+            for warning in config.warnings():
+                print(f"Hinweis: {warning}")
             return EXIT_OK
         if args.command == "migrate":
             config = _load(args)
             setup_logging(config.logging)
             return asyncio.run(_migrate(config))
         if args.command == "run":
-            config = _load(args)
+            config = _load(args, login=True)
             setup_logging(config.logging)
+            for warning in config.warnings():
+                logging.getLogger("lotsenbot").warning("Konfiguration: %s", warning)
             return asyncio.run(run_bot(config))
         if args.command == "commands":
             return print_commands(update_readme=args.update_readme)
@@ -152,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             setup_logging(config.logging.model_copy(update={"level": "WARNING"}))
             return asyncio.run(faq_command(config, args))
         if args.command == "crypto" and args.crypto_command == "bootstrap":
-            config = _load(args)
+            config = _load(args, login=True)
             setup_logging(config.logging)
             return asyncio.run(crypto_bootstrap(config, reset=args.reset, restore=args.restore))
         if args.command == "purge":

@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -97,8 +98,21 @@ class MatrixConfig(_Section):
     def _user(cls, value: str) -> str:
         return _check_user_id(value)
 
+    @field_validator("allowed_servers")
+    @classmethod
+    def _servers(cls, value: list[str]) -> list[str]:
+        for server in value:
+            if not re.fullmatch(r"[A-Za-z0-9.\-]+(:\d+)?", server):
+                raise ValueError(
+                    f"„{server}“ ist kein Servername: gemeint ist der Teil hinter dem "
+                    "Doppelpunkt einer Matrix-ID, z. B. stadt.de (ohne https:// und /)"
+                )
+        return value
+
     @model_validator(mode="after")
-    def _credentials(self) -> MatrixConfig:
+    def _credentials(self, info: ValidationInfo) -> MatrixConfig:
+        if not (info.context or {}).get("login", True):
+            return self  # backup, purge, migrate, faq: no login, so no secret needed
         if not self.password and not self.access_token:
             raise ValueError(
                 f"password oder access_token fehlt (auch über {ENV_PASSWORD} "
@@ -339,6 +353,31 @@ class Config(_Section):
             seen.add(dep.id)
         return self
 
+    def warnings(self) -> list[str]:
+        """What is allowed but probably not meant (``check-config`` shows it, ``run`` logs
+        it at start)."""
+        found = []
+        if self.departments and not self.bot.coordinators and not self.bot.coordinator_room:
+            found.append(
+                "bot.coordinators ist leer und bot.coordinator_room fehlt: unklare Anfragen "
+                "und Eskalationen erreichen niemanden"
+            )
+        found += [
+            f"Abteilung „{dep.id}“ hat weder Lotsinnen/Lotsen (pilots) noch einen Raum (room):"
+            " ihre Anfragen sieht nur die Koordination"
+            for dep in self.departments
+            if not dep.pilots and not dep.room
+        ]
+        allowed = set(self.matrix.effective_allowed_servers)
+        people = [*self.bot.coordinators, *(p for dep in self.departments for p in dep.pilots)]
+        found += [
+            f"{person} ist auf einem Server, den matrix.allowed_servers nicht enthält: der Bot "
+            "beachtet die Person nicht"
+            for person in dict.fromkeys(people)
+            if person.split(":", 1)[1] not in allowed
+        ]
+        return found
+
     def department(self, department_id: str) -> DepartmentConfig | None:
         return next((d for d in self.departments if d.id == department_id), None)
 
@@ -367,8 +406,11 @@ def default_config_path() -> Path:
     return Path(os.environ.get(ENV_CONFIG) or "config.toml")
 
 
-def load_config(path: Path | str) -> Config:
-    """Read, validate and complete a config file; raise :class:`ConfigError` on any problem."""
+def load_config(path: Path | str, *, login: bool = True) -> Config:
+    """Read, validate and complete a config file; raise :class:`ConfigError` on any problem.
+
+    ``login=False`` for commands that never talk to the homeserver (backup, purge, migrate,
+    faq, route): they run as the service user, who cannot read the secrets file."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -392,7 +434,7 @@ def load_config(path: Path | str) -> Config:
         if os.environ.get(ENV_PICKLE_KEY):
             matrix["pickle_key"] = os.environ[ENV_PICKLE_KEY]
     try:
-        config = Config.model_validate(data)
+        config = Config.model_validate(data, context={"login": login})
     except ValidationError as exc:
         error = exc.errors()[0]
         key = _location(error["loc"]) or None
@@ -419,6 +461,8 @@ def load_config(path: Path | str) -> Config:
     faq_cfg = config.faq.model_copy(
         update={"synonyms_file": _resolve(base, synonyms_file) if synonyms_file else None}
     )
+    if faq_cfg.synonyms_file is not None and not faq_cfg.synonyms_file.is_file():
+        raise ConfigError(path, "faq.synonyms_file", f"Datei {faq_cfg.synonyms_file} fehlt")
     return config.model_copy(
         update={
             "matrix": matrix_cfg,

@@ -43,10 +43,14 @@ def backup_database(source: Path, target: Path, *, force: bool = False) -> Backu
         raise BackupError(f"{target} existiert bereits (überschreiben mit --force)")
     if target.resolve() == source.resolve():
         raise BackupError("Ziel und Datenbank sind dieselbe Datei")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_dir():
+        raise BackupError(f"{target} ist ein Ordner; bitte einen Dateinamen angeben")
     temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     started = time.monotonic()
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Private from the first byte: the copy holds personal data.
+        os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         src = sqlite3.connect(str(source), timeout=BUSY_TIMEOUT_S)
         try:
             dst = sqlite3.connect(str(temporary))
@@ -65,6 +69,8 @@ def backup_database(source: Path, target: Path, *, force: bool = False) -> Backu
         os.replace(temporary, target)
     except sqlite3.Error as exc:
         raise BackupError(f"Sicherung fehlgeschlagen: {exc}") from exc
+    except OSError as exc:  # no permission, disk full, a folder in the way
+        raise BackupError(f"Sicherung fehlgeschlagen: {exc.strerror or exc} ({target})") from exc
     finally:
         with contextlib.suppress(FileNotFoundError):
             temporary.unlink()

@@ -161,6 +161,7 @@ def test_example_loads_and_shows_the_defaults(monkeypatch: pytest.MonkeyPatch) -
 def test_commented_out_examples_are_valid_too(tmp_path: Path) -> None:
     """Uncommenting the optional lines must give a valid file, not a trap for the admin."""
     text = re.sub(r"(?m)^# ([a-z_]+ = )", r"\1", EXAMPLE.read_text("utf-8"))
+    (tmp_path / "synonyme.yaml").write_text("- [fachverfahren, fachanwendung]\n", "utf-8")
     config = load_config(write(tmp_path, text))
     assert config.matrix.access_token and config.matrix.device_id
     assert config.matrix.pickle_key
@@ -260,6 +261,19 @@ def test_no_credentials_at_all(tmp_path: Path) -> None:
     error = load_error(tmp_path, '[matrix]\nhomeserver = "https://m.de"\nuser_id = "@b:m.de"\n')
     assert error.key == "matrix"
     assert ENV_PASSWORD in error.problem
+    # Commands that never log in (backup, purge, migrate, faq) run without the secret, as
+    # the service user who cannot read the secrets file.
+    path = write(tmp_path, '[matrix]\nhomeserver = "https://m.de"\nuser_id = "@b:m.de"\n')
+    assert load_config(path, login=False).matrix.password is None
+
+
+def test_backup_and_purge_need_no_matrix_secret(tmp_path: Path) -> None:
+    from lotsenbot.cli import EXIT_CONFIG, main
+
+    path = write(tmp_path, '[matrix]\nhomeserver = "https://m.de"\nuser_id = "@b:m.de"\n')
+    for command in (["purge", "--dry-run"], ["backup", str(tmp_path / "b.db")], ["migrate"]):
+        assert main([*command, "--config", str(path)]) != EXIT_CONFIG, command
+    assert main(["check-config", "--config", str(path)]) == EXIT_CONFIG
 
 
 def test_empty_env_var_does_not_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -379,3 +393,16 @@ def test_allowed_servers(tmp_path: Path) -> None:
     assert load_config(write(tmp_path, MINIMAL_MATRIX)).matrix.effective_allowed_servers == [
         "stadt.de"
     ]
+
+
+
+def test_warnings_and_server_names(tmp_path: Path) -> None:
+    base = '[matrix]\nhomeserver = "https://m.de"\nuser_id = "@b:m.de"\npassword = "x"\n'
+    text = base + '[[departments]]\nid = "it"\nname = "IT"\npilots = ["@p:anders.de"]\n'
+    warnings = load_config(write(tmp_path, text)).warnings()
+    assert any("bot.coordinators" in w for w in warnings)  # triage would reach nobody
+    assert any("@p:anders.de" in w and "allowed_servers" in w for w in warnings)
+    error = load_error(tmp_path, base + 'allowed_servers = ["https://m.de"]\n')
+    assert error.key == "matrix.allowed_servers" and "ohne https://" in error.problem
+    error = load_error(tmp_path, base + '[faq]\nsynonyms_file = "fehlt.yaml"\n')
+    assert error.key == "faq.synonyms_file"

@@ -26,6 +26,9 @@ password = "x"
 [database]
 path = "daten/bot.db"
 
+[bot]
+coordinators = ["@koordination:stadt.de"]
+
 [[departments]]
 id = "it"
 name = "IT-Service"

@@ -19,6 +19,9 @@ password = "x"
 [database]
 path = "bot.db"
 
+[bot]
+coordinators = ["@koordination:stadt.de"]
+
 [[departments]]
 id = "it"
 name = "IT-Service"
