@@ -294,9 +294,10 @@ class MatrixTransport:
             async with self._synced:  # nio has taken the response in: new rooms are known
                 self._synced.notify_all()
             try:
-                batch = await self._convert(response, token)
+                batch, gap_undecrypted = await self._convert(response, token)
                 # Kept before the token moves on; the history of a first sync is not kept.
-                kept = await self.late.keep(self._undecrypted(response)) if token else []
+                undecrypted = [*gap_undecrypted, *self._undecrypted(response)]
+                kept = await self.late.keep(undecrypted) if token else []
                 await on_batch(batch)
             except TransientSyncError as exc:
                 # Nothing of this batch is lost: the token stays, the same batch comes again.
@@ -466,9 +467,14 @@ class MatrixTransport:
 
     # -- events ----------------------------------------------------------------------------
 
-    async def _convert(self, response: SyncResponse, since: str | None) -> SyncBatch:
+    async def _convert(
+        self, response: SyncResponse, since: str | None
+    ) -> tuple[SyncBatch, list[tuple[str, MegolmEvent]]]:
+        """The batch, and the events of fetched gaps that could not be decrypted yet (the
+        sync's own ones are found by :meth:`_undecrypted`); both are kept for a retry."""
         events: list[Incoming] = []
         direct: dict[str, str] = {}
+        gap_undecrypted: list[tuple[str, MegolmEvent]] = []
         for room_id, info in response.rooms.join.items():
             other = self._direct_partner(room_id)
             is_direct = other is not None
@@ -477,18 +483,21 @@ class MatrixTransport:
             timeline = list(info.timeline.events)
             if since and info.timeline.limited and info.timeline.prev_batch:
                 # More arrived than the timeline limit: fetch the gap, so nothing is skipped.
-                timeline = [
-                    *await fetch_gap(self.client, room_id, info.timeline.prev_batch, since),
-                    *timeline,
+                gap = await fetch_gap(self.client, room_id, info.timeline.prev_batch, since)
+                gap_undecrypted += [
+                    (room_id, event)
+                    for event in gap
+                    if isinstance(event, MegolmEvent) and event.sender != self.user_id
                 ]
+                timeline = [*gap, *timeline]
             for event in timeline:
                 incoming = self._incoming(room_id, event, is_direct)
                 if incoming is not None:
                     events.append(incoming)
         invites = [self._invite(room_id, info.invite_state)
                    for room_id, info in response.rooms.invite.items()]  # fmt: skip
-        return SyncBatch(response.next_batch, events, invites,
-                         list(response.rooms.leave), direct)  # fmt: skip
+        batch = SyncBatch(response.next_batch, events, invites, list(response.rooms.leave), direct)
+        return batch, gap_undecrypted
 
     def remember_direct(self, room_id: str) -> None:
         """A room that is a direct chat: invited as one (``is_direct``) or created as one."""

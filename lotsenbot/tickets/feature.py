@@ -482,21 +482,13 @@ class TicketsFeature(Feature):
                 status=ctx.t(f"tickets.status.{ticket.status}"),
             )
         await store.add_event(ctx.conn, ticket.id, ctx.now, ctx.sender, "withdrawn")
-        ticket = await self._get(ctx, ticket.id)
+        before, ticket = ticket, await self._get(ctx, ticket.id)
         params = self._params(ctx, ticket)
         meta = ticket_meta(ticket, "withdrawn")
-        if ticket.assignee:
-            ctx.send_to_user(
-                ticket.assignee, OutMessage(ctx.t("tickets.withdrawn.team", **params), meta=meta)
-            )
-        elif ticket.department is None:
-            self._send_all(
-                ctx,
-                coordinator_envelopes(
-                    ctx.services.config,
-                    OutMessage(ctx.t("tickets.withdrawn.team", **params), meta=meta),
-                ),
-            )
+        # Whoever had it as it stood (its pilot, a department queue or escalation, triage)
+        # can stop working on it.
+        notice = OutMessage(ctx.t("tickets.withdrawn.team", **params), meta=meta)
+        self._send_all(ctx, self._current_team(ctx, before, notice))
         ctx.reply(ctx.t("tickets.withdrawn.requester", **params), **meta)
 
     async def _reopen(self, ctx: Context, args: str) -> None:
@@ -906,7 +898,7 @@ class TicketsFeature(Feature):
 
     @staticmethod
     def _parse_date(word: str) -> date:
-        match = _DATE.match(word.strip())
+        match = _DATE.match(word.strip().rstrip(",;"))  # "24.12.2026, Vertretung …"
         if match is None:
             raise BadArguments("tickets.error.bad_date", value=escape(word[:20]))
         day, month, year = (int(g) for g in match.groups())

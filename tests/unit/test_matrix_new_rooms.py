@@ -359,3 +359,46 @@ def test_secret_files_are_replaced_whole_and_private(tmp_path: Path) -> None:
     assert target.read_text() == '{"device_id": "NEU"}'
     assert target.stat().st_mode & 0o777 == 0o600
     assert [p.name for p in target.parent.iterdir()] == ["session.json"]  # no temporary left
+
+
+async def test_undecryptable_events_of_a_fetched_gap_are_kept_for_a_retry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a downtime the missed events come from /messages; one without its room key yet
+    must be kept like one in the sync itself, not dropped."""
+    from nio import Event, MegolmEvent
+
+    from lotsenbot.matrix import transport as module
+
+    encrypted = Event.parse_event(
+        {
+            "type": "m.room.encrypted",
+            "sender": PILOT,
+            "event_id": "$verschluesselt",
+            "origin_server_ts": 1,
+            "content": {
+                "algorithm": "m.megolm.v1.aes-sha2",
+                "ciphertext": "AwgA",
+                "sender_key": "schluessel",
+                "session_id": "sitzung",
+                "device_id": "GERAET",
+            },
+        }
+    )
+    assert isinstance(encrypted, MegolmEvent)
+
+    async def gap(*_: object) -> list[object]:
+        return [encrypted]
+
+    monkeypatch.setattr(module, "fetch_gap", gap)
+    t = transport(tmp_path)
+    timeline = SimpleNamespace(events=[], limited=True, prev_batch="p1")
+    response = SimpleNamespace(
+        rooms=SimpleNamespace(
+            join={ROOM: SimpleNamespace(timeline=timeline)}, invite={}, leave={}
+        ),
+        next_batch="s2",
+    )
+    batch, undecrypted = await t._convert(response, "s1")  # type: ignore[arg-type]
+    assert batch.events == [] and undecrypted == [(ROOM, encrypted)]
+    await t.close()

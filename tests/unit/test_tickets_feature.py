@@ -389,7 +389,7 @@ async def test_absence_with_deputy_and_back(env: Env) -> None:
     assert reply_to(out, LOTSIN).error == "bad_arguments"  # more than a year ahead
     today = env.clock.now().astimezone(env.services.config.bot.tz).date()
     until = (today + timedelta(days=10)).strftime("%d.%m.%Y")
-    out = await env.say(LOTSIN, f"!abwesend bis {until} Vertretung {HR}")
+    out = await env.say(LOTSIN, f"!abwesend bis {until}, Vertretung {HR}")
     assert reply_to(out, LOTSIN).meta["de.lotsenbot.absence"]["deputy"] == HR
     assert only(out, target=HR).text  # the deputy is told
     out = await env.say(ANNA, f"!anfrage {IT_TEXT}")
@@ -719,3 +719,13 @@ async def test_reopening_by_the_team_and_with_the_pilot_away(env: Env) -> None:
     await env.services.db.execute("UPDATE tickets SET status = 'escalated' WHERE id = 1")
     out = await env.say(ANNA, "!antwort 1 Ist noch jemand da?")
     assert IT_ROOM in {m.target for m in out} and LOTSE in {m.target for m in out}
+
+
+async def test_withdrawing_a_queued_request_tells_the_department(env: Env) -> None:
+    today = env.clock.now().astimezone(env.services.config.bot.tz).date()
+    for pilot in (LOTSIN, LOTSE):
+        await env.say(pilot, f"!abwesend bis {(today + timedelta(days=3)):%d.%m.%Y}")
+    await env.say(ANNA, f"!anfrage {IT_TEXT}")
+    assert (await env.ticket(1)).assignee is None
+    out = await env.say(ANNA, "!zurückziehen 1")
+    assert "zurückgezogen" in only(out, target=IT_ROOM).text
