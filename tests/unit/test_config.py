@@ -395,7 +395,6 @@ def test_allowed_servers(tmp_path: Path) -> None:
     ]
 
 
-
 def test_warnings_and_server_names(tmp_path: Path) -> None:
     base = '[matrix]\nhomeserver = "https://m.de"\nuser_id = "@b:m.de"\npassword = "x"\n'
     text = base + '[[departments]]\nid = "it"\nname = "IT"\npilots = ["@p:anders.de"]\n'

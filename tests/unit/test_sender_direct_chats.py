@@ -237,7 +237,6 @@ async def test_a_declined_invitation_goes_to_the_chat_the_person_is_in(db: Datab
     assert transport.client.sent == [OTHER] and (await state(db))[0] == "sent"
 
 
-
 async def test_a_row_waiting_for_a_retry_holds_back_the_later_rows_of_its_target(
     db: Database,
 ) -> None:
