@@ -39,6 +39,15 @@ log = logging.getLogger(__name__)
 PERMANENT = {"M_FORBIDDEN", "M_NOT_FOUND", "M_BAD_JSON", "M_NOT_JSON",
              "M_TOO_LARGE", "M_INVALID_PARAM"}  # fmt: skip
 ROOM_GONE = {"M_FORBIDDEN", "M_NOT_FOUND"}  # the direct chat itself is the problem
+# Synapse may create the room and then fail the invitation (a remote server down) with a
+# 500: every retry leaves an empty room behind, so creating is tried only this often.
+CREATE_ATTEMPTS = 3
+# Bind the current time once: no earlier row of the same target waits for a retry.
+_NOT_HELD_BACK = (
+    "NOT EXISTS (SELECT 1 FROM outbox AS e WHERE e.status = 'pending'"
+    " AND e.target_kind = o.target_kind AND e.target = o.target AND e.id < o.id"
+    " AND e.next_attempt_at > ? AND e.last_error IS NOT NULL)"
+)
 HISTORY_ATTEMPTS = 3  # tries to read a left chat's history before sending anew anyway
 MAX_ATTEMPTS = 12
 NEW_ROOM_WAIT_SECONDS = 10.0  # how long a new direct chat may take to show up in the sync
@@ -175,8 +184,13 @@ class Sender:
                 await self._pause(delay)
 
     async def _seconds_to_next_due(self) -> float:
+        # Rows held back wait for their blocker, whose own time counts; counting theirs
+        # (already past) would poll the database many times a second until then.
+        now = iso(self.now())
         row = await self.db.fetchone(
-            "SELECT MIN(next_attempt_at) AS due FROM outbox WHERE status = 'pending'"
+            f"SELECT MIN(next_attempt_at) AS due FROM outbox AS o WHERE status = 'pending'"
+            f" AND {_NOT_HELD_BACK}",
+            (now,),
         )
         if row is None or row["due"] is None:
             return 30.0
@@ -194,11 +208,8 @@ class Sender:
         # A row waiting for a retry holds back the later rows of its target, so that "new
         # request" never arrives after "request taken over" (as the inbox does for events).
         rows = await self.db.fetchall(
-            "SELECT * FROM outbox AS o WHERE status = 'pending' AND next_attempt_at <= ?"
-            " AND NOT EXISTS (SELECT 1 FROM outbox AS e WHERE e.status = 'pending'"
-            "   AND e.next_attempt_at > ? AND e.last_error IS NOT NULL AND e.id < o.id"
-            "   AND e.target_kind = o.target_kind AND e.target = o.target)"
-            " ORDER BY id LIMIT 200",
+            f"SELECT * FROM outbox AS o WHERE status = 'pending' AND next_attempt_at <= ?"
+            f" AND {_NOT_HELD_BACK} ORDER BY id LIMIT 200",
             (iso(now), iso(now)),
         )
         if not rows:
@@ -234,7 +245,8 @@ class Sender:
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._loop_over.wait(), seconds)
-        self._paused_until = None
+        if not self._loop_over.is_set():  # ran out; cut short at shutdown it still holds
+            self._paused_until = None
 
     async def _deliver(self, row: Any) -> bool:
         """Try one row; True when it is settled (sent or permanently failed)."""
@@ -263,8 +275,8 @@ class Sender:
             await self._fail(row, str(exc))
             return True
         except RoomCreationFailed as exc:
-            if exc.code not in PERMANENT:  # a server hiccup (500, 502 …): retried with backoff
-                return await self._retry(row, exc)
+            if exc.code not in PERMANENT and row["attempts"] + 1 < CREATE_ATTEMPTS:
+                return await self._retry(row, exc)  # a server hiccup (500, 502 …)
             await self._fail(row, str(exc))
             return True
         except PermanentFailure as exc:

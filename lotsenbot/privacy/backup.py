@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,12 +46,15 @@ def backup_database(source: Path, target: Path, *, force: bool = False) -> Backu
         raise BackupError("Ziel und Datenbank sind dieselbe Datei")
     if target.is_dir():
         raise BackupError(f"{target} ist ein Ordner; bitte einen Dateinamen angeben")
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    temporary = target.with_name(f".{target.name}.tmp")  # replaced by a unique name below
     started = time.monotonic()
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        # Private from the first byte: the copy holds personal data.
-        os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        # A unique name, private from the first byte (mkstemp: mode 0600): the copy holds
+        # personal data, and a crashed run's leftover must not block the next one.
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        temporary = Path(name)
         src = sqlite3.connect(str(source), timeout=BUSY_TIMEOUT_S)
         try:
             dst = sqlite3.connect(str(temporary))

@@ -488,7 +488,8 @@ class TicketsFeature(Feature):
         # Whoever had it as it stood (its pilot, a department queue or escalation, triage)
         # can stop working on it.
         notice = OutMessage(ctx.t("tickets.withdrawn.team", **params), meta=meta)
-        self._send_all(ctx, self._current_team(ctx, before, notice))
+        team = self._current_team(ctx, before, notice)
+        self._send_all(ctx, [e for e in team if (e.target_kind, e.target) != ("user", ctx.sender)])
         ctx.reply(ctx.t("tickets.withdrawn.requester", **params), **meta)
 
     async def _reopen(self, ctx: Context, args: str) -> None:

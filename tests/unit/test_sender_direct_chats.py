@@ -266,6 +266,13 @@ async def test_a_server_error_on_creating_the_chat_is_retried_not_final(db: Data
     transport.create_error = RoomCreationFailed("M_FORBIDDEN", "not allowed to invite")
     assert await sender.drain_once() == 1
     assert (await state(db))[0] == "failed"
+    # Each failed try may leave an empty room behind (created, invitation failed): three
+    # tries at most, then the message fails.
+    await db.execute("UPDATE outbox SET status = 'pending', attempts = 2, next_attempt_at = ?",
+                     (iso(NOW),))  # fmt: skip
+    transport.create_error = RoomCreationFailed("M_UNKNOWN", "Internal server error")
+    assert await sender.drain_once() == 1
+    assert (await state(db))[0] == "failed"
 
 
 async def test_a_message_too_large_fails_without_a_new_chat(db: Database) -> None:
@@ -277,3 +284,17 @@ async def test_a_message_too_large_fails_without_a_new_chat(db: Database) -> Non
     assert transport.created == []  # the chat was fine; another one would not help
     mapping = await db.fetchone("SELECT room_id FROM dm_rooms WHERE user_id = ?", (PILOT,))
     assert mapping is not None and mapping["room_id"] == OLD
+
+
+async def test_rows_held_back_do_not_make_the_loop_poll(db: Database) -> None:
+    """The next wake-up is the blocker's retry time, not the past due time of the rows it
+    holds back (which would poll the database many times a second)."""
+    sender, transport = await setup(db)
+    transport.add_room(OLD, PILOT)
+    async with db.transaction() as conn:
+        await sender.outbox.enqueue(
+            conn, "ticket:7:claimed", Envelope("user", PILOT, OutMessage("#7 übernommen"))
+        )
+    transport.client.answers = [ConnectionError("Verbindung weg")]
+    assert await sender.drain_once() == 0
+    assert await sender._seconds_to_next_due() >= 0.9  # the first retry comes after 1 s
