@@ -13,11 +13,12 @@ import importlib
 import json
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 
 import aiosqlite
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
 
 from lotsenbot.config import Config, PrivacyConfig
 from lotsenbot.core import personal_data
@@ -197,8 +198,29 @@ class PrivacyFeature(Feature):
                               CronTrigger(day_of_week="mon", hour=8, minute=0, timezone=tz),
                               id="privacy.weekly_report", replace_existing=True, coalesce=True,
                               misfire_grace_time=6 * 3600)  # fmt: skip
+            await self._catch_up_weekly_report(services)
         # matplotlib (about 15 MB and a second to import) is loaded by the first report,
         # not at start-up: most days nobody asks for one.
+
+    async def _catch_up_weekly_report(self, services: Services) -> None:
+        """A bot that was down at Monday 08:00 (an update, a reboot) sends the week's report
+        when it is back, within two days; the scheduler alone would wait a week. Only if it
+        was in service before the slot (a new installation has no week to report), and only
+        once (the report's dedup key)."""
+        tz = services.config.bot.tz
+        now = services.clock.now()
+        local = now.astimezone(tz)
+        monday = (local - timedelta(days=local.weekday())).date()
+        slot = datetime.combine(monday, time(8, 0), tzinfo=tz)
+        if not slot <= now < slot + timedelta(days=2):
+            return
+        row = await services.db.fetchone("SELECT value FROM meta WHERE key = 'last_sync_at'")
+        if row is None or datetime.fromisoformat(str(row[0]).replace("Z", "+00:00")) >= slot:
+            return
+        services.scheduler.add_job(
+            self.weekly_report_job, DateTrigger(run_date=now + timedelta(seconds=30)),
+            id="privacy.weekly_report_catch_up", replace_existing=True,
+        )  # fmt: skip
 
     async def purge_job(self) -> dict[str, dict[str, int]]:
         assert self.services is not None
@@ -317,7 +339,7 @@ class PrivacyFeature(Feature):
         value = args.strip()
         if not value:
             limit = AUDIT_DEFAULT
-        elif value.isdigit() and 1 <= int(value) <= AUDIT_MAX:
+        elif value.isascii() and value.isdigit() and 1 <= int(value) <= AUDIT_MAX:  # not "²"
             limit = int(value)
         else:
             raise BadArguments("privacy.usage.protokoll", max=AUDIT_MAX)

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import aiosqlite
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -45,7 +46,8 @@ class _Snapshot(Collector):
             "lotsenbot_events", "Events accepted from Matrix, by handling status", labels=["status"]
         )
         for status, count in sorted(f.get("events", {}).items()):
-            events.add_metric([status], count)
+            if status != "pending":  # goes down as events are handled: not a counter
+                events.add_metric([status], count)
         yield events
         messages = CounterMetricFamily(
             "lotsenbot_messages",
@@ -77,7 +79,7 @@ class _Snapshot(Collector):
 
 
 class MetricsServer:
-    def __init__(self, host: str, port: int, db: Database) -> None:
+    def __init__(self, host: str, port: int, db: Database, stale_after: float = 120.0) -> None:
         self.host = host
         self.port = port
         self.db = db
@@ -92,6 +94,7 @@ class MetricsServer:
         )
         self._cursor = ("", 0)
         self._lock = asyncio.Lock()
+        self.stale_after = stale_after  # seconds without a completed sync: not healthy
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -120,20 +123,25 @@ class MetricsServer:
 
     async def health(self, request: web.Request) -> web.Response:
         try:
-            figures = await store.health_figures(self.db.conn)
+            async with self.db.reading() as conn:
+                figures = await store.health_figures(conn)
         except Exception as exc:  # any database failure means "not healthy", not a 500 page
             body = {"status": "error", "database": False, "error": type(exc).__name__}
             return web.json_response(body, status=503)
         last = figures["last_sync_at"]
         age = _age(last)
+        # No sync for longer than a long-poll plus a margin: the bot hears nobody any more.
+        stale = age is not None and age > self.stale_after
         body = {
-            "status": "ok",
+            "status": "stale" if stale else "ok",
             "database": True,
             "last_sync_at": last,
             "last_sync_age_seconds": None if age is None else round(age, 3),
             "outbox_backlog": figures["outbox_backlog"],
         }
-        return web.Response(text=json.dumps(body), content_type="application/json")
+        return web.Response(
+            text=json.dumps(body), content_type="application/json", status=503 if stale else 200
+        )
 
     async def metrics(self, request: web.Request) -> web.Response:
         async with self._lock:
@@ -146,7 +154,10 @@ class MetricsServer:
         return web.Response(body=payload, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _refresh(self) -> None:
-        conn = self.db.conn
+        async with self.db.reading() as conn:  # committed rows only, e.g. not mid-purge
+            await self._read(conn)
+
+    async def _read(self, conn: aiosqlite.Connection) -> None:
         health = await store.health_figures(conn)
         self.snapshot.figures = {
             "events": await store.status_totals(conn, "inbox"),
@@ -179,7 +190,8 @@ async def start_metrics(config: Config, db: Database) -> MetricsServer | None:
     address = config.metrics.address
     if address is None:
         return None
-    server = MetricsServer(address[0], address[1], db)
+    stale_after = config.matrix.sync_timeout_ms / 1000 + 90
+    server = MetricsServer(address[0], address[1], db, stale_after=stale_after)
     try:
         await server.start()
     except OSError as exc:

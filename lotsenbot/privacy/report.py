@@ -92,6 +92,8 @@ def parse_period(text: str, now: datetime, tz: ZoneInfo) -> Period:
         raise BadArguments("privacy.usage.bericht") from None
     if last < first or (last - first).days + 1 > MAX_DAYS:
         raise BadArguments("privacy.usage.bericht_range", max_days=MAX_DAYS)
+    if not (first.year >= 1900 and last.year <= 9998):  # beyond the calendar's edges
+        raise BadArguments("privacy.usage.bericht")
     return Period(_local_midnight(first, tz), _local_midnight(last + timedelta(days=1), tz),
                   first, last)  # fmt: skip
 
@@ -141,8 +143,13 @@ def render_markdown(
                last=_date(period.last_day, t)), ""]  # fmt: skip
     core = figures.get("core")
     if core:
-        lines += [t("privacy.report.core", messages=core.get("messages_handled", 0),
-                    people=core.get("active_people", 0)), ""]  # fmt: skip
+        lines.append(t("privacy.report.core", messages=core.get("messages_handled", 0),
+                       people=core.get("active_people", 0)))  # fmt: skip
+        if core.get("counted_from"):
+            counted = datetime.fromisoformat(str(core["counted_from"]).replace("Z", "+00:00"))
+            day = _date(counted.astimezone(tz).date(), t)
+            lines.append(t("privacy.report.counted_from", date=day))
+        lines.append("")
     tickets = figures.get("tickets")
     if tickets:
         lines += _tickets_section(tickets, t, departments, per_person)
@@ -288,7 +295,8 @@ def render_chart(
         axis = figure.add_subplot(len(panels), 1, index)
         positions = list(range(len(labels)))
         bars = axis.barh(positions, values, color="#1f5f8b")
-        axis.set_yticks(positions, labels=labels)
+        # A "$" in a meetup title or department name would start a formula in matplotlib.
+        axis.set_yticks(positions, labels=[label.replace("$", r"\$") for label in labels])
         axis.invert_yaxis()
         axis.set_title(title, fontsize=11, loc="left")
         axis.set_xlabel(unit)

@@ -258,19 +258,28 @@ class FoundationData:
         self, conn: aiosqlite.Connection, since: datetime, until: datetime, per_person: bool
     ) -> dict[str, Any]:
         span = (iso(since), iso(until))
-        return {
+        result: dict[str, Any] = {
             "messages_handled": await _scalar(
                 conn,
                 "SELECT COUNT(*) FROM inbox WHERE kind = 'message' AND status = 'done'"
                 " AND received_at >= ? AND received_at < ?",
                 span,
             ),
+            # People who wrote in the period (not everyone seen before and after it).
             "active_people": await _scalar(
                 conn,
-                "SELECT COUNT(*) FROM users WHERE last_seen >= ? AND first_seen < ?",
-                span,
+                "SELECT COUNT(DISTINCT sender) FROM inbox WHERE kind = 'message'"
+                " AND received_at >= ? AND received_at < ? AND sender != ?",
+                (*span, ERASED),
             ),
         }
+        # Both come from the event records, which go after [privacy] handled_events_days:
+        # a longer period is counted only from the oldest record on, and the report says so.
+        rows = await _rows(conn, "SELECT MIN(received_at) FROM inbox")
+        oldest = rows[0][0] if rows else None
+        if isinstance(oldest, str) and oldest > span[0]:
+            result["counted_from"] = oldest
+        return result
 
 
 def _room_target(row: Any) -> str | None:

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,10 @@ class Database:
             return
         async with self._write_lock:
             yield self.conn
+
+    def reading(self) -> AbstractAsyncContextManager[aiosqlite.Connection]:
+        """The connection for several reads in a row, each seeing only committed rows."""
+        return self._reading()
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
         async with self._reading() as conn, conn.execute(sql, tuple(params)) as cursor:

@@ -620,6 +620,44 @@ async def test_weekly_report_is_sent_once_per_week(db: Database) -> None:
     assert [tuple(r) for r in rows] == [(f"report:2026-W48:{KOORD}", KOORD)]
 
 
+async def test_a_report_after_a_missed_monday_is_sent_when_the_bot_is_back(
+    db: Database,
+) -> None:
+    """NOW is Monday 10:00 in Berlin: the 08:00 slot passed while the bot was down."""
+    await db.execute("INSERT INTO meta (key, value) VALUES ('last_sync_at', ?)", (ago(days=1),))
+    h = Harness(db, make_config())
+    await h.feature.start(h.services)
+    job = h.services.scheduler.get_job("privacy.weekly_report_catch_up")
+    assert job is not None  # sent shortly after the start, once (dedup key)
+    # A new installation has no missed week.
+    await db.execute("UPDATE meta SET value = ? WHERE key = 'last_sync_at'", (ago(minutes=5),))
+    h.services.scheduler.remove_job("privacy.weekly_report_catch_up")
+    await h.feature.start(h.services)
+    assert h.services.scheduler.get_job("privacy.weekly_report_catch_up") is None
+
+
+async def test_report_inputs_that_used_to_fail(db: Database) -> None:
+    """Counted from the oldest record when the period reaches beyond the retention; a "$"
+    in a label; years at the calendar's edge; a superscript digit."""
+    await add_event(db, ANNA, handled=ago(days=3))
+    async with db.transaction() as conn:
+        figures = await collect_statistics(conn, all_handlers({}), NOW - timedelta(days=90),
+                                           NOW, False)  # fmt: skip
+    t = Catalogue("de")
+    period = reports.rolling(90, NOW, BERLIN)
+    text = reports.render_markdown(figures, period, t, {}, BERLIN, per_person=False)
+    assert "gezählt ab 27.11.2026" in text
+    figures = {"meetups": {"dates": [{"title": "Budget $\\Euro$ und $_$", "confirmed": 3,
+                                       "start": "2026-11-20T13:00:00Z"}]}}  # fmt: skip
+    assert reports.render_chart(figures, period, t, {}).startswith(b"\x89PNG")
+    for bad in ("31.12.9999-31.12.9999", "01.01.0001-02.01.0001"):
+        with pytest.raises(BadArguments):
+            reports.parse_period(bad, NOW, BERLIN)
+    h = Harness(db, make_config())
+    [answer] = await h.say(KOORD, "!protokoll ²", room="!dm-koord:stadt.de")
+    assert meta(answer, "de.lotsenbot.error")["code"] == "bad_arguments"
+
+
 def test_erasure_report_merge() -> None:
     a = ErasureReport()
     a.count("x", 2)

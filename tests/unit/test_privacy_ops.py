@@ -173,11 +173,17 @@ async def test_metrics_and_health_over_http(db: Database) -> None:
                 text = await response.text()
             async with session.get(f"{base}/nothing") as response:
                 assert response.status == 404
+            # No sync for longer than a long-poll and a margin: 503, "stale".
+            server.stale_after = 0.0
+            async with session.get(f"{base}/health") as response:
+                assert response.status == 503
+                assert json.loads(await response.text())["status"] == "stale"
     finally:
         await server.stop()
     lines = set(text.splitlines())
     assert 'lotsenbot_events_total{status="done"} 2.0' in lines
     assert 'lotsenbot_events_total{status="ignored"} 1.0' in lines
+    assert not any('status="pending"' in line for line in lines)  # not a counter
     assert 'lotsenbot_messages_total{status="sent"} 1.0' in lines
     assert "lotsenbot_outbox_backlog 1.0" in lines
     assert 'lotsenbot_open_tickets{department="it"} 1.0' in lines
