@@ -53,6 +53,7 @@ WEIGHT_DERIVED = 0.9
 WEIGHT_TYPO = (1.0, 0.65, 0.5)  # by edit distance
 WEIGHT_THESAURUS = 0.6
 _MIN_THESAURUS_WORD = 4
+MAX_QUERY_WORDS = 64
 
 
 @dataclass(slots=True)
@@ -126,7 +127,12 @@ class Analyzer:
         return self.units_from_tokens(self.content_tokens(text), query=query)
 
     def units_from_tokens(self, tokens: list[str], *, query: bool = False) -> list[Unit]:
-        """Like :meth:`units` for text already split by :meth:`content_tokens`."""
+        """Like :meth:`units` for text already split by :meth:`content_tokens`.
+
+        A query is read up to :data:`MAX_QUERY_WORDS` content words: a question is short, and
+        repairing the typos of a pasted page would cost seconds."""
+        if query:
+            tokens = tokens[:MAX_QUERY_WORDS]
         units: list[Unit] = []
         for position, token in enumerate(tokens):
             for surface, primary, alternatives in self._token_units(token):
@@ -230,6 +236,8 @@ class Analyzer:
             self._typo_version = self.vocabulary.version
         if word in self._typo_cache:
             return self._typo_cache[word]
+        if len(self._typo_cache) > 50_000:  # bounded, like the token cache
+            self._typo_cache.clear()
         max_distance = 1 if len(word) < 9 else 2
         matches = process.extract(
             word,

@@ -29,6 +29,7 @@ __all__ = ["CompoundSplitter"]
 
 _LINKS = ("", "s", "es", "n", "en", "e", "er", "ns")
 _UNKNOWN_COUNT = 0.5
+_CACHE_LIMIT = 50_000
 
 
 class CompoundSplitter:
@@ -49,6 +50,8 @@ class CompoundSplitter:
         cached = self._cache.get(word)
         if cached is None:
             cached = self._split(word)
+            if len(self._cache) > _CACHE_LIMIT:  # staff's words are endless; memory is not
+                self._cache.clear()
             self._cache[word] = cached
         return cached
 

@@ -125,7 +125,7 @@ class TicketsFeature(Feature):
         faq = ctx.services.feature("faq")
         department_hints = getattr(faq, "department_hints", None)
         if department_hints is not None:
-            hints = list(await department_hints(text))
+            hints = list(await department_hints(text, ctx.conn))
         return topic_router.route(text, hints, requester_department)
 
     async def open_ticket(self, ctx: Context, text: str, source: str = "command") -> int:

@@ -7,6 +7,7 @@ metadata. The knowledge base is the shipped starter KB, loaded the way the demo 
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import re
@@ -465,6 +466,40 @@ async def test_department_hints_for_tickets(env: Env) -> None:
     assert all(d in {"it", "datenschutz"} for d, _ in await env.faq.department_hints(
         "Wie beantrage ich eine Fortbildung?"))  # fmt: skip
     assert await env.faq.department_hints("Kaffeemaschine Weihnachtsfeier") == []
+
+
+async def test_department_hints_catch_up_with_the_database(env: Env) -> None:
+    """Ticket routing asks for hints with its connection: an entry imported meanwhile by
+    `lotsenbot faq import`, or one whose edit was rolled back, is seen as it stands."""
+    entry = FaqEntry(id="kicker-dsgvo", category="Freizeit", department="datenschutz",
+                     question="Darf der Kicker Fotos der Spielenden aushängen?",
+                     answer="Nur mit Einwilligung.")  # fmt: skip
+    async with env.db.transaction() as conn:
+        await store.import_entries(conn, [entry], replace=False, now=Clock().now(), actor="cli")
+    async with env.db.transaction() as conn:
+        hints = await env.faq.department_hints("Fotos vom Kicker aushängen", conn)
+    assert hints[:1] == [("datenschutz", hints[0][1])]
+    with pytest.raises(RuntimeError):
+        async with env.db.transaction() as conn:
+            await store.delete_entry(conn, "kicker-dsgvo")
+            await env.faq._changed(conn, remove="kicker-dsgvo")
+            raise RuntimeError("rolled back")
+    async with env.db.transaction() as conn:
+        hints = await env.faq.department_hints("Fotos vom Kicker aushängen", conn)
+    assert hints and hints[0][0] == "datenschutz"  # the entry is still there
+
+
+async def test_a_failed_index_build_is_retried_and_long_questions_are_cut(env: Env) -> None:
+    async def broken() -> None:
+        raise MemoryError("simulated")
+
+    env.faq._build = asyncio.ensure_future(broken())
+    with pytest.raises(MemoryError):
+        await env.faq._built()
+    # The next question rebuilds instead of failing for good.
+    assert (await env.one(ANNA, "Ich habe mein Passwort vergessen")).faq["decision"] == "answer"
+    units = env.faq.index.analyzer.units(" ".join(f"wort{n}" for n in range(500)), query=True)
+    assert len(units) <= 64
 
 
 async def test_starter_kb_is_loaded_once(env: Env) -> None:
