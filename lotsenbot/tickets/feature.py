@@ -185,7 +185,7 @@ class TicketsFeature(Feature):
         _, deadlines = self._build(config)
         department = config.department(department_id)
         assert department is not None
-        requester = await store.requester_of(ctx.conn, ticket_id)
+        requester = (await self._get(ctx, ticket_id)).requester
         choice = choose_assignee(
             department.pilots,
             await store.open_counts(ctx.conn),

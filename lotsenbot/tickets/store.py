@@ -221,12 +221,6 @@ async def place(
     return status
 
 
-async def requester_of(conn: aiosqlite.Connection, ticket_id: int) -> str | None:
-    async with conn.execute("SELECT requester FROM tickets WHERE id = ?", (ticket_id,)) as cur:
-        row = await cur.fetchone()
-    return str(row[0]) if row is not None else None
-
-
 async def claim(
     conn: aiosqlite.Connection,
     ticket_id: int,
