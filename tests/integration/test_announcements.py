@@ -49,6 +49,15 @@ def is_summary(announcement_id: int):  # type: ignore[no-untyped-def]
     return check
 
 
+def is_started(announcement_id: int):  # type: ignore[no-untyped-def]
+    """The confirmation of `!senden` for an announcement that goes out now."""
+
+    def check(item: Received) -> bool:
+        return meta(item) == {"id": announcement_id, "state": "sending"}
+
+    return check
+
+
 def is_copy(announcement_id: int):  # type: ignore[no-untyped-def]
     """A recipient's copy: the announcement id without preview or status keys."""
 
@@ -242,12 +251,16 @@ async def test_unsubscribe_excludes_from_general_but_not_from_important(
         room = rooms[coordinator.user_id]
         general, preview = await announce(coordinator, room, bot_id, "!ankündigung alle Sommerfest")
         assert meta(preview)["recipients"] == 2  # the reader and the coordinator
-        await ask(coordinator, room, bot_id, f"!senden {general}")
+        await ask(coordinator, room, bot_id, f"!senden {general}", predicate=is_started(general))
         important, preview = await announce(
             coordinator, room, bot_id, "!ankündigung! alle Heute Serverwartung"
         )
         assert meta(preview)["recipients"] == 3 and meta(preview)["important"] is True
-        await ask(coordinator, room, bot_id, f"!senden {important}")
+        # The first summary may arrive before the second confirmation: each wait names its
+        # message, so neither takes the other's.
+        await ask(
+            coordinator, room, bot_id, f"!senden {important}", predicate=is_started(important)
+        )
         for announcement_id in (general, important):
             await coordinator.wait_for_message(
                 room, sender=bot_id, since=0, timeout=30, predicate=is_summary(announcement_id)
