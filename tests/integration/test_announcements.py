@@ -194,7 +194,9 @@ async def test_scheduled_announcement_fires_after_a_restart(
     bot_id = app.config.matrix.user_id
     try:
         room = await open_dm(coordinator, bot_id)
-        due = (datetime.now(ZoneInfo("Europe/Berlin")) + timedelta(seconds=5)).replace(
+        # Preview, confirmation and a graceful stop must all fit before the due time, also on
+        # a loaded machine; rounded up so that the headroom is never less than 15 s.
+        due = (datetime.now(ZoneInfo("Europe/Berlin")) + timedelta(seconds=16)).replace(
             microsecond=0
         )
         announcement_id, _ = await announce(
@@ -347,7 +349,13 @@ async def test_tight_rate_limit_still_one_copy_each(tmp_path: Path, tight: Tight
         )
         assert meta(preview)["recipients"] == 8
         started = time.monotonic()
-        await ask(coordinator, room, bot_id, f"!senden {announcement_id}")
+        await ask(
+            coordinator,
+            room,
+            bot_id,
+            f"!senden {announcement_id}",
+            predicate=is_started(announcement_id),
+        )
         summary = await coordinator.wait_for_message(
             room, sender=bot_id, since=0, timeout=45, predicate=is_summary(announcement_id)
         )
@@ -374,7 +382,13 @@ async def test_killed_during_fan_out_and_restarted_one_copy_each(
         announcement_id, _ = await announce(
             coordinator, room, bot_id, "!ankündigung lotsen Trotz Absturz genau einmal"
         )
-        await ask(coordinator, room, bot_id, f"!senden {announcement_id}")
+        await ask(
+            coordinator,
+            room,
+            bot_id,
+            f"!senden {announcement_id}",
+            predicate=is_started(announcement_id),
+        )
         # Kill as soon as the fan-out is under way: the first copy has arrived somewhere.
         waits = [asyncio.ensure_future(first_copy(p, bot_id, announcement_id, 30)) for p in pilots]
         done, waiting = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
@@ -434,7 +448,13 @@ async def test_a_copy_sent_before_the_person_left_is_not_sent_again(
         old = await open_dm(reader, bot_id)
         await ask(reader, old, bot_id, "!hilfe")  # has used the bot
         announcement_id, _ = await announce(coordinator, room, bot_id, "!ankündigung alle Fest")
-        await ask(coordinator, room, bot_id, f"!senden {announcement_id}")
+        await ask(
+            coordinator,
+            room,
+            bot_id,
+            f"!senden {announcement_id}",
+            predicate=is_started(announcement_id),
+        )
         first = await first_copy(reader, bot_id, announcement_id)
         assert first.room_id == old
         await leave_and_wait(app, reader, old)
@@ -483,7 +503,13 @@ async def test_a_person_who_left_the_direct_chat_gets_the_next_copy_in_a_new_one
         await leave_and_wait(app, reader, old)
 
         announcement_id, _ = await announce(coordinator, room, bot_id, "!ankündigung alle Fest")
-        await ask(coordinator, room, bot_id, f"!senden {announcement_id}")
+        await ask(
+            coordinator,
+            room,
+            bot_id,
+            f"!senden {announcement_id}",
+            predicate=is_started(announcement_id),
+        )
         summary = await coordinator.wait_for_message(
             room, sender=bot_id, since=0, timeout=30, predicate=is_summary(announcement_id)
         )

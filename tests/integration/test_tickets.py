@@ -16,7 +16,7 @@ import pytest
 from lotsenbot.tickets.feature import TicketsFeature
 from tests.integration.bot import BotRunner, ask, make_bot, open_dm
 from tests.integration.conftest import MakeUser
-from tests.integration.helpers import Received
+from tests.integration.helpers import MatrixUser, Received
 
 TICKET = "de.lotsenbot.ticket"
 # Plenty of evidence for "it", so these tests do not depend on the router's thresholds.
@@ -150,12 +150,17 @@ async def test_two_pilots_claim_at_once(tmp_path, synapse, register_user, make_u
             second.send_text(second_room, f"!übernehmen {number}"),
         )
 
-        def answer(item: Received) -> bool:
-            return error(item) is not None or ticket_event("claimed")(item)
+        def answer_for(pilot: MatrixUser) -> Callable[[Received], bool]:
+            """The pilot's own answer: a refusal, or the claim in their name. The one who
+            loses may first be told that the other took the request over (same metadata)."""
+            claimed = ticket_event("claimed", assignee=pilot.user_id)
+            return lambda item: error(item) is not None or claimed(item)
 
         results = await asyncio.gather(
-            first.wait_for_message(first_room, sender=bot_id, predicate=answer, timeout=15),
-            second.wait_for_message(second_room, sender=bot_id, predicate=answer, timeout=15),
+            *(
+                pilot.wait_for_message(room, sender=bot_id, predicate=answer_for(pilot), timeout=15)
+                for pilot, room in ((first, first_room), (second, second_room))
+            )
         )
         outcomes = sorted("claimed" if error(r) is None else str(error(r)) for r in results)
         assert outcomes == ["claimed", "conflict"]
