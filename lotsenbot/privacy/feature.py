@@ -241,7 +241,7 @@ class PrivacyFeature(Feature):
         period, week = reports.iso_week_before(now, config.bot.tz)
         t = services.texts
         async with services.db.transaction() as conn:
-            figures = await self._figures(conn, period, config)
+            figures = await self._figures(conn, period, config, now)
         message = await self._report_message(figures, period, t, config, week=week)
         async with services.db.transaction() as conn:
             if config.bot.coordinator_room:
@@ -377,15 +377,23 @@ class PrivacyFeature(Feature):
         config = services.config
         period = reports.parse_period(args, now, config.bot.tz)
         async with services.db.transaction() as conn:  # reads only, briefly
-            figures = await self._figures(conn, period, config)
+            figures = await self._figures(conn, period, config, now)
         return period, figures, await self._report_message(figures, period, services.texts, config)
 
     async def _figures(
-        self, conn: aiosqlite.Connection, period: reports.Period, config: Config
+        self, conn: aiosqlite.Connection, period: reports.Period, config: Config, now: datetime
     ) -> dict[str, dict[str, Any]]:
-        return await collect_statistics(
-            conn, self.handlers(), period.since, period.until, config.privacy.per_person_stats
+        handlers = self.handlers()
+        figures = await collect_statistics(
+            conn, handlers, period.since, period.until, config.privacy.per_person_stats
         )
+        # Sign-ups go after [privacy] signups_days: a period reaching further back shows the
+        # older dates without their sign-ups (or not at all), and the report says so.
+        kept_from = now - timedelta(days=config.privacy.signups_days)
+        if period.since < kept_from and any(name == "meetups" for name, _ in handlers):
+            day = kept_from.astimezone(config.bot.tz).date()
+            figures.setdefault("meetups", {})["counted_from"] = day.isoformat()
+        return figures
 
     async def _report(self, ctx: Context, args: str) -> None:
         config = ctx.services.config
@@ -393,7 +401,7 @@ class PrivacyFeature(Feature):
         # Counting is quick; the figures are taken here, in the event's transaction, as
         # always (the asker's own visit counts). The prepared chart is used when it shows
         # the same figures, which it does unless something changed in between.
-        figures = await self._figures(ctx.conn, period, config)
+        figures = await self._figures(ctx.conn, period, config, ctx.now)
         prepared = ctx.prepared
         if prepared is not None and prepared[0] == period and prepared[1] == figures:
             message = prepared[2]

@@ -223,14 +223,16 @@ def _faq_section(faq: Mapping[str, Any], t: Catalogue) -> list[str]:
 def _meetups_section(meetups: Mapping[str, Any], t: Catalogue, tz: ZoneInfo) -> list[str]:
     dates = meetups.get("dates") or []
     lines = [f"### {t('privacy.report.meetups_title')}"]
-    if not dates:
-        lines += [t("privacy.report.meetups_none"), ""]
-        return lines
+    if not dates and not meetups.get("counted_from"):
+        lines.append(t("privacy.report.meetups_none"))
     for item in dates:
         start = datetime.fromisoformat(str(item["start"]).replace("Z", "+00:00")).astimezone(tz)
         lines.append(t("privacy.report.meetup_line", title=escape(str(item["title"])),
                        date=start.strftime("%d.%m.%Y %H:%M"), confirmed=item.get("confirmed", 0),
                        waitlisted=item.get("waitlisted", 0)))  # fmt: skip
+    if meetups.get("counted_from"):
+        day = _date(date.fromisoformat(str(meetups["counted_from"])), t)
+        lines.append(t("privacy.report.meetups_counted_from", date=day))
     lines.append("")
     return lines
 

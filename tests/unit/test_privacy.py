@@ -666,3 +666,36 @@ def test_erasure_report_merge() -> None:
     b = ErasureReport()
     b.merge(a, prefix="f.")
     assert b.erased == {"f.x": 2} and b.kept == []
+
+
+async def test_a_report_reaching_beyond_the_signup_retention_says_so(db: Database) -> None:
+    """Sign-ups go after [privacy] signups_days: a longer period names from when meetups
+    are counted, a shorter one does not."""
+    async with db.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO meetups (id, title, start_local, tzid, duration_s, capacity, first_start,"
+            " created_by, created_at, updated_at) VALUES (1, 'Lotsentreffen',"
+            " '2026-11-20T14:00:00', 'Europe/Berlin', 3600, 5, ?, ?, ?, ?)",
+            ("2026-11-20T13:00:00.000Z", KOORD, ago(days=50), ago(days=50)),
+        )
+        await conn.execute(
+            "INSERT INTO meetup_signups (meetup_id, occurrence, user_id, status, starts_at,"
+            " signed_up_at) VALUES (1, '2026-11-20T13:00:00Z', ?, 'confirmed', ?, ?)",
+            (ANNA, "2026-11-20T13:00:00.000Z", ago(days=20)),
+        )
+    h = Harness(db, make_config({"signups_days": 30}))
+
+    def markdown(report: Any) -> str:
+        return str(json.loads(report["content"])["markdown"])
+
+    [long] = await h.say(KOORD, "!bericht 90 Tage", room="!dm-koord:stadt.de")
+    assert "Lotsentreffen, 20.11.2026 14:00: 1 Zusagen" in markdown(long)
+    assert "Treffen mit Anmeldungen gezählt ab 31.10.2026" in markdown(long)
+    [short] = await h.say(KOORD, "!bericht 14 Tage", room="!dm-koord:stadt.de")
+    assert "Lotsentreffen, 20.11.2026 14:00: 1 Zusagen" in markdown(short)
+    assert "Treffen mit Anmeldungen gezählt" not in markdown(short)
+    # Nothing left in the period: the note alone, no "Keine Treffen im Zeitraum".
+    await db.execute("DELETE FROM meetup_signups")
+    [empty] = await h.say(KOORD, "!bericht 90 Tage", room="!dm-koord:stadt.de")
+    assert "Treffen mit Anmeldungen gezählt ab 31.10.2026" in markdown(empty)
+    assert "Keine Treffen im Zeitraum" not in markdown(empty)
