@@ -299,32 +299,70 @@ async def set_feedback(
     now: datetime,
     reaction_event: str | None = None,
 ) -> bool:
-    """Store a verdict, replacing this person's earlier one; True if it replaced one."""
+    """Store a verdict, replacing this person's earlier one; True if it replaced one.
+
+    A reaction replacing a reaction keeps the earlier one (which still stands in the
+    client) as the verdict to return to when the later one is taken back. A command
+    replaces both: the reactions that may still stand no longer count.
+    """
     async with conn.execute(
-        "SELECT 1 FROM faq_feedback WHERE question_id = ? AND user_id = ?",
+        "SELECT helpful, reaction_event FROM faq_feedback WHERE question_id = ? AND user_id = ?",
         (question_id, user_id),
     ) as cursor:
-        existed = await cursor.fetchone() is not None
+        existing = await cursor.fetchone()
+    if (
+        existing is not None
+        and reaction_event is not None
+        and (existing["reaction_event"] == reaction_event)
+    ):
+        return True  # the same reaction again: nothing changes
+    previous_helpful: int | None = None
+    previous_reaction: str | None = None
+    if existing is not None and reaction_event is not None and existing["reaction_event"]:
+        previous_helpful, previous_reaction = existing["helpful"], existing["reaction_event"]
     await conn.execute(
-        "INSERT INTO faq_feedback (question_id, user_id, helpful, given_at, reaction_event)"
-        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (question_id, user_id) DO UPDATE SET"
+        "INSERT INTO faq_feedback (question_id, user_id, helpful, given_at, reaction_event,"
+        " previous_helpful, previous_reaction) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (question_id, user_id) DO UPDATE SET"
         " helpful = excluded.helpful, given_at = excluded.given_at,"
-        " reaction_event = excluded.reaction_event",
-        (question_id, user_id, int(helpful), iso(now), reaction_event),
-    )
-    return existed
+        " reaction_event = excluded.reaction_event,"
+        " previous_helpful = excluded.previous_helpful,"
+        " previous_reaction = excluded.previous_reaction",
+        (question_id, user_id, int(helpful), iso(now), reaction_event, previous_helpful,
+         previous_reaction),
+    )  # fmt: skip
+    return existing is not None
 
 
 async def withdraw_feedback(conn: aiosqlite.Connection, reaction_event: str, user_id: str) -> bool:
-    """Remove the verdict given by the reaction ``reaction_event`` (now redacted), if it is
-    still that person's current verdict."""
+    """The reaction ``reaction_event`` of ``user_id`` was taken back (redacted).
+
+    If it is the current verdict, the earlier reaction that still stands becomes the
+    verdict again, or else the verdict is removed; if it is that earlier reaction, it is
+    forgotten. True if the reaction was one of these (a verdict's, current or earlier).
+    """
+    cursor = await conn.execute(
+        "UPDATE faq_feedback SET previous_helpful = NULL, previous_reaction = NULL"
+        " WHERE previous_reaction = ? AND user_id = ?",
+        (reaction_event, user_id),
+    )
+    forgotten = cursor.rowcount > 0
+    await cursor.close()
+    cursor = await conn.execute(
+        "UPDATE faq_feedback SET helpful = previous_helpful, reaction_event = previous_reaction,"
+        " previous_helpful = NULL, previous_reaction = NULL"
+        " WHERE reaction_event = ? AND user_id = ? AND previous_reaction IS NOT NULL",
+        (reaction_event, user_id),
+    )
+    restored = cursor.rowcount > 0
+    await cursor.close()
     cursor = await conn.execute(
         "DELETE FROM faq_feedback WHERE reaction_event = ? AND user_id = ?",
         (reaction_event, user_id),
     )
     deleted = cursor.rowcount > 0
     await cursor.close()
-    return deleted
+    return forgotten or restored or deleted
 
 
 # -- unanswered questions ----------------------------------------------------------------------

@@ -293,9 +293,15 @@ async def test_feedback_by_reaction_one_per_person_latest_wins(env: Env) -> None
                                  " ORDER BY user_id")  # fmt: skip
     assert [tuple(r) for r in rows] == [(ANNA, 0, second), (BERT, 1, rows[1][2])]
 
-    # Taking the reaction back withdraws the verdict; other reactions are not ours.
+    # Taking the 👎 back while the 👍 stands makes the 👍 the verdict again; taking that
+    # back too withdraws it. Other reactions are not ours.
     await env.event(Incoming(event_id="$redact", room_id="!dm-anna:stadt.de", sender=ANNA,
                              kind="redaction", relates_to=second, is_direct=True))  # fmt: skip
+    rows = await env.db.fetchall("SELECT user_id, helpful, reaction_event FROM faq_feedback"
+                                 " ORDER BY user_id")  # fmt: skip
+    assert tuple(rows[0]) == (ANNA, 1, first)
+    await env.event(Incoming(event_id="$redact2", room_id="!dm-anna:stadt.de", sender=ANNA,
+                             kind="redaction", relates_to=first, is_direct=True))  # fmt: skip
     assert [r[0] for r in await env.db.fetchall("SELECT user_id FROM faq_feedback")] == [BERT]
     assert (await env.react(ANNA, "$answer1", "🎉"))[1] == []
     assert (await env.react(ANNA, "$unknown", "👍"))[1] == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -136,11 +137,38 @@ async def test_one_verdict_per_person_and_answer(db: Database) -> None:
     rows = await db.fetchall("SELECT user_id, helpful, reaction_event FROM faq_feedback"
                              " ORDER BY user_id")  # fmt: skip
     assert [tuple(r) for r in rows] == [(ANNA, 0, "$r2"), (BERT, 1, None)]
+
+    async def verdicts() -> list[tuple[Any, ...]]:
+        rows = await db.fetchall("SELECT user_id, helpful, reaction_event FROM faq_feedback"
+                                 " ORDER BY user_id")  # fmt: skip
+        return [tuple(r) for r in rows]
+
     async with db.transaction() as conn:
-        assert not await store.withdraw_feedback(conn, "$r1", ANNA)  # replaced already
         assert not await store.withdraw_feedback(conn, "$r2", BERT)  # not Bert's reaction
+        # Anna's 👍 ($r1) still stands: taking back the 👎 makes it the verdict again.
         assert await store.withdraw_feedback(conn, "$r2", ANNA)
-    assert len(await db.fetchall("SELECT * FROM faq_feedback")) == 1
+    assert await verdicts() == [(ANNA, 1, "$r1"), (BERT, 1, None)]
+    async with db.transaction() as conn:
+        assert await store.withdraw_feedback(conn, "$r1", ANNA)  # and then none is left
+    assert await verdicts() == [(BERT, 1, None)]
+
+    # Taking back the earlier reaction leaves the later verdict and forgets the earlier one.
+    async with db.transaction() as conn:
+        await store.set_feedback(conn, question_id, ANNA, True, NOW, "$r3")
+        await store.set_feedback(conn, question_id, ANNA, False, NOW, "$r4")
+        assert await store.set_feedback(conn, question_id, ANNA, False, NOW, "$r4")  # again
+        assert await store.withdraw_feedback(conn, "$r3", ANNA)
+        assert await store.withdraw_feedback(conn, "$r4", ANNA)
+    assert await verdicts() == [(BERT, 1, None)]
+
+    # A command replaces the reactions: taking one back afterwards changes nothing.
+    async with db.transaction() as conn:
+        await store.set_feedback(conn, question_id, ANNA, True, NOW, "$r5")
+        await store.set_feedback(conn, question_id, ANNA, False, NOW, "$r6")
+        await store.set_feedback(conn, question_id, ANNA, True, NOW)
+        assert not await store.withdraw_feedback(conn, "$r5", ANNA)
+        assert not await store.withdraw_feedback(conn, "$r6", ANNA)
+    assert await verdicts() == [(ANNA, 1, None), (BERT, 1, None)]
 
 
 async def test_last_answer_is_per_room_and_person(db: Database) -> None:

@@ -172,7 +172,9 @@ async def test_export_contains_everything_about_the_person_and_nothing_about_oth
             (ago(days=3), ANNA, DM_ANNA),
         )
         await conn.execute(
-            "INSERT INTO faq_feedback VALUES (1, ?, 1, ?, NULL)", (ANNA, ago(days=3))
+            "INSERT INTO faq_feedback (question_id, user_id, helpful, given_at)"
+            " VALUES (1, ?, 1, ?)",
+            (ANNA, ago(days=3)),
         )
         await conn.execute("INSERT INTO announcement_optouts VALUES (?, ?)", (ANNA, ago(days=5)))
         sections = await export_person(conn, all_handlers({}), ANNA)
