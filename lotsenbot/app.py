@@ -181,12 +181,12 @@ class App:
 
     # -- sync batches ----------------------------------------------------------------------
 
-    async def _on_batch(self, batch: SyncBatch) -> None:
+    async def _on_batch(self, batch: SyncBatch) -> bool:
         """Store the batch's events durably, then (and only then) the new sync token.
 
         A locked or failing database must not end the sync loop: the write is retried with
         backoff until it succeeds. If the bot is stopped meanwhile, nothing was stored, not
-        even the token, so the next start fetches the same events again.
+        even the token, so the next start fetches the same events again; False then.
         """
         assert self.transport is not None and self.services is not None
         roles = self.services.roles
@@ -223,12 +223,13 @@ class App:
 
         stored = await self._write_until_done("Sync-Ergebnis", store)
         if stored is None:
-            return
+            return False
         if stored:
             self._inbox_wake.set()
         if self.sender is not None:
             self.sender.homeserver_reachable()
         self.ready.set()
+        return True
 
     async def _write_until_done(self, what: str, write: Callable[[], Awaitable[_T]]) -> _T | None:
         """Run a database write until it succeeds; None if the bot stops first.

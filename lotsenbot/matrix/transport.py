@@ -103,7 +103,9 @@ class SyncBatch:
     direct_rooms: dict[str, str]  # room_id -> the other member, for 1:1 rooms seen in the batch
 
 
-BatchHandler = Callable[[SyncBatch], Awaitable[None]]
+# Returns True once the batch is stored, False if the bot stopped before it could be (then
+# nothing of it may be treated as handled: it comes again after the next start).
+BatchHandler = Callable[[SyncBatch], Awaitable[bool]]
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -298,7 +300,8 @@ class MatrixTransport:
                 # Kept before the token moves on; the history of a first sync is not kept.
                 undecrypted = [*gap_undecrypted, *self._undecrypted(response)]
                 kept = await self.late.keep(undecrypted) if token else []
-                await on_batch(batch)
+                if not await on_batch(batch):
+                    continue  # stopping: the loop ends, the stored token is the old one
             except TransientSyncError as exc:
                 # Nothing of this batch is lost: the token stays, the same batch comes again.
                 log.warning("Sync-Ergebnis nicht verarbeitet (%s), neuer Versuch in %.0f s",
@@ -383,8 +386,8 @@ class MatrixTransport:
                     incoming = self._incoming(kept.room_id, event, direct)
                     if incoming is not None:
                         events.append(incoming)
-                if events:
-                    await on_batch(SyncBatch(token, events, [], [], {}))
+                if events and not await on_batch(SyncBatch(token, events, [], [], {})):
+                    return  # stopping before they were stored: kept for the next start
                 await self.late.done(kept for kept, _ in outcome.decrypted)
             for room_id, items in outcome.to_notify.items():
                 if self._is_direct(room_id):

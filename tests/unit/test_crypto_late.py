@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -17,7 +19,9 @@ from nio import AsyncClient, AsyncClientConfig, MegolmEvent, RoomMessageText
 from nio.crypto import InboundGroupSession, OutboundGroupSession
 from nio.store import SqliteStore
 
+from lotsenbot.config import MatrixConfig
 from lotsenbot.matrix.crypto import LateDecryption, UndecryptedStore
+from lotsenbot.matrix.transport import MatrixTransport, SyncBatch
 
 BOT = "@lotsenbot:stadt.example"
 ANNA = "@anna:stadt.example"
@@ -184,3 +188,46 @@ async def test_key_request_goes_out_once_per_session(setup) -> None:
 def _with_room(event: MegolmEvent) -> MegolmEvent:
     event.room_id = ROOM
     return event
+
+
+async def test_late_events_stay_kept_when_the_bot_stops_before_storing_them(
+    tmp_path: Path,
+) -> None:
+    """The sync loop confirms a late-decrypted event only once the inbox has it: if the
+    batch handler declines (the bot is stopping, the database was failing), the event is
+    kept and comes again after the next start."""
+    config = MatrixConfig(homeserver="http://127.0.0.1:1", user_id=BOT, password="x",
+                          store_path=tmp_path / "store")  # fmt: skip
+    transport = MatrixTransport(config)
+    event = RoomMessageText.from_dict({
+        "type": "m.room.message", "event_id": "$late", "sender": ANNA,
+        "origin_server_ts": 1_800_000_000_000, "content": {"msgtype": "m.text", "body": "!hilfe"},
+    })  # fmt: skip
+    kept = SimpleNamespace(room_id=ROOM, event_id="$late")
+    confirmed: list[Any] = []
+
+    class Late:
+        async def retry(self) -> Any:
+            return SimpleNamespace(decrypted=[(kept, event)], to_notify={})
+
+        async def done(self, items: Any) -> None:
+            confirmed.extend(items)
+
+    transport.late = Late()  # type: ignore[assignment]
+    batches: list[SyncBatch] = []
+
+    def handler(stored: bool) -> Any:
+        async def on_batch(batch: SyncBatch) -> bool:
+            batches.append(batch)
+            return stored
+
+        return on_batch
+
+    try:
+        await transport._retry_undecrypted("s1", handler(False))
+        assert [e.event_id for e in batches[0].events] == ["$late"]
+        assert confirmed == []  # still kept
+        await transport._retry_undecrypted("s2", handler(True))
+        assert confirmed == [kept]
+    finally:
+        await transport.client.close()
