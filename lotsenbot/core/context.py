@@ -108,6 +108,25 @@ class Context:
             await self.forget_choice(kind)
         return json.loads(row[0]) if row is not None else None
 
+    def here_and_now(self) -> dict[str, Any]:
+        """The current event's place in the conversation, to keep in a choice's payload for
+        `said_nothing_since`."""
+        return {"event": self.incoming.event_id, "ts": self.incoming.origin_ts}
+
+    async def said_nothing_since(self, mark: Any) -> bool:
+        """True if the person sent no other message in this room between the event of
+        ``mark`` (from `here_and_now`) and the current one: a bare "ja" then answers the
+        bot's reply to that event, not something said further back."""
+        if not isinstance(mark, dict) or "event" not in mark:
+            return False
+        async with self.conn.execute(
+            "SELECT 1 FROM inbox WHERE room_id = ? AND sender = ? AND kind = 'message'"
+            " AND origin_ts >= ? AND origin_ts <= ? AND event_id NOT IN (?, ?) LIMIT 1",
+            (self.room_id, self.sender, int(mark.get("ts") or 0), self.incoming.origin_ts,
+             str(mark["event"]), self.incoming.event_id),
+        ) as cursor:  # fmt: skip
+            return await cursor.fetchone() is None
+
     async def forget_choice(self, kind: str) -> None:
         await self.conn.execute(
             "DELETE FROM pending_choices WHERE user_id = ? AND room_id = ? AND kind = ?",

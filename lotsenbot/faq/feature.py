@@ -420,7 +420,8 @@ class FaqFeature(Feature):
             ctx.conn, now=ctx.now, user_id=ctx.sender, room_id=ctx.room_id, decision=decision,
             entry_id=entry.id, score=score, answer_key=key,
         )  # fmt: skip
-        await ctx.remember_choice(ANSWERED, {"question": question, "id": question_id}, ANSWERED_TTL)
+        answered = {"question": question, "id": question_id, **ctx.here_and_now()}
+        await ctx.remember_choice(ANSWERED, answered, ANSWERED_TTL)
         text = "\n\n".join(
             [
                 ctx.t("faq.answer.title", title=escape(entry.question)),
@@ -476,7 +477,9 @@ class FaqFeature(Feature):
         offered = self._can_open_tickets(ctx)
         if offered:
             await ctx.remember_choice(
-                OFFER, {"question": question, "unanswered": unanswered_id}, OFFER_TTL
+                OFFER,
+                {"question": question, "unanswered": unanswered_id, **ctx.here_and_now()},
+                OFFER_TTL,
             )
             lines.append(self._offer_text(ctx, question))
         else:
@@ -499,7 +502,7 @@ class FaqFeature(Feature):
             # Only emoji or punctuation: 👍/👎 typed after an answer is a verdict; anything
             # else has no words to search for (and would land in the open questions).
             verdict = True if _THUMBS_UP.match(raw) else False if _THUMBS_DOWN.match(raw) else None
-            if verdict is not None and await ctx.recall_choice(ANSWERED) is not None:
+            if verdict is not None and await self._just_answered(ctx) is not None:
                 await self._feedback_command(ctx, helpful=verdict)
                 return True
             if not raw:
@@ -527,7 +530,7 @@ class FaqFeature(Feature):
                 await self._no_answer(ctx, suggestion["question"], None)
                 return True
         offer = await ctx.recall_choice(OFFER)
-        if offer is not None:
+        if offer is not None and await ctx.said_nothing_since(offer):
             if text in _YES:
                 await ctx.forget_choice(OFFER)
                 await self._pass_on(ctx, offer)
@@ -536,11 +539,19 @@ class FaqFeature(Feature):
                 await ctx.forget_choice(OFFER)
                 ctx.reply(ctx.t("faq.offer.declined"), **{META: {"offer": "declined"}})
                 return True
-        if (text in _YES or text in _NO) and await ctx.recall_choice(ANSWERED) is not None:
+        if (text in _YES or text in _NO) and await self._just_answered(ctx) is not None:
             # "ja" / "nein" to "War das hilfreich?"
             await self._feedback_command(ctx, helpful=text in _YES)
             return True
         return self._small_talk(ctx, text)
+
+    async def _just_answered(self, ctx: Context) -> dict[str, Any] | None:
+        """The answer a bare "ja", "nein" or 👍 refers to: the bot's reply to the person's
+        last message in this room, if that was an answer (not one further back)."""
+        answered = await ctx.recall_choice(ANSWERED)
+        if answered is None or not await ctx.said_nothing_since(answered):
+            return None
+        return dict(answered)
 
     def _small_talk(self, ctx: Context, text: str) -> bool:
         """ "Danke", "Hallo", or a "ja"/"2" whose question has expired: a short friendly answer
@@ -599,7 +610,8 @@ class FaqFeature(Feature):
         if not answered or answered.get("id") != question_id or not self._can_open_tickets(ctx):
             return None
         question = str(answered["question"])
-        await ctx.remember_choice(OFFER, {"question": question, "unanswered": None}, OFFER_TTL)
+        offer = {"question": question, "unanswered": None, **ctx.here_and_now()}
+        await ctx.remember_choice(OFFER, offer, OFFER_TTL)
         return question
 
     async def _on_reaction(self, ctx: Context) -> bool:

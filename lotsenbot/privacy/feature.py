@@ -12,6 +12,7 @@ import asyncio
 import importlib
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 META = "de.lotsenbot.privacy"
 REPORT_META = "de.lotsenbot.report"
 ERASE_CHOICE = "privacy.erase"
+ERASE_YES = frozenset({"bestaetigen", "bestatigen", "confirm", "ja", "yes", "ja bitte"})
+ERASE_NO = frozenset({"abbrechen", "cancel", "nein", "no", "nein danke"})
 ERASE_CONFIRM_WITHIN = timedelta(minutes=10)
 AUDIT_DEFAULT, AUDIT_MAX = 20, 200
 # Features whose personal-data part lives in a module of its own (registered on import).
@@ -174,6 +177,8 @@ class PrivacyFeature(Feature):
         r.command("meine-daten", aliases=("my-data", "meine daten"))(self._my_data)
         r.command("daten-löschen", aliases=("delete-my-data", "daten löschen"),
                   args="[bestätigen]")(self._erase)  # fmt: skip
+        # A bare "ja" / "nein" right after "Möchten Sie wirklich …?" answers that question.
+        r.on_message(priority=5)(self._on_erase_answer)
         r.command("protokoll", aliases=("audit-log",), roles=(Role.COORDINATOR,),
                   args="[Anzahl]")(self._audit_log)  # fmt: skip
         r.command("bericht", aliases=("report",), roles=(Role.COORDINATOR,),
@@ -312,23 +317,49 @@ class PrivacyFeature(Feature):
         word = fold(args)
         if not word:
             expires = ctx.now + ERASE_CONFIRM_WITHIN
-            await ctx.remember_choice(ERASE_CHOICE, {"asked_at": iso(ctx.now)},
+            await ctx.remember_choice(ERASE_CHOICE, {"asked_at": iso(ctx.now),
+                                                     **ctx.here_and_now()},
                                       ERASE_CONFIRM_WITHIN)  # fmt: skip
             await ctx.audit("privacy.erase_requested", ctx.sender, {})
             ctx.reply(
-                ctx.t("privacy.erase.confirm", prefix=ctx.services.config.bot.prefix,
+                ctx.t("privacy.erase.confirm" if ctx.incoming.is_direct
+                      else "privacy.erase.confirm_group", prefix=ctx.services.config.bot.prefix,
                       minutes=int(ERASE_CONFIRM_WITHIN.total_seconds() // 60)),
                 **{META: {"action": "erase_confirm", "expires_at": iso(expires)}},
             )  # fmt: skip
             return
-        if word in ("abbrechen", "cancel", "nein", "no"):
-            await ctx.forget_choice(ERASE_CHOICE)
-            ctx.reply(ctx.t("privacy.erase.cancelled"), **{META: {"action": "erase_cancelled"}})
+        if word in ERASE_NO:
+            await self._cancel_erase(ctx)
             return
-        if word not in ("bestaetigen", "bestatigen", "confirm", "ja", "yes"):
+        if word not in ERASE_YES:
             raise BadArguments("privacy.usage.daten_loeschen")  # fmt: skip
         if await ctx.recall_choice(ERASE_CHOICE, consume=True) is None:
             raise Conflict("privacy.erase.no_pending")
+        await self._carry_out_erasure(ctx)
+
+    async def _on_erase_answer(self, ctx: Context) -> bool:
+        """ "ja" / "nein" as the next message after the confirmation question, in the same
+        direct chat; anything said in between, and the question no longer counts."""
+        if not ctx.incoming.is_direct:
+            return False
+        word = " ".join(re.sub(r"[^\w\s]", " ", fold(ctx.incoming.body)).split())
+        if word not in ERASE_YES and word not in ERASE_NO:
+            return False
+        pending = await ctx.recall_choice(ERASE_CHOICE)
+        if pending is None or not await ctx.said_nothing_since(pending):
+            return False
+        if word in ERASE_NO:
+            await self._cancel_erase(ctx)
+        else:
+            await ctx.forget_choice(ERASE_CHOICE)
+            await self._carry_out_erasure(ctx)
+        return True
+
+    async def _cancel_erase(self, ctx: Context) -> None:
+        await ctx.forget_choice(ERASE_CHOICE)
+        ctx.reply(ctx.t("privacy.erase.cancelled"), **{META: {"action": "erase_cancelled"}})
+
+    async def _carry_out_erasure(self, ctx: Context) -> None:
         result = await erase_person(ctx.conn, self.handlers(), ctx.sender, ctx.now)
         # The audit entry is the evidence that the request was carried out (Art. 5(2)).
         await ctx.audit("privacy.erase", ctx.sender, result.to_dict())

@@ -93,14 +93,19 @@ class Env:
         return self.services.db
 
     async def event(self, incoming: Incoming) -> list[Sent]:
+        """Stored in the inbox first, as the sync loop does, then handled."""
+        async with self.db.transaction() as conn:
+            await Inbox(self.db).accept(conn, [incoming], self.services.clock.now())
         await self.dispatcher.handle(incoming)
         return await self.new_messages()
 
     async def say(self, sender: str, body: str, **extra: Any) -> list[Sent]:
         extra.setdefault("is_direct", True)
         room = extra.pop("room", None) or f"!dm-{sender[1:].split(':')[0]}:stadt.de"
-        event_id = f"$e{next(self._ids)}"
-        return await self.event(Incoming(event_id, room, sender, "message", body=body, **extra))
+        number = next(self._ids)
+        extra.setdefault("origin_ts", 1_800_000_000_000 + number)
+        return await self.event(Incoming(f"$e{number}", room, sender, "message", body=body,
+                                         **extra))  # fmt: skip
 
     async def one(self, sender: str, body: str, **extra: Any) -> Sent:
         messages = await self.say(sender, body, **extra)
@@ -569,6 +574,27 @@ async def test_yes_no_and_thumbs_typed_after_an_answer_are_feedback(env: Env) ->
     # Symbols alone with nothing to refer to: no search, nothing in the open questions.
     assert (await env.one(BERT, "🤷?!")).faq == {"smalltalk": "no_words"}
     assert await env.db.fetchall("SELECT * FROM faq_unanswered") == []
+
+
+async def test_yes_and_no_refer_only_to_the_reply_to_the_last_message(env: Env) -> None:
+    """A bare "ja"/"nein" answers the bot's reply to the person's last message: after
+    anything said in between, an older answer's "War das hilfreich?" no longer counts
+    (found by an exploratory test: a second "nein" rated an answer from further back)."""
+    await env.one(ANNA, "Ich habe mein Passwort vergessen")
+    unanswered = await env.one(ANNA, "wo bekomme ich einen neuen Tacker her")
+    assert unanswered.faq["decision"] == "none" and unanswered.faq["offer"] is True
+    assert (await env.one(ANNA, "nein")).faq == {"offer": "declined"}
+    assert (await env.one(ANNA, "nein")).faq == {"smalltalk": "expired"}
+    await env.one(ANNA, "Ich habe mein Passwort vergessen")
+    await env.one(ANNA, "!faq")  # something else in between
+    assert (await env.one(ANNA, "ja")).faq == {"smalltalk": "expired"}
+    assert (await env.one(ANNA, "👍")).faq == {"smalltalk": "no_words"}
+    assert await env.db.fetchall("SELECT * FROM faq_feedback") == []
+    # The offer to pass a question on, likewise: not after another message.
+    await env.one(ANNA, "wo bekomme ich einen neuen Tacker her")
+    await env.one(ANNA, "!faq")
+    await env.say(ANNA, "ja")
+    assert await env.db.fetchall("SELECT * FROM tickets") == []
 
 
 async def test_no_to_a_suggestion_means_none_of_them_and_a_request_settles_the_offer(

@@ -503,7 +503,9 @@ class Harness:
         self.db = db
 
     async def say(self, sender: str, body: str, room: str = DM_ANNA, direct: bool = True) -> Any:
-        event = Incoming(f"$m{next(_ids)}", room, sender, "message", body, is_direct=direct)
+        number = next(_ids)
+        event = Incoming(f"$m{number}", room, sender, "message", body, is_direct=direct,
+                         origin_ts=1_800_000_000_000 + number)  # fmt: skip
         async with self.db.transaction() as conn:
             await self.inbox.accept(conn, [event], self.clock.now())
         await self.dispatcher.handle(event)
@@ -701,3 +703,25 @@ async def test_a_report_reaching_beyond_the_signup_retention_says_so(db: Databas
     [empty] = await h.say(KOORD, "!bericht 90 Tage", room="!dm-koord:stadt.de")
     assert "Treffen mit Anmeldungen gezählt ab 31.10.2026" in markdown(empty)
     assert "Keine Treffen im Zeitraum" not in markdown(empty)
+
+
+async def test_a_bare_yes_or_no_right_after_the_question_answers_it(db: Database) -> None:
+    """ "ja" / "nein" directly after "Möchten Sie wirklich …?" in the direct chat; after
+    anything else in between, a "ja" erases nothing."""
+    h = Harness(db, make_config())
+    await h.say(ANNA, "!daten-löschen")
+    [cancelled] = await h.say(ANNA, "Nein")
+    assert meta(cancelled)["action"] == "erase_cancelled"
+    await h.say(ANNA, "!daten-löschen")
+    await h.say(ANNA, "!meine-daten")  # something else in between
+    [fallback] = await h.say(ANNA, "ja")  # not taken as a confirmation
+    assert "nicht verstanden" in json.loads(fallback["content"])["markdown"]
+    assert "privacy.erase" not in [r[0] for r in await db.fetchall("SELECT action FROM audit_log")]
+    [asked] = await h.say(ANNA, "!daten-löschen")
+    assert "mit „ja“" in json.loads(asked["content"])["markdown"]
+    [done] = await h.say(ANNA, "ja!")
+    assert meta(done)["action"] == "erased"
+    # In a group room the question names the command; a bare "ja" there is not taken.
+    [group] = await h.say(BERT, "!daten-löschen", room="!gruppe:stadt.de", direct=False)
+    assert "mit „ja“" not in json.loads(group["content"])["markdown"]
+    assert await h.say(BERT, "ja", room="!gruppe:stadt.de", direct=False) == []
