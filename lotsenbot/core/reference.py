@@ -17,6 +17,10 @@ from lotsenbot.texts import Catalogue
 START = "<!-- commands:start -->"
 END = "<!-- commands:end -->"
 ROLE_LETTERS = {Role.STAFF: "M", Role.PILOT: "L", Role.COORDINATOR: "K"}
+# In the chat, examples show dates a few weeks ahead of today; a document must not change
+# every day, so it shows dates written as a pattern.
+DOC_EXAMPLES = {"example_date": "TT.MM.JJJJ", "example_date_2": "TT.MM.JJJJ",
+                "example_end": "TT.MM.JJJJ", "example_period": "TT.MM.JJJJ-TT.MM.JJJJ"}  # fmt: skip
 
 
 async def _never(*_: object) -> None:  # the reference only reads declarations
@@ -36,7 +40,8 @@ def command_reference(routers: Sequence[Router], texts: Catalogue, prefix: str =
             usage = usage.replace("|", "\\|")
             aliases = ", ".join(f"`{prefix}{a}`" for a in command.aliases) or "–"
             roles = ", ".join(ROLE_LETTERS[r] for r in Role if r in command.roles)
-            purpose = texts(command.help_key).replace("|", "\\|").replace("\n", " ")
+            purpose = texts(command.help_key, **DOC_EXAMPLES)
+            purpose = purpose.replace("|", "\\|").replace("\n", " ")
             lines.append(f"| {usage} | {aliases} | {roles} | {purpose} |")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"

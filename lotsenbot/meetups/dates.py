@@ -47,6 +47,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from lotsenbot.texts import example_day
+
 WEEKDAYS = ("Montag", "Dienstag", "Mittwoch", "Donnerstag", "Freitag", "Samstag", "Sonntag")
 MONTHS = (
     "Januar",
@@ -226,15 +228,18 @@ _TIME = re.compile(
 )
 _TITLE_SEPARATORS = " \t,:;–—-"  # what people put before a title
 
-#: Shown in error messages so that every refusal teaches the form that always works.
-EXAMPLE_WHEN = "12.01.2027 14:00"
+
+def example_when(today: date | None = None) -> str:
+    """Shown in error messages so that every refusal teaches the form that always works;
+    a date a few weeks after ``today`` (default: the real today), never in the past."""
+    return f"{example_day(today):%d.%m.%Y} 14:00"
 
 
 def _month_day(year: int, month: int, day: int, original: str) -> date:
     try:
         return date(year, month, day)
     except ValueError:
-        raise MeetupError("meetups.date.invalid", text=original, example=EXAMPLE_WHEN) from None
+        raise MeetupError("meetups.date.invalid", text=original, example=example_when()) from None
 
 
 class _Cursor:
@@ -352,7 +357,9 @@ def _parse_time_part(cur: _Cursor) -> time | None:
         return None
     hour, minute = int(match["h"]), int(match["min"] or 0)
     if hour > 23 or minute > 59:
-        raise MeetupError("meetups.date.invalid_time", text=match[0].strip(), example=EXAMPLE_WHEN)
+        raise MeetupError(
+            "meetups.date.invalid_time", text=match[0].strip(), example=example_when()
+        )
     return time(hour, minute)
 
 
@@ -365,7 +372,7 @@ def _next_day_month(part: _NextDayMonth, accept: Callable[[date], bool], first_y
             continue
         if accept(candidate):
             return candidate
-    raise MeetupError("meetups.date.invalid", text=part.original, example=EXAMPLE_WHEN)
+    raise MeetupError("meetups.date.invalid", text=part.original, example=example_when())
 
 
 def _combine(part: _DatePart | None, at: time, tz: ZoneInfo, now: datetime) -> datetime:
@@ -388,9 +395,17 @@ def _combine(part: _DatePart | None, at: time, tz: ZoneInfo, now: datetime) -> d
 
 def _check_future(when: datetime, tz: ZoneInfo, now: datetime) -> None:
     if when <= now:
-        raise MeetupError("meetups.date.past", when=format_when(when, tz), example=EXAMPLE_WHEN)
+        raise MeetupError(
+            "meetups.date.past",
+            when=format_when(when, tz),
+            example=example_when(now.astimezone(tz).date()),
+        )
     if when - now > MAX_AHEAD:
-        raise MeetupError("meetups.date.too_far", when=format_when(when, tz), example=EXAMPLE_WHEN)
+        raise MeetupError(
+            "meetups.date.too_far",
+            when=format_when(when, tz),
+            example=example_when(now.astimezone(tz).date()),
+        )
 
 
 def split_when(text: str, *, tz: ZoneInfo, now: datetime) -> tuple[datetime, str]:
@@ -410,8 +425,8 @@ def split_when(text: str, *, tz: ZoneInfo, now: datetime) -> tuple[datetime, str
     at = _parse_time_part(cur)
     if at is None:
         if part is None:
-            raise MeetupError("meetups.date.unparseable", text=text.strip(), example=EXAMPLE_WHEN)
-        raise MeetupError("meetups.date.no_time", text=text.strip(), example=EXAMPLE_WHEN)
+            raise MeetupError("meetups.date.unparseable", text=text.strip(), example=example_when())
+        raise MeetupError("meetups.date.no_time", text=text.strip(), example=example_when())
     when = _combine(part, at, tz, now)
     _check_future(when, tz, now)
     title = cur.rest.strip().lstrip(_TITLE_SEPARATORS).strip()
@@ -419,7 +434,7 @@ def split_when(text: str, *, tz: ZoneInfo, now: datetime) -> tuple[datetime, str
     # and the meetup would be today. Weekday names are not checked here, since titles such as
     # "So geht digital" start with one.
     if _RELATIVE.match(title) or _NUMERIC_DATE.match(title):
-        raise MeetupError("meetups.date.unparseable", text=text.strip(), example=EXAMPLE_WHEN)
+        raise MeetupError("meetups.date.unparseable", text=text.strip(), example=example_when())
     return when, title
 
 
@@ -431,7 +446,7 @@ def parse_when(text: str, *, tz: ZoneInfo, now: datetime) -> datetime:
     """
     when, rest = split_when(text, tz=tz, now=now)
     if rest:
-        raise MeetupError("meetups.date.unparseable", text=text.strip(), example=EXAMPLE_WHEN)
+        raise MeetupError("meetups.date.unparseable", text=text.strip(), example=example_when())
     return when
 
 

@@ -3,16 +3,23 @@
 Texts live in ``texts/<lang>/<feature>.toml``; a key ``help.title`` in ``core.toml`` is
 addressed as ``core.help.title``. Placeholders use ``str.format`` syntax. English falls
 back to German per key, so a missing translation degrades gracefully instead of failing.
+
+Examples of dates in usage hints are never written into the texts (a fixed "12.01.2027"
+would soon be refused as past by the very command it explains): ``{example_date}``,
+``{example_date_2}``, ``{example_end}`` and ``{example_period}`` are filled in from
+today's date when the caller does not give them.
 """
 
 from __future__ import annotations
 
 import string
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import date, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 TEXTS_DIR = Path(__file__).parent
 LANGUAGES = ("de", "en")
@@ -40,11 +47,46 @@ def load_language(lang: str) -> dict[str, str]:
     return texts
 
 
+EXAMPLE_ZONE = ZoneInfo("Europe/Berlin")
+
+
+def example_day(today: date | None = None) -> date:
+    """A plausible date for examples: the first Tuesday at least four weeks ahead."""
+    today = today or datetime.now(EXAMPLE_ZONE).date()
+    day = today + timedelta(days=28)
+    return day + timedelta(days=(1 - day.weekday()) % 7)
+
+
+def _end_of_half_year(today: date) -> str:
+    """The last day of the month six months on: an end for a series."""
+    month = today.month + 6
+    first_after = date(today.year + (month - 1) // 12, (month - 1) % 12 + 1, 1)
+    first_after = (first_after + timedelta(days=32)).replace(day=1)
+    return f"{first_after - timedelta(days=1):%d.%m.%Y}"
+
+
+def _last_month(today: date) -> str:
+    last = today.replace(day=1) - timedelta(days=1)
+    return f"{last.replace(day=1):%d.%m.%Y}-{last:%d.%m.%Y}"
+
+
+_EXAMPLES: dict[str, Callable[[date], str]] = {
+    "example_date": lambda today: f"{example_day(today):%d.%m.%Y}",
+    "example_date_2": lambda today: f"{example_day(today) + timedelta(days=7):%d.%m.%Y}",
+    "example_period": _last_month,
+    "example_end": _end_of_half_year,
+}
+#: Placeholders any text may use without the caller giving a value.
+EXAMPLE_PLACEHOLDERS = frozenset(_EXAMPLES)
+
+
 class _SafeFormatter(string.Formatter):
     """Formats catalogue texts; values are inserted as given, never re-interpreted."""
 
     def get_value(self, key: int | str, args: Any, kwargs: Any) -> Any:
         if isinstance(key, str):
+            if key not in kwargs and key in _EXAMPLES:
+                return _EXAMPLES[key](datetime.now(EXAMPLE_ZONE).date())
             return kwargs[key]
         return args[key]
 

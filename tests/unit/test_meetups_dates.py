@@ -120,7 +120,8 @@ def test_past_error_carries_formatted_date_and_example() -> None:
     with pytest.raises(MeetupError) as info:
         parse_when("heute 9 Uhr", tz=TZ, now=NOW)
     assert info.value.params["when"] == "Freitag, 27. November 2026, 09:00 Uhr"
-    assert info.value.params["example"] == "12.01.2027 14:00"
+    # A Tuesday at least four weeks after the parser's today, so never itself in the past.
+    assert info.value.params["example"] == "29.12.2026 14:00"
 
 
 def test_exactly_now_counts_as_past() -> None:

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import re
 import string
 import tomllib
+from datetime import date, datetime, timedelta
 
 import pytest
 
-from lotsenbot.texts import FALLBACK, LANGUAGES, TEXTS_DIR, Catalogue, load_language
+from lotsenbot.texts import (
+    EXAMPLE_ZONE,
+    FALLBACK,
+    LANGUAGES,
+    TEXTS_DIR,
+    Catalogue,
+    example_day,
+    load_language,
+)
 
 
 def placeholders(text: str) -> set[str]:
@@ -91,3 +101,30 @@ def test_unknown_key_and_language() -> None:
         Catalogue("fr")
     assert catalogue.for_language("en") is catalogue
     assert catalogue.for_language("de").lang == "de"
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_no_text_contains_a_fixed_date(lang: str) -> None:
+    """A fixed example date ("12.01.2027") would soon be refused as past by the very command
+    it explains; examples use {example_date} and its siblings instead."""
+    fixed = re.compile(r"\b\d{1,2}\.\d{1,2}\.\d{4}\b")
+    found = {key: text for key, text in load_language(lang).items() if fixed.search(text)}
+    assert found == {}
+
+
+def test_example_dates_follow_today() -> None:
+    for today in (date(2026, 11, 29), date(2026, 12, 31), date(2027, 8, 31), date(2028, 2, 1)):
+        day = example_day(today)
+        assert day.weekday() == 1 and 28 <= (day - today).days < 35
+    catalogue = Catalogue("de")
+    text = catalogue("tickets.usage.abwesend", prefix="!")
+    shown = datetime.strptime(re.findall(r"\d{2}\.\d{2}\.\d{4}", text)[0], "%d.%m.%Y").date()
+    assert shown == example_day()
+    # A caller's own value wins.
+    assert "01.02.2030" in catalogue(
+        "tickets.usage.abwesend", prefix="!", example_date="01.02.2030"
+    )
+    period = catalogue("privacy.usage.bericht")
+    today = datetime.now(EXAMPLE_ZONE).date()
+    last_day = today.replace(day=1) - timedelta(days=1)
+    assert f"{last_day.replace(day=1):%d.%m.%Y}-{last_day:%d.%m.%Y}" in period
