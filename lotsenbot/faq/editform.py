@@ -130,17 +130,25 @@ def parse_form(text: str, first_line: int = 1, *, new_entry: bool = True) -> For
     return form
 
 
+def _unfilled(value: str) -> bool:
+    """Only the "…" the blank form shows (or dots): the field was not filled in."""
+    return not value.strip(" \t\n.…")
+
+
 def _value(name: str, lines: list[str]) -> Any:
     if name == "answer":
-        return "\n".join(lines).strip("\n").rstrip()
+        answer = "\n".join(lines).strip("\n").rstrip()
+        return "" if _unfilled(answer) else answer
     if name in ("alternatives", "tags"):
         separators = r"[;,]" if name == "tags" else r";"
         items: list[str] = []
         for line in lines:
             line = _BULLET.sub("", line)
-            items += [item.strip() for item in re.split(separators, line) if item.strip()]
+            items += [item.strip() for item in re.split(separators, line) if not _unfilled(item)]
         return items
     value = " ".join(line.strip() for line in lines if line.strip())
+    if _unfilled(value):
+        value = ""
     if name == "department":
         return None if value.lower() in _NO_DEPARTMENT else value
     return value

@@ -390,6 +390,14 @@ async def test_new_and_delete(env: Env) -> None:
     assert missing.error == "bad_arguments" and "„Antwort“" in missing.text
     assert await store.get_entry(env.db.conn, "ohne-antwort") is None
 
+    # The blank form sent back unchanged saves nothing ("…" is not a question).
+    template = (await env.one(KOORD, "!faq neu")).markdown
+    blank = re.search(r"```+[^\n]*\n(.*?)\n```", template, re.S)
+    assert blank is not None and "Frage: …" in blank.group(1)
+    unchanged = await env.one(KOORD, blank.group(1))  # the block starts with "!faq neu"
+    assert unchanged.error == "bad_arguments" and "„Frage“" in unchanged.text
+    assert await store.get_entry(env.db.conn, "eintrag") is None
+
     deleted = await env.one(KOORD, "!faq löschen bestelle-toner")
     assert deleted.faq["edit"] == {"action": "deleted", "entry": "bestelle-toner"}
     assert (await env.one(ANNA, "Toner ist leer")).faq.get("entry") != "bestelle-toner"
