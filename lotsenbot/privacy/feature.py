@@ -418,6 +418,12 @@ class PrivacyFeature(Feature):
         figures = await collect_statistics(
             conn, handlers, period.since, period.until, config.privacy.per_person_stats
         )
+        # The event records go after [privacy] handled_events_days: only a period reaching
+        # further back can miss some (a new installation has none older, and says nothing).
+        core = figures.get("core")
+        events_from = now - timedelta(days=config.privacy.handled_events_days)
+        if core is not None and period.since >= events_from:
+            core.pop("counted_from", None)
         # Sign-ups go after [privacy] signups_days: a period reaching further back shows the
         # older dates without their sign-ups (or not at all), and the report says so.
         kept_from = now - timedelta(days=config.privacy.signups_days)
