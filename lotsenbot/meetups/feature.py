@@ -45,6 +45,7 @@ from lotsenbot.meetups import store
 from lotsenbot.meetups.audience import Audience, parse_audience
 from lotsenbot.meetups.capacity import change_capacity, sign_up, withdraw
 from lotsenbot.meetups.dates import (
+    MAX_DURATION,
     MeetupError,
     format_duration,
     format_when,
@@ -56,7 +57,9 @@ from lotsenbot.meetups.ics import build_calendar
 from lotsenbot.meetups.recurrence import (
     Occurrence,
     OccurrenceChange,
+    expand,
     occurrence_key,
+    occurrence_of,
     original_on,
 )
 from lotsenbot.meetups.reminders import ReminderKey, due_reminders, parse_offsets
@@ -457,13 +460,31 @@ class MeetupsFeature(Feature):
         lines += ["", t("meetups.list.footer", prefix=self._prefix())]
         ctx.reply("\n".join(lines), **{"de.lotsenbot.meetups": {"items": items}})
 
+    @staticmethod
+    def _running(meetup: store.Meetup, now: datetime) -> Occurrence | None:
+        """The date of ``meetup`` under way at ``now`` (begun, not yet ended), if any."""
+        window = expand(meetup.series, after=now - MAX_DURATION, before=now, limit=50)
+        return next((occ for occ in window if occ.start <= now < occ.end), None)
+
     async def _show(self, ctx: Context, meetup_id: int) -> None:
         t = ctx.t
         meetup = await self._load(ctx.conn, meetup_id)
         occ = meetup.next_occurrence(ctx.now)
+        running = None if meetup.cancelled else self._running(meetup, ctx.now)
+        if running is not None:
+            # Under way: not "over", and no sign-up for a date that has begun.
+            end = running.end.astimezone(self.tz)
+            lines = [*self._details(t, meetup, running), "", t("meetups.show.running",
+                                                               end=f"{end:%H:%M}")]  # fmt: skip
+            ctx.reply("\n".join(lines), **self._meta(meetup.id, "details", running.start,
+                                                      status="running"))  # fmt: skip
+            return
         if meetup.cancelled or occ is None:
             key = "meetups.show.cancelled" if meetup.cancelled else "meetups.show.over"
-            lines = [*self._details(t, meetup, None), "", t(key)]
+            # A one-off date still says when it was (or would have been).
+            series = meetup.series
+            shown = None if meetup.is_series else occurrence_of(series, series.first_start)
+            lines = [*self._details(t, meetup, shown), "", t(key)]
             ctx.reply(
                 "\n".join(lines), **self._meta(meetup.id, "details", None, status=meetup.status)
             )

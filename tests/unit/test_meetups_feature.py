@@ -483,3 +483,20 @@ async def test_a_moved_date_is_reminded_of_again(harness: Harness) -> None:
         f"rem:{meetup_id}:2026-12-01T09:00:30Z:20:{P1}",
         f"rem:{meetup_id}:2026-12-01T09:00:30Z:20:{P1}:2026-12-01T10:00:00Z",
     ]  # the first reminder again, for the new time
+
+
+async def test_a_meetup_under_way_is_not_shown_as_over(harness: Harness) -> None:
+    """Found in an exploratory test: one minute after the start, `!treffen 5` said "hat
+    bereits stattgefunden" and left out the date."""
+    rows = await harness.say(COORD, "!treffen neu 12.01.2027 14:00 Lotsentreffen")
+    meetup_id = meta(rows[0])["id"]
+    start = datetime(2027, 1, 12, 14, 0, tzinfo=TZ)
+    harness.clock.at = start + timedelta(minutes=1)
+    [running] = await harness.say(STAFF, f"!treffen {meetup_id}")
+    text = running["content"]["markdown"]
+    assert "läuft gerade (bis 15:00 Uhr)" in text and "12. Januar 2027" in text
+    assert meta(running)["status"] == "running"
+    harness.clock.at = start + timedelta(hours=1)
+    [over] = await harness.say(STAFF, f"!treffen {meetup_id}")
+    assert "bereits stattgefunden" in over["content"]["markdown"]
+    assert "12. Januar 2027" in over["content"]["markdown"]  # still says when it was
