@@ -187,8 +187,16 @@ class Dispatcher:
         t = ctx.t
         if args.strip():
             found = self.table.match(args.strip().removeprefix(self.prefix))
-            if found is None or not found[0].allowed_for(roles):
+            if found is None:
                 raise_unknown(ctx, args.strip(), self.table.names_for(roles), self.prefix)
+                return
+            if not found[0].allowed_for(roles):
+                # The command exists (the README lists it); say who may use it.
+                allowed = [t(f"core.help.role_{r.value}") for r in Role if r in found[0].roles]
+                ctx.reply(t("core.help.restricted", command=f"{self.prefix}{found[0].name}",
+                            roles=t("core.help.role_join").join(allowed), prefix=self.prefix),
+                          **{"de.lotsenbot.help": {"command": found[0].name,
+                                                   "allowed": False}})  # fmt: skip
                 return
             command = found[0]
             lines = [f"**{self.prefix}{command.name}** {command.args}".rstrip(),

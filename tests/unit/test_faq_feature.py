@@ -615,3 +615,14 @@ async def test_no_to_a_suggestion_means_none_of_them_and_a_request_settles_the_o
     await env.say(ANNA, "!anfrage passwort – es geht um das Fachverfahren")
     await env.say(ANNA, "ja")
     assert len(await env.db.fetchall("SELECT * FROM tickets")) == 1
+
+
+async def test_help_on_a_command_of_another_role_says_who_may_use_it(env: Env) -> None:
+    """ "!hilfe faq neu" as staff said "Den Befehl „faq“ kenne ich nicht. Meinten Sie `!faq`?"."""
+    restricted = await env.one(ANNA, "!hilfe faq neu")
+    assert restricted.meta["de.lotsenbot.help"] == {"command": "faq neu", "allowed": False}
+    assert "`!faq neu` können nur Koordinatorinnen und Koordinatoren" in restricted.text
+    own = await env.one(KOORD, "!hilfe faq neu")
+    assert own.meta["de.lotsenbot.help"] == {"command": "faq neu"}
+    unknown = await env.one(ANNA, "!hilfe fax")
+    assert unknown.error == "unknown_command"
