@@ -193,8 +193,9 @@ class Dispatcher:
             if not found[0].allowed_for(roles):
                 # The command exists (the README lists it); say who may use it.
                 allowed = [t(f"core.help.role_{r.value}") for r in Role if r in found[0].roles]
+                who = f" {t('core.help.role_join')} ".join(allowed)
                 ctx.reply(t("core.help.restricted", command=f"{self.prefix}{found[0].name}",
-                            roles=t("core.help.role_join").join(allowed), prefix=self.prefix),
+                            roles=who, prefix=self.prefix),
                           **{"de.lotsenbot.help": {"command": found[0].name,
                                                    "allowed": False}})  # fmt: skip
                 return
