@@ -428,6 +428,10 @@ def split_when(text: str, *, tz: ZoneInfo, now: datetime) -> tuple[datetime, str
             raise MeetupError("meetups.date.unparseable", text=text.strip(), example=example_when())
         raise MeetupError("meetups.date.no_time", text=text.strip(), example=example_when())
     when = _combine(part, at, tz, now)
+    if when.time() != at:
+        # Only a time in the gap of the switch to summer time comes out moved (02:30 on the
+        # last Sunday in March is 03:30): said, not done silently.
+        raise MeetupError("meetups.date.dst_gap", day=f"{when:%d.%m.%Y}", time=f"{at:%H:%M}")
     _check_future(when, tz, now)
     title = cur.rest.strip().lstrip(_TITLE_SEPARATORS).strip()
     # "14 Uhr morgen Treffen": a date after the time would silently become part of the title

@@ -140,9 +140,19 @@ def test_naive_now_is_a_programming_error() -> None:
         parse_when("morgen 14 Uhr", tz=TZ, now=datetime(2026, 11, 27, 10))
 
 
-def test_spring_forward_gap_moves_forward_by_the_gap() -> None:
+def test_a_typed_time_in_the_spring_forward_gap_is_refused() -> None:
+    """02:30 on 28.03.2027 does not exist; it used to become 03:30 without a word."""
     now = datetime(2027, 3, 1, tzinfo=TZ)
-    when = parse_when("28.03.2027 02:30", tz=TZ, now=now)
+    with pytest.raises(MeetupError) as info:
+        parse_when("28.03.2027 02:30", tz=TZ, now=now)
+    assert info.value.code == "meetups.date.dst_gap"
+    assert info.value.params == {"day": "28.03.2027", "time": "02:30"}
+    assert parse_when("28.03.2027 03:30", tz=TZ, now=now).utcoffset() == timedelta(hours=2)
+
+
+def test_spring_forward_gap_moves_forward_by_the_gap() -> None:
+    """The RFC 5545 rule, for dates of a series that fall into the gap."""
+    when = resolve_local(datetime(2027, 3, 28, 2, 30), TZ)
     assert when.astimezone(UTC) == datetime(2027, 3, 28, 1, 30, tzinfo=UTC)
     assert (when.hour, when.minute, when.utcoffset()) == (3, 30, timedelta(hours=2))
 
