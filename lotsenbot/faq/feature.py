@@ -662,6 +662,11 @@ class FaqFeature(Feature):
             ctx.reply("\n".join(lines), **{META: {"categories": [n for n, _ in categories]}})
             return
         category = _find_category(wanted, [name for name, _ in categories])
+        if category is None and wanted.isascii() and wanted.isdigit():
+            # A number refers to the list of `!faq`; as a question it would only end up in
+            # the open questions, with a suggested "!anfrage 99" that shows request 99.
+            raise BadArguments("faq.browse.no_such_number", number=wanted,
+                               count=len(categories))  # fmt: skip
         if category is None:
             await self._answer(ctx, wanted)  # "!faq wie ändere ich mein Passwort"
             return
@@ -914,7 +919,7 @@ class FaqFeature(Feature):
 
 def _find_category(wanted: str, names: Sequence[str]) -> str | None:
     """A category by its number in ``!faq``, its name, a prefix or a close spelling."""
-    if wanted.isdigit():
+    if wanted.isascii() and wanted.isdigit():
         number = int(wanted)
         return names[number - 1] if 1 <= number <= len(names) else None
     folded = fold(wanted)

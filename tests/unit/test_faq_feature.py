@@ -626,3 +626,13 @@ async def test_help_on_a_command_of_another_role_says_who_may_use_it(env: Env) -
     assert own.meta["de.lotsenbot.help"] == {"command": "faq neu"}
     unknown = await env.one(ANNA, "!hilfe fax")
     assert unknown.error == "unknown_command"
+
+
+async def test_a_category_number_that_does_not_exist_is_said_so(env: Env) -> None:
+    """ "!faq 99" was searched as a question and answered with "!anfrage 99", which shows
+    request 99 instead of opening one."""
+    missing = await env.one(ANNA, "!faq 99")
+    assert missing.error == "bad_arguments" and "Kategorie Nr. 99 gibt es nicht" in missing.text
+    assert (await env.one(ANNA, "!faq 1")).error is None
+    assert await env.db.fetchall("SELECT * FROM faq_unanswered") == []
+    assert (await env.one(ANNA, "!faq ²")).error is None  # a question, not a number
