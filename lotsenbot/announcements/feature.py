@@ -328,7 +328,7 @@ class AnnouncementsFeature(Feature):
         """``!abmelden 3`` means meetup 3, not the announcements: say so, change nothing."""
         if any(ch.isdigit() for ch in args):
             raise BadArguments(
-                "announcements.usage.subscription",
+                f"announcements.usage.{command}_meetup",
                 command=command,
                 meetup_command=meetup_command,
                 args=escape(args.strip()),

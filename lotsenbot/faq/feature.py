@@ -447,6 +447,7 @@ class FaqFeature(Feature):
         # In a group room only what addresses the bot reaches it: a reply does (clients
         # mention the replied-to sender), a bare "2" among colleagues' messages does not.
         hint = "faq.suggest.hint" if ctx.incoming.is_direct else "faq.suggest.hint_group"
+        hint += "_one" if len(options) == 1 else ""
         lines.append(ctx.t(hint, count=len(options), prefix=self._prefix(ctx)))
         key = self._next_key(ctx)
         ids = [entry_id for entry_id, _ in options]
@@ -517,7 +518,8 @@ class FaqFeature(Feature):
             if pick and int(pick.group(1)) != 0:
                 number = int(pick.group(1))
                 if not 1 <= number <= len(options):
-                    raise BadArguments("faq.suggest.out_of_range", count=len(options))
+                    key = "faq.suggest.out_of_range" + ("_one" if len(options) == 1 else "")
+                    raise BadArguments(key, count=len(options))
                 await ctx.forget_choice(SUGGEST)
                 entry_id, score = str(options[number - 1][0]), float(options[number - 1][1])
                 entry = (await self._current_index(ctx.conn)).entry(entry_id)
@@ -556,7 +558,7 @@ class FaqFeature(Feature):
     def _small_talk(self, ctx: Context, text: str) -> bool:
         """ "Danke", "Hallo", or a "ja"/"2" whose question has expired: a short friendly answer
         instead of a failed search that would also land in the coordinators' open list."""
-        if text in _THANKS:
+        if text in _THANKS or _is_thanks(text):
             key = "faq.smalltalk.thanks"
         elif text in _GREETINGS:
             key = "faq.smalltalk.hello"
@@ -565,7 +567,9 @@ class FaqFeature(Feature):
         else:
             return False
         kind = key.rsplit(".", 1)[1]
-        ctx.reply(ctx.t(key, prefix=self._prefix(ctx)), **{META: {"smalltalk": kind}})
+        minutes = int(SUGGEST_TTL.total_seconds() // 60)
+        ctx.reply(ctx.t(key, prefix=self._prefix(ctx), minutes=minutes),
+                  **{META: {"smalltalk": kind}})  # fmt: skip
         return True
 
     def _can_open_tickets(self, ctx: Context) -> bool:
@@ -915,6 +919,25 @@ class FaqFeature(Feature):
                 "decision": decision,
             }
         }
+
+
+_THANKS_START = re.compile(
+    r"^(?:danke|vielen dank|besten dank|herzlichen dank|super danke|ok danke"
+    r"|okay danke|prima danke|thanks|thank you)\b"
+)
+_NOT_JUST_THANKS = {"aber", "nicht", "kein", "keine", "noch", "nur", "wie", "was", "wo", "wann",
+                    "warum", "wer", "welche", "welcher", "but", "not", "how", "what"}  # fmt: skip
+
+
+def _is_thanks(text: str) -> bool:
+    """ "danke, hat geklappt", "vielen dank für die hilfe": thanks with a few words more, but
+    no new question or problem ("danke, aber der drucker geht immer noch nicht")."""
+    words = text.split()
+    return (
+        bool(_THANKS_START.match(text))
+        and len(words) <= 6
+        and not _NOT_JUST_THANKS.intersection(words)
+    )
 
 
 def _find_category(wanted: str, names: Sequence[str]) -> str | None:

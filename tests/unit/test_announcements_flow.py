@@ -315,10 +315,12 @@ async def test_opt_out_only_affects_general_announcements(harness: Harness) -> N
     for person in (DORA, EVA, ANNA):
         await h.say(person, "!hilfe")  # people who have used the bot
     # "!abmelden 3" means meetup 3: pointed to !absage, the subscription left alone.
-    for command, other in (("!abmelden 3", "!absage"), ("!anmelden Nr. 3", "!zusage")):
+    for command, other, says in (("!abmelden 3", "!absage", "bestellt allgemeine Ankündigungen ab"),
+                                 ("!anmelden Nr. 3", "!zusage", "wieder an")):  # fmt: skip
         answer = await h.reply(await h.say(EVA, command))
         assert answer["meta"]["de.lotsenbot.error"]["code"] == "bad_arguments"
-        assert f"`{other} <Nr>`" in answer["markdown"]
+        assert f"`{other} <Nr>`" in answer["markdown"] and says in answer["markdown"]
+        assert "ab bzw. an" not in answer["markdown"]
         assert f"`{command.split()[0]}`" in answer["markdown"]  # no escape inside code
     unsubscribed = await h.reply(await h.say(EVA, "!abmelden"))
     assert unsubscribed["meta"][META] == {"subscribed": False}

@@ -636,3 +636,14 @@ async def test_a_category_number_that_does_not_exist_is_said_so(env: Env) -> Non
     assert (await env.one(ANNA, "!faq 1")).error is None
     assert await env.db.fetchall("SELECT * FROM faq_unanswered") == []
     assert (await env.one(ANNA, "!faq ²")).error is None  # a question, not a number
+
+
+async def test_thanks_with_a_few_words_more_is_thanks(env: Env) -> None:
+    for text in ("danke, hat geklappt", "Vielen Dank für die Hilfe!", "danke dir"):
+        assert (await env.one(ANNA, text)).faq == {"smalltalk": "thanks"}, text
+    assert await env.db.fetchall("SELECT * FROM faq_unanswered") == []
+    problem = await env.one(ANNA, "danke, aber der drucker druckt immer noch nicht")
+    assert "smalltalk" not in problem.faq
+    # A number with no choice open says so instead of "the choice has expired".
+    nothing = await env.one(BERT, "5")
+    assert nothing.faq == {"smalltalk": "expired"} and "keine Auswahl offen" in nothing.text
