@@ -389,10 +389,10 @@ class PrivacyFeature(Feature):
                 details = details[:159] + "…"
             action_key = f"privacy.action.{entry.action}"
             action = ctx.t(action_key) if ctx.t.has(action_key) else entry.action
+            key = "privacy.protokoll.line" if entry.subject else "privacy.protokoll.line_no_subject"
             lines.append(ctx.t(
-                "privacy.protokoll.line", when=when.strftime("%d.%m.%Y %H:%M"),
-                actor=escape(entry.actor), action=escape(action),
-                subject=escape(entry.subject or "–"),
+                key, when=when.strftime("%d.%m.%Y %H:%M"), actor=escape(entry.actor),
+                action=escape(action), subject=escape(entry.subject or ""),
             ) + (f" – `{details.replace('`', '')}`" if details else ""))  # fmt: skip
         meta = {META: {"action": "audit_log", "entries": [
             {"at": e.at, "actor": e.actor, "action": e.action, "subject": e.subject}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -727,3 +728,20 @@ async def test_a_bare_yes_or_no_right_after_the_question_answers_it(db: Database
     [group] = await h.say(BERT, "!daten-löschen", room="!gruppe:stadt.de", direct=False)
     assert "mit „ja“" not in json.loads(group["content"])["markdown"]
     assert await h.say(BERT, "ja", room="!gruppe:stadt.de", direct=False) == []
+
+
+def test_every_audited_action_has_a_label_in_every_language() -> None:
+    """`!protokoll` showed internal codes such as "meetup.create" for everything but the
+    privacy actions; each action written anywhere in the code needs a label."""
+    source = Path(__file__).parents[2] / "lotsenbot"
+    pattern = re.compile(r'audit\(\s*(?:[\w.]+,\s*){0,3}"([a-z_]+\.[a-z_]+)"')
+    actions = {
+        action
+        for path in source.rglob("*.py")
+        for action in pattern.findall(path.read_text("utf-8"))
+    }
+    assert {"meetup.create", "faq.import", "announcement.delivered", "privacy.purge"} <= actions
+    for lang in ("de", "en"):
+        catalogue = Catalogue(lang)
+        missing = sorted(a for a in actions if not catalogue.has(f"privacy.action.{a}"))
+        assert missing == [], lang
