@@ -159,7 +159,8 @@ def describe_erasure(result: ErasureReport, t: Catalogue) -> list[str]:
     if result.kept:
         lines += ["", t("privacy.erase.kept_heading")]
         for item in result.kept:
-            reason = t(item.reason, **item.params) if t.has(item.reason) else item.reason
+            params = {"count": item.count, **item.params}
+            reason = t(item.reason, **params) if t.has(item.reason) else item.reason
             lines.append(f"- {_label(t, 'category', item.category)} ({item.count}): {reason}")
     return lines
 

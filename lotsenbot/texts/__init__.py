@@ -114,6 +114,11 @@ class Catalogue:
             raise KeyError(f"Text {key!r} fehlt im Katalog") from None
 
     def __call__(self, key: str, /, **params: Any) -> str:
+        """The text ``key`` with ``params`` filled in. With ``count=1`` a variant
+        ``<key>_one`` is used where the catalogue has one ("1 angemeldete Person" instead
+        of "1 angemeldete Personen")."""
+        if params.get("count") == 1 and self.has(f"{key}_one"):
+            key = f"{key}_one"
         return _FORMATTER.vformat(self.raw(key), (), params)
 
     def for_language(self, lang: str) -> Catalogue:

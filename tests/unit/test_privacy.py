@@ -694,10 +694,10 @@ async def test_a_report_reaching_beyond_the_signup_retention_says_so(db: Databas
         return str(json.loads(report["content"])["markdown"])
 
     [long] = await h.say(KOORD, "!bericht 90 Tage", room="!dm-koord:stadt.de")
-    assert "Lotsentreffen, 20.11.2026 14:00: 1 Zusagen" in markdown(long)
+    assert "Lotsentreffen, 20.11.2026 14:00: Zusagen: 1" in markdown(long)
     assert "Treffen mit Anmeldungen gezählt ab 31.10.2026" in markdown(long)
     [short] = await h.say(KOORD, "!bericht 14 Tage", room="!dm-koord:stadt.de")
-    assert "Lotsentreffen, 20.11.2026 14:00: 1 Zusagen" in markdown(short)
+    assert "Lotsentreffen, 20.11.2026 14:00: Zusagen: 1" in markdown(short)
     # Within both retention periods nothing can be missing: no note at all (a new
     # installation said older records had been deleted).
     assert "gezählt ab" not in markdown(short)

@@ -128,3 +128,16 @@ def test_example_dates_follow_today() -> None:
     today = datetime.now(EXAMPLE_ZONE).date()
     last_day = today.replace(day=1) - timedelta(days=1)
     assert f"{last_day.replace(day=1):%d.%m.%Y}-{last_day:%d.%m.%Y}" in period
+
+
+def test_a_count_of_one_takes_the_singular_variant() -> None:
+    catalogue = Catalogue("de")
+    assert catalogue("meetups.audience.people", count=1) == "Die Ankündigung geht an 1 Person."
+    assert catalogue("meetups.audience.people", count=2) == "Die Ankündigung geht an 2 Personen."
+    assert catalogue("meetups.changed.done", id=5, count=1).endswith("1 angemeldete Person.")
+    assert "Anfragen Nr. 1, 3 brauchen" in catalogue("privacy.kept.open_ticket", numbers="1, 3",
+                                                     count=2)  # fmt: skip
+    # Every singular variant has its plural base text.
+    for lang in LANGUAGES:
+        texts = load_language(lang)
+        assert all(key.removesuffix("_one") in texts for key in texts if key.endswith("_one"))
