@@ -80,6 +80,8 @@ OPEN_LIST = "faq.open"
 SUGGEST_TTL = timedelta(minutes=10)
 OFFER_TTL = timedelta(minutes=10)
 ANSWERED_TTL = timedelta(minutes=30)
+PREFILL_LIMIT = 300  # characters of a question repeated in the offered "!anfrage …"
+OPEN_ITEM_LIMIT = 200  # characters of an open question shown in "!faq offen"
 OPEN_LIST_TTL = timedelta(hours=2)
 
 MAX_SUGGESTIONS = 3
@@ -492,6 +494,9 @@ class FaqFeature(Feature):
     def _offer_text(self, ctx: Context, question: str) -> str:
         prefilled = " ".join(question.split()).replace("`", "'")
         key = "faq.offer.text" if ctx.incoming.is_direct else "faq.offer.text_group"
+        if len(prefilled) > PREFILL_LIMIT:
+            # A pasted page is not repeated back; "ja" passes the whole text on.
+            key += "_long"
         return ctx.t(key, prefix=self._prefix(ctx), question=prefilled)
 
     # -- choices: "1"–"3", "0", "ja" / "nein" ---------------------------------------------------
@@ -717,7 +722,7 @@ class FaqFeature(Feature):
                 ctx.t(
                     "faq.open.item",
                     number=number,
-                    question=escape(group.representative),
+                    question=escape(_excerpt(group.representative, OPEN_ITEM_LIMIT)),
                     count=group.count,
                     date=parse_iso(group.latest).astimezone(tz).strftime("%d.%m.%Y"),
                 )
@@ -938,6 +943,15 @@ def _is_thanks(text: str) -> bool:
         and len(words) <= 6
         and not _NOT_JUST_THANKS.intersection(words)
     )
+
+
+def _excerpt(text: str, limit: int) -> str:
+    """``text`` on one line, cut at a word boundary to at most ``limit`` characters."""
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    cut = flat[:limit].rsplit(" ", 1)[0] or flat[:limit]
+    return cut.rstrip(" ,;:.-") + " …"
 
 
 def _find_category(wanted: str, names: Sequence[str]) -> str | None:

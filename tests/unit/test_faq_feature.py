@@ -647,3 +647,19 @@ async def test_thanks_with_a_few_words_more_is_thanks(env: Env) -> None:
     # A number with no choice open says so instead of "the choice has expired".
     nothing = await env.one(BERT, "5")
     assert nothing.faq == {"smalltalk": "expired"} and "keine Auswahl offen" in nothing.text
+
+
+async def test_a_long_question_is_not_repeated_in_full(env: Env) -> None:
+    """A pasted page came back whole inside the offered "!anfrage …" and in "!faq offen"."""
+    question = "Im Garten der Kantine " + " ".join(
+        f"wächst Blumenkohl{n} neben dem Fahrradständer" for n in range(40)
+    )
+    none = await env.one(ANNA, question)
+    assert none.faq["decision"] == "none" and none.faq["offer"] is True
+    assert question not in none.text and "`!anfrage <Text>`" in none.text
+    await env.say(ANNA, "ja")
+    (ticket,) = await env.db.fetchall("SELECT body FROM tickets")
+    assert ticket[0] == question  # "ja" passes the whole text on
+    listing = await env.one(KOORD, "!faq offen")
+    item = next(line for line in listing.text.splitlines() if line.startswith("1. "))
+    assert len(item) < 260 and " …" in item
