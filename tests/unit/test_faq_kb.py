@@ -206,3 +206,14 @@ def test_starter_kb_validates_with_demo_departments() -> None:
     assert {entry.department for entry in entries} <= DEPARTMENTS
     assert {"lotse-finden", "lotse-werden"} <= {entry.id for entry in entries}
     assert all("http" not in entry.answer for entry in entries)
+
+
+def test_starter_answers_have_no_line_breaks_inside_a_paragraph() -> None:
+    """A line break in an answer stays a line break in Element ("hilft der IT-Service
+    unter<br>…"): the starter knowledge base writes one paragraph per line."""
+    block = ("- ", "* ", "|", ">", "#")
+    for entry in load_starter_kb(DEPARTMENTS):
+        lines = entry.answer.splitlines()
+        for before, line in zip(lines, lines[1:], strict=False):
+            if before.strip() and line.strip() and not line.lstrip().startswith(block):
+                assert before.lstrip().startswith("|") or line[0].isdigit(), (entry.id, line)
