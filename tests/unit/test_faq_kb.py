@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -214,6 +215,6 @@ def test_starter_answers_have_no_line_breaks_inside_a_paragraph() -> None:
     block = ("- ", "* ", "|", ">", "#")
     for entry in load_starter_kb(DEPARTMENTS):
         lines = entry.answer.splitlines()
-        for before, line in zip(lines, lines[1:], strict=False):
+        for before, line in pairwise(lines):
             if before.strip() and line.strip() and not line.lstrip().startswith(block):
                 assert before.lstrip().startswith("|") or line[0].isdigit(), (entry.id, line)
