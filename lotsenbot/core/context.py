@@ -111,19 +111,38 @@ class Context:
     def here_and_now(self) -> dict[str, Any]:
         """The current event's place in the conversation, to keep in a choice's payload for
         `said_nothing_since`."""
-        return {"event": self.incoming.event_id, "ts": self.incoming.origin_ts}
+        return {"event": self.incoming.event_id, "ts": self.incoming.origin_ts,
+                "at": iso(self.now)}  # fmt: skip
 
     async def said_nothing_since(self, mark: Any) -> bool:
-        """True if the person sent no other message in this room between the event of
-        ``mark`` (from `here_and_now`) and the current one: a bare "ja" then answers the
-        bot's reply to that event, not something said further back."""
-        if not isinstance(mark, dict) or "event" not in mark:
+        """True if nothing else was said in this conversation between the event of ``mark``
+        (from `here_and_now`) and the current one: a bare "ja" then answers the bot's reply
+        to that event, not something further back.
+
+        "Something else" is a message of the person that the bot took up (also one that
+        arrived late with an older time stamp, such as a message decrypted later; chat with
+        colleagues in a group room that the bot ignored does not count), or any other
+        message of the bot to this room or to the person.
+        """
+        if not isinstance(mark, dict) or "event" not in mark or "at" not in mark:
             return False
+        mark_event = str(mark["event"])
         async with self.conn.execute(
             "SELECT 1 FROM inbox WHERE room_id = ? AND sender = ? AND kind = 'message'"
-            " AND origin_ts >= ? AND origin_ts <= ? AND event_id NOT IN (?, ?) LIMIT 1",
-            (self.room_id, self.sender, int(mark.get("ts") or 0), self.incoming.origin_ts,
-             str(mark["event"]), self.incoming.event_id),
+            " AND status != 'ignored' AND event_id NOT IN (?, ?) AND origin_ts <= ?"
+            " AND (origin_ts >= ? OR rowid > (SELECT rowid FROM inbox WHERE event_id = ?))"
+            " LIMIT 1",
+            (self.room_id, self.sender, mark_event, self.incoming.event_id,
+             self.incoming.origin_ts, int(mark.get("ts") or 0), mark_event),
+        ) as cursor:  # fmt: skip
+            if await cursor.fetchone() is not None:
+                return False
+        async with self.conn.execute(
+            "SELECT 1 FROM outbox WHERE ((target_kind = 'room' AND target = ?)"
+            " OR (target_kind = 'user' AND target = ?)) AND created_at > ?"
+            " AND substr(dedup_key, 1, ?) != ? LIMIT 1",
+            (self.room_id, self.sender, str(mark["at"]), len(mark_event) + 5,
+             f"evt:{mark_event}:"),
         ) as cursor:  # fmt: skip
             return await cursor.fetchone() is None
 

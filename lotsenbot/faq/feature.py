@@ -572,9 +572,7 @@ class FaqFeature(Feature):
         else:
             return False
         kind = key.rsplit(".", 1)[1]
-        minutes = int(SUGGEST_TTL.total_seconds() // 60)
-        ctx.reply(ctx.t(key, prefix=self._prefix(ctx), minutes=minutes),
-                  **{META: {"smalltalk": kind}})  # fmt: skip
+        ctx.reply(ctx.t(key, prefix=self._prefix(ctx)), **{META: {"smalltalk": kind}})
         return True
 
     def _can_open_tickets(self, ctx: Context) -> bool:
@@ -930,19 +928,24 @@ _THANKS_START = re.compile(
     r"^(?:danke|vielen dank|besten dank|herzlichen dank|super danke|ok danke"
     r"|okay danke|prima danke|thanks|thank you)\b"
 )
-_NOT_JUST_THANKS = {"aber", "nicht", "kein", "keine", "noch", "nur", "wie", "was", "wo", "wann",
-                    "warum", "wer", "welche", "welcher", "but", "not", "how", "what"}  # fmt: skip
+# What may follow the thanks: "hat geklappt", "für die Hilfe", "jetzt funktioniert es".
+_THANKS_WORDS = {
+    "hat", "es", "das", "jetzt", "wieder", "geklappt", "klappt", "funktioniert", "geht",
+    "fuer", "die", "hilfe", "info", "infos", "antwort", "tipp", "schnelle", "nette", "dir",
+    "ihnen", "euch", "vielmals", "sehr", "schoen", "super", "prima", "toll", "klasse", "perfekt",
+    "ok", "okay", "alles", "klar", "gut", "passt", "erledigt", "laeuft", "so", "und",
+    "tschuess", "bis", "dann", "bald",
+}  # fmt: skip
 
 
 def _is_thanks(text: str) -> bool:
-    """ "danke, hat geklappt", "vielen dank für die hilfe": thanks with a few words more, but
-    no new question or problem ("danke, aber der drucker geht immer noch nicht")."""
-    words = text.split()
-    return (
-        bool(_THANKS_START.match(text))
-        and len(words) <= 6
-        and not _NOT_JUST_THANKS.intersection(words)
-    )
+    """ "danke, hat geklappt", "vielen dank für die hilfe": thanks and a few words that only
+    say it worked; anything else ("danke, outlook stürzt ab") is searched as a question."""
+    match = _THANKS_START.match(text)
+    if match is None:
+        return False
+    rest = text[match.end() :].split()
+    return len(rest) <= 5 and all(word in _THANKS_WORDS for word in rest)
 
 
 def _excerpt(text: str, limit: int) -> str:

@@ -38,6 +38,12 @@ async def _count(conn: aiosqlite.Connection, sql: str, params: tuple[Any, ...]) 
     return int(rows[0][0] or 0) if rows else 0
 
 
+def _verdict(row: Any) -> dict[str, Any]:
+    previous = row["previous_helpful"]
+    return {**dict(row), "helpful": bool(row["helpful"]),
+            "previous_helpful": None if previous is None else bool(previous)}  # fmt: skip
+
+
 class FaqData:
     async def export_person(self, conn: aiosqlite.Connection, user_id: str) -> dict[str, Any]:
         if not await table_exists(conn, "faq_questions"):
@@ -50,7 +56,8 @@ class FaqData:
         )
         feedback = await _rows(
             conn,
-            "SELECT question_id, helpful, given_at FROM faq_feedback WHERE user_id = ?"
+            "SELECT question_id, helpful, given_at, previous_helpful FROM faq_feedback"
+            " WHERE user_id = ?"
             " ORDER BY given_at",
             (user_id,),
         )
@@ -60,7 +67,7 @@ class FaqData:
         )  # fmt: skip
         return {
             "answers_given_to_you": [dict(q) for q in questions],
-            "feedback": [{**dict(f), "helpful": bool(f["helpful"])} for f in feedback],
+            "feedback": [_verdict(f) for f in feedback],
             "entries_last_edited_by_you": [dict(e) for e in edited],
         }
 

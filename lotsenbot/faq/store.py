@@ -303,7 +303,9 @@ async def set_feedback(
 
     A reaction replacing a reaction keeps the earlier one (which still stands in the
     client) as the verdict to return to when the later one is taken back. A command
-    replaces both: the reactions that may still stand no longer count.
+    replaces both: the reactions that may still stand no longer count. Only one earlier
+    reaction is kept: with three standing at once (👍, 👎 and 👍🏻), taking back the last two
+    leaves no verdict although the first still stands.
     """
     async with conn.execute(
         "SELECT helpful, reaction_event FROM faq_feedback WHERE question_id = ? AND user_id = ?",

@@ -471,7 +471,7 @@ class MeetupsFeature(Feature):
         meetup = await self._load(ctx.conn, meetup_id)
         occ = meetup.next_occurrence(ctx.now)
         running = None if meetup.cancelled else self._running(meetup, ctx.now)
-        if running is not None:
+        if running is not None and (occ is None or not meetup.is_series):
             # Under way: not "over", and no sign-up for a date that has begun.
             end = running.end.astimezone(self.tz)
             lines = [*self._details(t, meetup, running), "", t("meetups.show.running",
@@ -491,6 +491,9 @@ class MeetupsFeature(Feature):
             return
         roster = await store.roster(ctx.conn, meetup.id, occ.key, meetup.capacity)
         lines = self._details(t, meetup, occ, roster.free)
+        if running is not None:  # a series: today's date is under way, the next one follows
+            end = running.end.astimezone(self.tz)
+            lines += ["", t("meetups.show.running_series", end=f"{end:%H:%M}")]
         status = roster.status(ctx.sender)
         lines += [
             "",

@@ -178,7 +178,7 @@ class PrivacyFeature(Feature):
         r.command("meine-daten", aliases=("my-data", "meine daten"))(self._my_data)
         r.command("daten-löschen", aliases=("delete-my-data", "daten löschen"),
                   args="[bestätigen]")(self._erase)  # fmt: skip
-        # A bare "ja" / "nein" right after "Möchten Sie wirklich …?" answers that question.
+        # A bare "nein" right after "Möchten Sie wirklich …?" cancels; "ja" asks for the command.
         r.on_message(priority=5)(self._on_erase_answer)
         r.command("protokoll", aliases=("audit-log",), roles=(Role.COORDINATOR,),
                   args="[Anzahl]")(self._audit_log)  # fmt: skip
@@ -323,8 +323,7 @@ class PrivacyFeature(Feature):
                                       ERASE_CONFIRM_WITHIN)  # fmt: skip
             await ctx.audit("privacy.erase_requested", ctx.sender, {})
             ctx.reply(
-                ctx.t("privacy.erase.confirm" if ctx.incoming.is_direct
-                      else "privacy.erase.confirm_group", prefix=ctx.services.config.bot.prefix,
+                ctx.t("privacy.erase.confirm", prefix=ctx.services.config.bot.prefix,
                       minutes=int(ERASE_CONFIRM_WITHIN.total_seconds() // 60)),
                 **{META: {"action": "erase_confirm", "expires_at": iso(expires)}},
             )  # fmt: skip
@@ -340,9 +339,10 @@ class PrivacyFeature(Feature):
 
     async def _on_erase_answer(self, ctx: Context) -> bool:
         """ "ja" / "nein" as the next message after the confirmation question, in the same
-        direct chat; anything said in between, and the question no longer counts."""
-        if not ctx.incoming.is_direct:
-            return False
+        direct chat (with nothing said in between). "nein" cancels. "ja" does not erase:
+        a bare "ja" may be meant for another message of the bot that crossed the question
+        (an invitation, a pilot's answer), and an erasure cannot be undone, so it asks for
+        the explicit command."""
         word = " ".join(re.sub(r"[^\w\s]", " ", fold(ctx.incoming.body)).split())
         if word not in ERASE_YES and word not in ERASE_NO:
             return False
@@ -352,8 +352,8 @@ class PrivacyFeature(Feature):
         if word in ERASE_NO:
             await self._cancel_erase(ctx)
         else:
-            await ctx.forget_choice(ERASE_CHOICE)
-            await self._carry_out_erasure(ctx)
+            ctx.reply(ctx.t("privacy.erase.use_command", prefix=ctx.services.config.bot.prefix),
+                      **{META: {"action": "erase_needs_command"}})  # fmt: skip
         return True
 
     async def _cancel_erase(self, ctx: Context) -> None:

@@ -500,3 +500,16 @@ async def test_a_meetup_under_way_is_not_shown_as_over(harness: Harness) -> None
     [over] = await harness.say(STAFF, f"!treffen {meetup_id}")
     assert "bereits stattgefunden" in over["content"]["markdown"]
     assert "12. Januar 2027" in over["content"]["markdown"]  # still says when it was
+
+
+async def test_a_series_under_way_shows_its_next_date_too(harness: Harness) -> None:
+    rows = await harness.say(
+        COORD,
+        "!treffen neu\nTitel: Sprechstunde\nWann: 12.01.2027 14:00\nWiederholung: wöchentlich",
+    )
+    meetup_id = meta(rows[0])["id"]
+    harness.clock.at = datetime(2027, 1, 12, 14, 30, tzinfo=TZ)
+    [shown] = await harness.say(STAFF, f"!treffen {meetup_id}")
+    text = shown["content"]["markdown"]
+    assert "19. Januar 2027" in text and "heutige Termin läuft gerade (bis 15:00 Uhr)" in text
+    assert "zusage" in text  # the sign-up for the next date is offered as usual

@@ -187,7 +187,8 @@ async def test_export_contains_everything_about_the_person_and_nothing_about_oth
     assert [t["body"] for t in sections["tickets"]["requests"]] == ["Drucker kaputt"]
     assert sections["tickets"]["requests"][0]["history"][0]["kind"] == "created"
     assert sections["faq"]["feedback"] == [{"question_id": 1, "helpful": True,
-                                            "given_at": ago(days=3)}]  # fmt: skip
+                                            "given_at": ago(days=3),
+                                            "previous_helpful": None}]  # fmt: skip
     assert sections["announcements"]["opted_out_since"] == ago(days=5)
     assert sections["meetups"]["signups"] == []
     assert "Bert" not in text and BERT not in text
@@ -708,26 +709,28 @@ async def test_a_report_reaching_beyond_the_signup_retention_says_so(db: Databas
     assert "Keine Treffen im Zeitraum" not in markdown(empty)
 
 
-async def test_a_bare_yes_or_no_right_after_the_question_answers_it(db: Database) -> None:
-    """ "ja" / "nein" directly after "Möchten Sie wirklich …?" in the direct chat; after
-    anything else in between, a "ja" erases nothing."""
+async def test_a_bare_no_right_after_the_question_cancels_and_yes_never_erases(
+    db: Database,
+) -> None:
+    """ "nein" directly after "Möchten Sie wirklich …?" cancels. A bare "ja" does not erase
+    (it may be meant for another message of the bot that crossed the question); it names
+    the command. After anything said in between, neither is taken."""
     h = Harness(db, make_config())
     await h.say(ANNA, "!daten-löschen")
     [cancelled] = await h.say(ANNA, "Nein")
     assert meta(cancelled)["action"] == "erase_cancelled"
-    await h.say(ANNA, "!daten-löschen")
-    await h.say(ANNA, "!meine-daten")  # something else in between
-    [fallback] = await h.say(ANNA, "ja")  # not taken as a confirmation
-    assert "nicht verstanden" in json.loads(fallback["content"])["markdown"]
-    assert "privacy.erase" not in [r[0] for r in await db.fetchall("SELECT action FROM audit_log")]
     [asked] = await h.say(ANNA, "!daten-löschen")
-    assert "mit „ja“" in json.loads(asked["content"])["markdown"]
-    [done] = await h.say(ANNA, "ja!")
+    assert "nein" in json.loads(asked["content"])["markdown"]
+    [hint] = await h.say(ANNA, "ja!")
+    assert meta(hint)["action"] == "erase_needs_command"
+    assert "`!daten-löschen bestätigen`" in json.loads(hint["content"])["markdown"]
+    await h.say(ANNA, "!meine-daten")  # something else in between
+    [fallback] = await h.say(ANNA, "nein")  # not taken as an answer to the question
+    assert "nicht verstanden" in json.loads(fallback["content"])["markdown"]
+    [done] = await h.say(ANNA, "!daten-löschen bestätigen")  # still pending: the command works
     assert meta(done)["action"] == "erased"
-    # In a group room the question names the command; a bare "ja" there is not taken.
-    [group] = await h.say(BERT, "!daten-löschen", room="!gruppe:stadt.de", direct=False)
-    assert "mit „ja“" not in json.loads(group["content"])["markdown"]
-    assert await h.say(BERT, "ja", room="!gruppe:stadt.de", direct=False) == []
+    actions = [r[0] for r in await db.fetchall("SELECT action FROM audit_log")]
+    assert actions.count("privacy.erase") == 1
 
 
 def test_every_audited_action_has_a_label_in_every_language() -> None:
