@@ -343,28 +343,22 @@ async def withdraw_feedback(conn: aiosqlite.Connection, reaction_event: str, use
     verdict again, or else the verdict is removed; if it is that earlier reaction, it is
     forgotten. True if the reaction was one of these (a verdict's, current or earlier).
     """
-    cursor = await conn.execute(
+    changed = False
+    for statement in (
+        # the earlier reaction taken back: forgotten, the verdict stays
         "UPDATE faq_feedback SET previous_helpful = NULL, previous_reaction = NULL"
         " WHERE previous_reaction = ? AND user_id = ?",
-        (reaction_event, user_id),
-    )
-    forgotten = cursor.rowcount > 0
-    await cursor.close()
-    cursor = await conn.execute(
+        # the verdict's reaction taken back: the earlier one, if it stands, is the verdict
         "UPDATE faq_feedback SET helpful = previous_helpful, reaction_event = previous_reaction,"
         " previous_helpful = NULL, previous_reaction = NULL"
         " WHERE reaction_event = ? AND user_id = ? AND previous_reaction IS NOT NULL",
-        (reaction_event, user_id),
-    )
-    restored = cursor.rowcount > 0
-    await cursor.close()
-    cursor = await conn.execute(
+        # ... or there is none left
         "DELETE FROM faq_feedback WHERE reaction_event = ? AND user_id = ?",
-        (reaction_event, user_id),
-    )
-    deleted = cursor.rowcount > 0
-    await cursor.close()
-    return forgotten or restored or deleted
+    ):
+        cursor = await conn.execute(statement, (reaction_event, user_id))
+        changed = changed or cursor.rowcount > 0
+        await cursor.close()
+    return changed
 
 
 # -- unanswered questions ----------------------------------------------------------------------

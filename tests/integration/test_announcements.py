@@ -58,6 +58,12 @@ def is_started(announcement_id: int):  # type: ignore[no-untyped-def]
     return check
 
 
+async def send_now(coordinator: MatrixUser, room: str, bot_id: str, announcement_id: int) -> None:
+    """`!senden` for an announcement that goes out now, and its confirmation."""
+    await ask(coordinator, room, bot_id, f"!senden {announcement_id}",
+              predicate=is_started(announcement_id))  # fmt: skip
+
+
 def is_copy(announcement_id: int):  # type: ignore[no-untyped-def]
     """A recipient's copy: the announcement id without preview or status keys."""
 
@@ -253,16 +259,14 @@ async def test_unsubscribe_excludes_from_general_but_not_from_important(
         room = rooms[coordinator.user_id]
         general, preview = await announce(coordinator, room, bot_id, "!ankündigung alle Sommerfest")
         assert meta(preview)["recipients"] == 2  # the reader and the coordinator
-        await ask(coordinator, room, bot_id, f"!senden {general}", predicate=is_started(general))
+        await send_now(coordinator, room, bot_id, general)
         important, preview = await announce(
             coordinator, room, bot_id, "!ankündigung! alle Heute Serverwartung"
         )
         assert meta(preview)["recipients"] == 3 and meta(preview)["important"] is True
         # The first summary may arrive before the second confirmation: each wait names its
         # message, so neither takes the other's.
-        await ask(
-            coordinator, room, bot_id, f"!senden {important}", predicate=is_started(important)
-        )
+        await send_now(coordinator, room, bot_id, important)
         for announcement_id in (general, important):
             await coordinator.wait_for_message(
                 room, sender=bot_id, since=0, timeout=30, predicate=is_summary(announcement_id)
@@ -349,13 +353,7 @@ async def test_tight_rate_limit_still_one_copy_each(tmp_path: Path, tight: Tight
         )
         assert meta(preview)["recipients"] == 8
         started = time.monotonic()
-        await ask(
-            coordinator,
-            room,
-            bot_id,
-            f"!senden {announcement_id}",
-            predicate=is_started(announcement_id),
-        )
+        await send_now(coordinator, room, bot_id, announcement_id)
         summary = await coordinator.wait_for_message(
             room, sender=bot_id, since=0, timeout=45, predicate=is_summary(announcement_id)
         )
@@ -382,13 +380,7 @@ async def test_killed_during_fan_out_and_restarted_one_copy_each(
         announcement_id, _ = await announce(
             coordinator, room, bot_id, "!ankündigung lotsen Trotz Absturz genau einmal"
         )
-        await ask(
-            coordinator,
-            room,
-            bot_id,
-            f"!senden {announcement_id}",
-            predicate=is_started(announcement_id),
-        )
+        await send_now(coordinator, room, bot_id, announcement_id)
         # Kill as soon as the fan-out is under way: the first copy has arrived somewhere.
         waits = [asyncio.ensure_future(first_copy(p, bot_id, announcement_id, 30)) for p in pilots]
         done, waiting = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
@@ -448,13 +440,7 @@ async def test_a_copy_sent_before_the_person_left_is_not_sent_again(
         old = await open_dm(reader, bot_id)
         await ask(reader, old, bot_id, "!hilfe")  # has used the bot
         announcement_id, _ = await announce(coordinator, room, bot_id, "!ankündigung alle Fest")
-        await ask(
-            coordinator,
-            room,
-            bot_id,
-            f"!senden {announcement_id}",
-            predicate=is_started(announcement_id),
-        )
+        await send_now(coordinator, room, bot_id, announcement_id)
         first = await first_copy(reader, bot_id, announcement_id)
         assert first.room_id == old
         await leave_and_wait(app, reader, old)
@@ -503,13 +489,7 @@ async def test_a_person_who_left_the_direct_chat_gets_the_next_copy_in_a_new_one
         await leave_and_wait(app, reader, old)
 
         announcement_id, _ = await announce(coordinator, room, bot_id, "!ankündigung alle Fest")
-        await ask(
-            coordinator,
-            room,
-            bot_id,
-            f"!senden {announcement_id}",
-            predicate=is_started(announcement_id),
-        )
+        await send_now(coordinator, room, bot_id, announcement_id)
         summary = await coordinator.wait_for_message(
             room, sender=bot_id, since=0, timeout=30, predicate=is_summary(announcement_id)
         )
