@@ -253,7 +253,11 @@ class TicketsFeature(Feature):
             ]
             ctx.send_to_room(department.room, OutMessage("\n\n".join(room_parts), meta=meta))
         if ticket.assignee is None:
-            text = "\n\n".join([t("tickets.coordinators.queued", **params), quote(ticket.body)])
+            # What coordinators can do about it: give it to a department with someone there.
+            hint = t("tickets.coordinators.triage_hint", **params,
+                     departments=department_list(ctx.services.config))  # fmt: skip
+            text = "\n\n".join([t("tickets.coordinators.queued", **params), quote(ticket.body),
+                                 hint])  # fmt: skip
             self._send_all(
                 ctx, coordinator_envelopes(ctx.services.config, OutMessage(text, meta=meta))
             )

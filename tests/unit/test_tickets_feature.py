@@ -366,7 +366,9 @@ async def test_pilot_transfers_to_a_department_without_pilots(env: Env) -> None:
     out = await env.say(LOTSIN, "!weiterleiten 1 Organisation")  # by name, any case
     meta = reply_to(out, LOTSIN).ticket
     assert (meta["department"], meta["assignee"], meta["status"]) == ("organisation", None, "open")
-    assert only(out, target=KOORD).ticket["status"] == "open"  # coordinators told: nobody there
+    told = only(out, target=KOORD)
+    assert told.ticket["status"] == "open"  # coordinators told: nobody there
+    assert "!weiterleiten 1 <Abteilung>" in told.text  # and what they can do about it
     assert reply_to(await env.say(LOTSIN, "!weiterleiten 1 it"), LOTSIN).error == (
         "permission_denied"
     )  # no longer hers
