@@ -449,7 +449,6 @@ class FaqFeature(Feature):
         # In a group room only what addresses the bot reaches it: a reply does (clients
         # mention the replied-to sender), a bare "2" among colleagues' messages does not.
         hint = "faq.suggest.hint" if ctx.incoming.is_direct else "faq.suggest.hint_group"
-        hint += "_one" if len(options) == 1 else ""
         lines.append(ctx.t(hint, count=len(options), prefix=self._prefix(ctx)))
         key = self._next_key(ctx)
         ids = [entry_id for entry_id, _ in options]
@@ -523,8 +522,7 @@ class FaqFeature(Feature):
             if pick and int(pick.group(1)) != 0:
                 number = int(pick.group(1))
                 if not 1 <= number <= len(options):
-                    key = "faq.suggest.out_of_range" + ("_one" if len(options) == 1 else "")
-                    raise BadArguments(key, count=len(options))
+                    raise BadArguments("faq.suggest.out_of_range", count=len(options))
                 await ctx.forget_choice(SUGGEST)
                 entry_id, score = str(options[number - 1][0]), float(options[number - 1][1])
                 entry = (await self._current_index(ctx.conn)).entry(entry_id)
