@@ -79,6 +79,8 @@ LOOKBACK = timedelta(days=1)
 MAX_POLL_OPTIONS = 20  # what Matrix clients render
 MAX_REASON = 500
 LIST_LIMIT = 25
+# Changes that alter what a calendar file says about the meetup (capacity does not).
+CALENDAR_FIELDS = frozenset(("title", "when", "duration", "location", "link", "description"))
 
 _THUMBS_UP = re.compile("^\U0001f44d[\U0001f3fb-\U0001f3ff]?\ufe0f?$")
 _NUMBER = re.compile(r"^\s*(?:nr\.?\s*|#)?(\d{1,9})(?=\s|$)(.*)$", re.IGNORECASE | re.DOTALL)
@@ -698,11 +700,13 @@ class MeetupsFeature(Feature):
             changes = parse_changes(rest, tz=self.tz, now=ctx.now, single_date=single)
         except MeetupError as err:
             raise _bad(err) from None
+        previous_start: datetime | None = None
         if single:
             assert occurrence is not None
             current = meetup.occurrence(occurrence)
             if current is None:
                 raise Conflict("meetups.change.date_cancelled", id=meetup.id)
+            previous_start = current.start
             change = OccurrenceChange(
                 start=changes.get("when"),
                 duration=changes.get("duration"),
@@ -716,11 +720,21 @@ class MeetupsFeature(Feature):
         else:
             if meetup.is_series and "when" in changes:
                 raise Conflict("meetups.change.series_when", id=meetup.id)
+            if not meetup.is_series:
+                previous_start = meetup.series.first_start
             if "capacity" in changes:
                 await self._apply_capacity(ctx, meetup, changes["capacity"])
             meetup = await store.update_meetup(ctx.conn, meetup.id, changes, ctx.now)
             affected = await store.signups(ctx.conn, meetup.id, after=ctx.now)
-        summary = self._change_summary(ctx.t, changes)
+        moved = "when" in changes and previous_start not in (None, changes["when"])
+        summary = self._change_summary(ctx.t, changes, previous_start if moved else None)
+        # Calendar apps update an event they know by its UID when a file with a higher
+        # SEQUENCE arrives, so everyone signed up gets the file again when their entry changes.
+        calendar = self._calendar(meetup) if CALENDAR_FIELDS & changes.keys() else None
+        extra: dict[str, Any] = {"fields": sorted(changes)}
+        if moved:
+            assert previous_start is not None
+            extra["previous_starts_at"] = previous_start.astimezone(self.tz).isoformat()
         told: set[str] = set()
         for signup in affected:
             if signup.user_id in told:
@@ -740,9 +754,11 @@ class MeetupsFeature(Feature):
                             ),
                             "",
                             *summary,
+                            *(["", ctx.t("meetups.changed.calendar")] if calendar else []),
                         ]
                     ),
-                    meta=self._meta(meetup.id, "changed", starts, fields=sorted(changes)),
+                    meta=self._meta(meetup.id, "changed", starts, **extra),
+                    attachment=calendar,
                 ),
             )
         await ctx.audit(
@@ -783,7 +799,10 @@ class MeetupsFeature(Feature):
             for person in promoted:
                 self._tell_promoted(ctx, meetup, person, starts_at)
 
-    def _change_summary(self, t: Catalogue, changes: dict[str, Any]) -> list[str]:
+    def _change_summary(
+        self, t: Catalogue, changes: dict[str, Any], previous_start: datetime | None = None
+    ) -> list[str]:
+        """One line per changed field; a moved date also says when it was before."""
         lines = []
         for key in ("title", "when", "duration", "location", "link", "capacity", "description"):
             if key not in changes:
@@ -801,6 +820,15 @@ class MeetupsFeature(Feature):
                 shown = str(value)
             else:
                 shown = escape(str(value))
+            if key == "when" and previous_start is not None:
+                lines.append(
+                    t(
+                        "meetups.changed.field_when_moved",
+                        value=shown,
+                        old=self._when(previous_start),
+                    )
+                )
+                continue
             lines.append(t(f"meetups.changed.field_{key}", value=shown))
         return lines
 
@@ -828,8 +856,11 @@ class MeetupsFeature(Feature):
         else:
             occ = meetup.next_occurrence(ctx.now)
             await store.cancel_meetup(ctx.conn, meetup.id, reason, ctx.now)
+            meetup = await self._load(ctx.conn, meetup.id)
             affected = await store.signups(ctx.conn, meetup.id, after=ctx.now)
             notice, starts = "meetups.cancelled.notice", occ.start if occ else None
+        # The file with the raised SEQUENCE takes the date out of calendars that have it.
+        calendar = self._calendar(meetup) if affected else None
         told: set[str] = set()
         for signup in affected:
             if signup.user_id in told:
@@ -846,6 +877,8 @@ class MeetupsFeature(Feature):
                                 when=self._when(signup.starts_at),
                             ),
                             *reason_line,
+                            "",
+                            t("meetups.cancelled.calendar"),
                         ]
                     ),
                     meta=self._meta(
@@ -854,6 +887,7 @@ class MeetupsFeature(Feature):
                         signup.starts_at,
                         date_only=occurrence is not None and meetup.is_series,
                     ),
+                    attachment=calendar,
                 ),
             )
         await ctx.audit("meetup.cancel", str(meetup.id), {"date": occurrence, "reason": reason})

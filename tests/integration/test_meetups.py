@@ -166,6 +166,13 @@ async def test_announce_signup_waitlist_change_cancel(
             )
             assert notice.content[META]["starts_at"] == start.isoformat()
             assert "Krankheit" in notice.body
+            # The calendar file that takes the date out of their calendar follows the text.
+            calendar = await person.wait_for_message(
+                rooms[person.user_id],
+                sender=bot,
+                predicate=lambda item: item.msgtype == "m.file" and meetup_meta("cancelled")(item),
+            )
+            assert calendar.content["filename"] == f"treffen-{meetup_id}.ics"
         await asyncio.sleep(1.0)
         assert not [m for m in p1.messages(since=p1_mark) if meetup_meta("cancelled")(m)]
     finally:

@@ -513,3 +513,54 @@ async def test_a_series_under_way_shows_its_next_date_too(harness: Harness) -> N
     text = shown["content"]["markdown"]
     assert "19. Januar 2027" in text and "heutige Termin läuft gerade (bis 15:00 Uhr)" in text
     assert "zusage" in text  # the sign-up for the next date is offered as usual
+
+
+async def calendar_of(harness: Harness, row: dict[str, Any]) -> str:
+    found = await harness.db.fetchall(
+        "SELECT attachment FROM outbox WHERE dedup_key = ?", (row["dedup_key"],)
+    )
+    return bytes(found[0]["attachment"]).decode("utf-8")
+
+
+async def test_moved_date_names_the_old_one_and_sends_the_updated_calendar(
+    harness: Harness,
+) -> None:
+    rows = await harness.say(COORD, "!treffen neu\nTitel: Umzug\nWann: 12.01.2027 14:00")
+    meetup_id = meta(rows[0])["id"]
+    await harness.say(P1, f"!zusage {meetup_id}")
+    moved = await harness.say(COORD, f"!treffen ändern {meetup_id} Wann: 13.01.2027 10:00")
+    notice = next(r for r in moved if r["target"] == P1)
+    assert meta(notice)["previous_starts_at"] == "2027-01-12T14:00:00+01:00"
+    assert meta(notice)["starts_at"] == "2027-01-13T10:00:00+01:00"
+    assert "(bisher: Dienstag, 12. Januar 2027, 14:00 Uhr)" in notice["content"]["markdown"]
+    assert "(bisher:" in moved[-1]["content"]["markdown"]  # the coordinator sees it too
+    assert notice["attachment_name"] == f"treffen-{meetup_id}.ics"
+    calendar = await calendar_of(harness, notice)
+    assert "DTSTART;TZID=Europe/Berlin:20270113T100000" in calendar
+    assert "SEQUENCE:1" in calendar
+    # Places alone are not in a calendar: no file, no "bisher".
+    places = await harness.say(COORD, f"!treffen ändern {meetup_id} Plätze: 5")
+    notice = next(r for r in places if r["target"] == P1)
+    assert notice["attachment_name"] is None
+    assert "previous_starts_at" not in meta(notice)
+    # A cancellation sends the file that takes the date out of the calendar.
+    cancelled = await harness.say(COORD, f"!treffen streichen {meetup_id}")
+    notice = next(r for r in cancelled if r["target"] == P1)
+    calendar = await calendar_of(harness, notice)
+    assert "STATUS:CANCELLED" in calendar and "SEQUENCE:3" in calendar
+
+
+async def test_moved_date_of_a_series_names_the_old_time(harness: Harness) -> None:
+    rows = await harness.say(
+        COORD,
+        "!treffen neu\nTitel: Reihe\nWann: 12.01.2027 14:00\nWiederholung: wöchentlich",
+    )
+    meetup_id = meta(rows[0])["id"]
+    await harness.say(P1, f"!zusage {meetup_id}")
+    moved = await harness.say(
+        COORD, f"!treffen ändern {meetup_id} am 12.01.2027 Wann: 14.01.2027 09:00"
+    )
+    notice = next(r for r in moved if r["target"] == P1)
+    assert meta(notice)["previous_starts_at"] == "2027-01-12T14:00:00+01:00"
+    calendar = await calendar_of(harness, notice)
+    assert "RECURRENCE-ID;TZID=Europe/Berlin:20270112T140000" in calendar
