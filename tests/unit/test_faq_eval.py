@@ -70,11 +70,13 @@ def test_heldout_decisions(heldout: dict[str, float]) -> None:
     assert heldout["oos_none"] >= 0.95
 
 
-def test_error_listing_refuses_the_heldout_split() -> None:
+@pytest.mark.parametrize("split", ["heldout", "fresh", "all"])
+@pytest.mark.parametrize("option", ["--show-errors", "--show-misses"])
+def test_error_listing_refuses_the_heldout_splits(split: str, option: str) -> None:
     # Individual held-out errors must never be looked at (that would make held-out dev).
     bench = DATA.parents[2] / "bench" / "faq_eval.py"
     done = subprocess.run(
-        [sys.executable, str(bench), "--split", "heldout", "--show-errors", "--no-write"],
+        [sys.executable, str(bench), "--split", split, option, "--no-write"],
         capture_output=True,
         text=True,
         check=False,
@@ -82,4 +84,13 @@ def test_error_listing_refuses_the_heldout_split() -> None:
     )
     assert done.returncode == 2
     assert "dev only" in done.stderr
-    assert "ERR" not in done.stdout
+    assert "ERR" not in done.stdout and "MISS" not in done.stdout
+
+
+@pytest.mark.parametrize("split", ["dev", "heldout", "fresh"])
+def test_every_question_names_an_entry_of_the_knowledge_base(split: str) -> None:
+    """Data check only (no figures): a typo in an id would silently count as a miss."""
+    ids = {entry.id for entry in parse_yaml((DATA / "kb.yaml").read_text("utf-8")).entries}
+    queries = yaml.safe_load((DATA / f"{split}.yaml").read_text("utf-8"))
+    assert {q["id"] for q in queries if q["id"]} <= ids
+    assert all(isinstance(q["q"], str) and q["q"].strip() for q in queries)
