@@ -963,7 +963,11 @@ class MeetupsFeature(Feature):
             ),
         )
         await ctx.audit("meetup.poll", str(poll.id), {"title": title})
-        ctx.reply(t("meetups.poll.started", id=poll.id, prefix=self._prefix()), **meta)
+        started = t("meetups.poll.started", id=poll.id, prefix=self._prefix())
+        if ctx.incoming.is_direct:
+            # A poll lives in the room it was started in: here only the coordinator can vote.
+            started += "\n\n" + t("meetups.poll.direct_hint", prefix=self._prefix())
+        ctx.reply(started, **meta)
 
     async def _on_poll_response(self, ctx: Context) -> bool:
         incoming = ctx.incoming

@@ -564,3 +564,15 @@ async def test_moved_date_of_a_series_names_the_old_time(harness: Harness) -> No
     assert meta(notice)["previous_starts_at"] == "2027-01-12T14:00:00+01:00"
     calendar = await calendar_of(harness, notice)
     assert "RECURRENCE-ID;TZID=Europe/Berlin:20270112T140000" in calendar
+
+
+async def test_poll_in_a_direct_chat_says_only_the_coordinator_can_vote(
+    harness: Harness,
+) -> None:
+    poll = "!treffen umfrage Planung | 12.01.2027 14:00 | 19.01.2027 14:00"
+    direct = await harness.say(COORD, poll)
+    assert meta(direct[0])["event"] == "poll"
+    assert "nur Sie abstimmen" in direct[0]["content"]["markdown"]
+    group = await harness.say(COORD, poll, room_id="!gruppe:stadt.de", is_direct=False)
+    assert meta(group[0])["event"] == "poll"
+    assert "nur Sie abstimmen" not in group[0]["content"]["markdown"]
