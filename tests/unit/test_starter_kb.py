@@ -1,0 +1,56 @@
+"""Regression guard for the starter knowledge base (``lotsenbot/faq/data/de.yaml``).
+
+The questions in ``tests/data/starter_eval`` were used to improve the starter entries and the
+synonyms (see the folder's README), so the floors below guard against regressions; they do
+not measure retrieval quality on unseen questions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lotsenbot.faq.kb import parse_yaml
+from lotsenbot.faq.search import FaqIndex
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def figures() -> dict[str, int]:
+    result = parse_yaml((ROOT / "lotsenbot" / "faq" / "data" / "de.yaml").read_text("utf-8"))
+    assert result.ok, result.errors
+    index = FaqIndex()
+    index.build(result.entries)
+    queries = yaml.safe_load(
+        (ROOT / "tests" / "data" / "starter_eval" / "queries.yaml").read_text("utf-8")
+    )
+    known = {entry.id for entry in result.entries}
+    counts = dict.fromkeys(("in", "out", "answered", "first", "wrong", "none"), 0)
+    for item in queries:
+        found = index.search(item["q"], limit=3)
+        ids = [entry_id for entry_id, _ in found.results]
+        if item["id"] is None:
+            counts["out"] += 1
+            counts["none"] += found.decision == "none"
+            continue
+        assert item["id"] in known, item
+        counts["in"] += 1
+        first = bool(ids) and ids[0] == item["id"]
+        counts["first"] += first
+        counts["answered"] += found.decision == "answer" and first
+        counts["wrong"] += found.decision == "answer" and not first
+    return counts
+
+
+def test_starter_questions_are_answered(figures: dict[str, int]) -> None:
+    assert (figures["in"], figures["out"]) == (140, 20)
+    assert figures["answered"] >= 108  # 112 when written
+    assert figures["first"] >= 133  # 136
+    assert figures["wrong"] <= 1  # 0
+
+
+def test_out_of_scope_questions_get_no_answer(figures: dict[str, int]) -> None:
+    assert figures["none"] >= 17  # 18
