@@ -2,9 +2,9 @@
 
 The floors are the figures of the latest held-out measurement (see
 ``tests/data/faq_eval/README.md``, ``bench/faq_eval.py`` and ``bench/results/faq_eval.json``),
-rounded down a little. They are not the issue's targets: top-1 0.892 and answer-correct 0.744
-(measurement 3) fall short of 0.90. Raising a floor needs a better engine, never edits to the
-held-out questions.
+rounded down a little: held-out measurement 6 (top-1 0.913, top-3 0.974, answer-correct
+0.759) and the blind ``fresh`` set's measurement 2 (top-1 0.801, top-3 0.871). Raising a floor
+needs a better engine, never edits to the held-out questions.
 """
 
 from __future__ import annotations
@@ -23,12 +23,26 @@ DATA = Path(__file__).resolve().parent.parent / "data" / "faq_eval"
 
 
 @pytest.fixture(scope="module")
-def heldout() -> dict[str, float]:
+def index() -> FaqIndex:
     result = parse_yaml((DATA / "kb.yaml").read_text("utf-8"))
     assert result.ok, result.errors
-    index = FaqIndex()
-    index.build(result.entries)
-    queries = yaml.safe_load((DATA / "heldout.yaml").read_text("utf-8"))
+    built = FaqIndex()
+    built.build(result.entries)
+    return built
+
+
+@pytest.fixture(scope="module")
+def heldout(index: FaqIndex) -> dict[str, float]:
+    return figures(index, "heldout")
+
+
+@pytest.fixture(scope="module")
+def fresh(index: FaqIndex) -> dict[str, float]:
+    return figures(index, "fresh")
+
+
+def figures(index: FaqIndex, split: str) -> dict[str, float]:
+    queries = yaml.safe_load((DATA / f"{split}.yaml").read_text("utf-8"))
     inscope = [q for q in queries if q["id"]]
     oos = [q for q in queries if not q["id"]]
     top1 = top3 = answer_correct = wrong_answer = 0
@@ -60,14 +74,22 @@ def test_evaluation_set_has_the_required_size(heldout: dict[str, float]) -> None
 
 
 def test_heldout_ranking_quality(heldout: dict[str, float]) -> None:
-    assert heldout["top1"] >= 0.885
+    assert heldout["top1"] >= 0.905
     assert heldout["top3"] >= 0.97
 
 
 def test_heldout_decisions(heldout: dict[str, float]) -> None:
-    assert heldout["answer_correct"] >= 0.735
+    assert heldout["answer_correct"] >= 0.75
     assert heldout["wrong_answer"] <= 0.02
     assert heldout["oos_none"] >= 0.95
+
+
+def test_fresh_figures_do_not_regress(fresh: dict[str, float]) -> None:
+    assert fresh["top1"] >= 0.79
+    assert fresh["top3"] >= 0.86
+    assert fresh["answer_correct"] >= 0.36
+    assert fresh["wrong_answer"] <= 0.01
+    assert fresh["oos_none"] >= 0.86
 
 
 @pytest.mark.parametrize("split", ["heldout", "fresh", "all"])
