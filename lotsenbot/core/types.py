@@ -34,6 +34,7 @@ class Incoming:
     is_direct: bool = False
     mentions_bot: bool = False
     relates_to: str | None = None  # reacted-to, redacted, edited or poll-start event
+    reply_to: str | None = None  # the event a message answers with the client's reply
     key: str | None = None  # reaction key
     answers: tuple[str, ...] = ()  # poll answer ids
     origin_ts: int = 0  # ms since the epoch
@@ -44,6 +45,7 @@ class Incoming:
 
     @classmethod
     def from_json(cls, raw: str) -> Incoming:
+        """Also for rows stored by an older version: fields added since take their default."""
         data = json.loads(raw)
         data["answers"] = tuple(data.get("answers") or ())
         return cls(**data)

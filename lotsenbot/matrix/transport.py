@@ -608,6 +608,7 @@ class MatrixTransport:
             formatted_body=formatted,
             msgtype=msgtype,
             mentions_bot=mentions_bot,
+            reply_to=replied_to(relates),
             **base,
         )
 
@@ -887,6 +888,21 @@ class MatrixTransport:
         """Close the connection; the device stays logged in (never logout on shutdown)."""
         await self.late.store.close()
         await self.client.close()
+
+
+def replied_to(relates: dict[str, Any]) -> str | None:
+    """The event a message answers with the client's reply function, or None.
+
+    In a thread, clients also put the thread's latest event in ``m.in_reply_to`` for clients
+    that know no threads, marked ``is_falling_back``: that is no reply the person chose."""
+    reply = relates.get("m.in_reply_to")
+    if not isinstance(reply, dict):
+        return None
+    if relates.get("rel_type") == "m.thread" and relates.get("is_falling_back") is True:
+        return None
+    event_id = reply.get("event_id")
+    valid = isinstance(event_id, str) and event_id.startswith("$") and len(event_id) <= 255
+    return event_id if valid else None
 
 
 _MX_REPLY = re.compile(r"<mx-reply>.*?</mx-reply>", re.S | re.I)

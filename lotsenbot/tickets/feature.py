@@ -89,6 +89,7 @@ class TicketsFeature(Feature):
             args="bis <TT.MM.JJJJ> [Vertretung @name:server]",
         )(self._away)
         command("anwesend", aliases=("back",), roles=(Role.PILOT,))(self._back)
+        self.router.on_message(priority=1)(self._on_reply)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -406,6 +407,29 @@ class TicketsFeature(Feature):
         number, text = self._number(ctx, args, "antwort")
         if not text:
             raise BadArguments("tickets.usage.antwort")
+        await self._write_to(ctx, number, text)
+
+    async def _on_reply(self, ctx: Context) -> bool:
+        """A plain message sent with the reply function on one of the bot's messages about a
+        ticket is written to that ticket, exactly as ``!antwort <Nr> <Text>`` would be: the
+        same checks, history entry, notifications and errors.
+
+        It comes before every other message handler: the person chose what they answer, so
+        a "ja" or "2" in reply to a pilot's question is meant for the pilot, not for an
+        offer or a list of suggestions the bot made earlier. A reply to any other message
+        is not taken here. The dispatcher has already sent commands to their handlers and
+        left out group-room messages that do not address the bot."""
+        replied_to = ctx.incoming.reply_to
+        if replied_to is None:
+            return False
+        number = await store.ticket_for_message(ctx.conn, replied_to)
+        if number is None:
+            return False
+        await self._write_to(ctx, number, ctx.incoming.body.strip())
+        return True
+
+    async def _write_to(self, ctx: Context, number: int, text: str) -> None:
+        """The requester's follow-up or the team's answer, by who the sender is."""
         ticket, side = await self._visible(ctx, number)
         if ctx.sender == ticket.requester:
             await self._requester_message(ctx, ticket, text)

@@ -2,9 +2,11 @@
 
 Registered with :mod:`lotsenbot.core.personal_data` on import (the privacy feature imports
 it). A request carries the requester's text and Matrix ID; pilots appear as assignee and
-as authors of history entries. Closed requests are anonymised rather than deleted, so the
-department figures of the report stay right: department and times remain, text and people
-go. An open request keeps what it needs until it is closed.
+as authors of history entries, and the event ids of the bot's messages about a request
+(``ticket_messages``, for replies to them) belong to it. Closed requests are anonymised
+rather than deleted, so the department figures of the report stay right: department and
+times remain, text, people and message ids go. An open request keeps what it needs until
+it is closed.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ async def _anonymise(conn: aiosqlite.Connection, ids: list[int]) -> None:
             f" WHERE ticket_id IN ({marks})",
             (ERASED, *chunk),
         )
+        # Which of the bot's messages were about the request: replies to them lead nowhere now.
+        await conn.execute(f"DELETE FROM ticket_messages WHERE ticket_id IN ({marks})", chunk)
 
 
 class TicketsData:
@@ -77,7 +81,12 @@ class TicketsData:
                 " ORDER BY id",
                 (ticket["id"],),
             )
-            requests.append({**dict(ticket), "history": [dict(e) for e in events]})
+            messages = await _rows(
+                conn, "SELECT event_id FROM ticket_messages WHERE ticket_id = ? ORDER BY rowid",
+                (ticket["id"],),
+            )  # fmt: skip
+            requests.append({**dict(ticket), "history": [dict(e) for e in events],
+                             "bot_messages": [m["event_id"] for m in messages]})  # fmt: skip
         handled = await _rows(
             conn,
             "SELECT id, department, status, created_at, closed_at,"

@@ -437,6 +437,22 @@ async def history(
     ]
 
 
+# -- the bot's messages about a ticket ------------------------------------------------------
+
+
+async def ticket_for_message(conn: aiosqlite.Connection, event_id: str) -> int | None:
+    """The ticket a delivered message of the bot is about, or None.
+
+    ``ticket_messages`` is filled by a trigger when the outbox row is marked as sent
+    (migration 0011), so this also holds after the outbox row has been purged.
+    """
+    async with conn.execute(
+        "SELECT ticket_id FROM ticket_messages WHERE event_id = ?", (event_id,)
+    ) as cursor:
+        row = await cursor.fetchone()
+    return int(row["ticket_id"]) if row is not None else None
+
+
 # -- escalation ---------------------------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -279,6 +280,30 @@ class MatrixUser:
             content["format"] = "org.matrix.custom.html"
             content["formatted_body"] = formatted
         return await self.send(room_id, "m.room.message", content)
+
+    async def send_reply(
+        self, to: Received, body: str, *, fallback: bool = True, mention: bool = True
+    ) -> str:
+        """Answer ``to`` with the reply function, the way Element does: ``m.in_reply_to``,
+        the replied-to sender in ``m.mentions`` (``mention``), and with ``fallback`` the
+        quote in front that clients sent before Matrix 1.13 dropped it."""
+        content: dict[str, Any] = {
+            "msgtype": "m.text",
+            "body": body,
+            "m.relates_to": {"m.in_reply_to": {"event_id": to.event_id}},
+            "m.mentions": {"user_ids": [to.sender]} if mention else {},
+        }
+        if fallback:
+            first, *rest = to.body.splitlines() or [""]
+            quote_lines = [f"> <{to.sender}> {first}", *(f"> {line}" for line in rest)]
+            content["body"] = "\n".join(quote_lines) + "\n\n" + body
+            content["format"] = "org.matrix.custom.html"
+            content["formatted_body"] = (
+                f'<mx-reply><blockquote><a href="https://matrix.to/#/{to.room_id}/'
+                f'{to.event_id}">In reply to</a> {html.escape(to.sender)}<br>'
+                f"{html.escape(to.body)}</blockquote></mx-reply>{html.escape(body)}"
+            )
+        return await self.send(to.room_id, "m.room.message", content)
 
     async def react(self, room_id: str, event_id: str, key: str) -> str:
         content = {"m.relates_to": {"rel_type": "m.annotation", "event_id": event_id, "key": key}}

@@ -341,3 +341,140 @@ async def test_stranger_cannot_read_or_answer(
         assert own.content[TICKET]["id"] == number and "Drucker" in own.body
     finally:
         await runner.stop()
+
+
+def quoting(text: str, event: str = "reply") -> Callable[[Received], bool]:
+    """A message about a request that passes on ``text`` (not the sender's confirmation)."""
+    about = ticket_event(event)
+    return lambda item: about(item) and text in item.body
+
+
+async def reply_events(runner: BotRunner, number: int) -> list[tuple[str, str]]:
+    assert runner.app is not None
+    rows = await runner.app.db.fetchall(
+        "SELECT actor, body FROM ticket_events WHERE ticket_id = ? AND kind = 'reply' ORDER BY id",
+        (number,),
+    )
+    return [(row["actor"], row["body"]) for row in rows]
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_replies_with_the_reply_function_reach_the_request(
+    tmp_path, synapse, register_user, make_user: MakeUser
+):
+    """The pilot replies to the notice of a new request with a question, the requester
+    replies to that question: both plain messages, both reach the other side."""
+    staff = await make_user("staff")
+    pilot = await make_user("lotsin")
+    runner = await make_bot(
+        tmp_path, synapse, register_user, departments=departments(it=[pilot.user_id])
+    )
+    bot_id = await start(runner)
+    try:
+        room = await open_dm(staff, bot_id)
+        pilot.mark()
+        created = await ask(staff, room, bot_id, f"!anfrage {IT_TEXT}")
+        number = created.content[TICKET]["id"]
+        notice = await pilot.wait_for_message(
+            sender=bot_id, timeout=20, predicate=ticket_event("assigned", id=number)
+        )
+        pilot_room = notice.room_id
+
+        staff.mark()
+        pilot.mark()
+        await pilot.send_reply(notice, "Welches Modell ist es?", fallback=False)  # Matrix 1.13
+        question = await staff.wait_for_message(
+            room, sender=bot_id, predicate=quoting("Welches Modell ist es?")
+        )
+        meta = question.content[TICKET]
+        assert (meta["id"], meta["status"], meta["assignee"]) == (number, "answered", pilot.user_id)
+        confirmed = await pilot.wait_for_message(
+            pilot_room, sender=bot_id, predicate=ticket_event("reply", id=number)
+        )
+        assert error(confirmed) is None and "Welches Modell" not in confirmed.body
+
+        staff.mark()
+        pilot.mark()
+        await staff.send_reply(question, "Ein HP LaserJet,\nim 2. Stock")
+        relayed = await pilot.wait_for_message(
+            pilot_room, sender=bot_id, predicate=quoting("im 2. Stock")
+        )
+        assert relayed.content[TICKET]["status"] == "claimed"  # waiting for the pilot again
+        assert f"<{bot_id}>" not in relayed.body  # the client's quote is not passed on
+        confirmed = await staff.wait_for_message(
+            room, sender=bot_id, predicate=ticket_event("reply", id=number)
+        )
+        assert error(confirmed) is None and "im 2. Stock" not in confirmed.body
+        assert await reply_events(runner, number) == [
+            (pilot.user_id, "Welches Modell ist es?"),
+            (staff.user_id, "Ein HP LaserJet,\nim 2. Stock"),
+        ]
+    finally:
+        await runner.stop()
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_reply_to_another_message_of_the_bot_is_still_a_question(
+    tmp_path, synapse, register_user, make_user: MakeUser
+):
+    staff = await make_user("staff")
+    pilot = await make_user("lotsin")
+    runner = await make_bot(
+        tmp_path, synapse, register_user, departments=departments(it=[pilot.user_id])
+    )
+    app = await runner.start()  # every default feature, the FAQ with its starter entries
+    try:
+        assert app.services is not None
+        faq = app.services.feature("faq")
+        assert faq is not None and await faq.load_starter_kb() > 0
+        bot_id = app.config.matrix.user_id
+        room = await open_dm(staff, bot_id)
+        created = await ask(staff, room, bot_id, f"!anfrage {IT_TEXT}", ticket_event("created"))
+        number = created.content[TICKET]["id"]
+        answer = await ask(staff, room, bot_id, "Wie ändere ich mein Passwort?",
+                           lambda item: "de.lotsenbot.faq" in item.content)  # fmt: skip
+        staff.mark()
+        await staff.send_reply(answer, "Und wie komme ich ins VPN?")
+        again = await staff.wait_for_message(
+            room, sender=bot_id, predicate=lambda item: "de.lotsenbot.faq" in item.content
+        )
+        assert TICKET not in again.content and error(again) is None
+        assert await reply_events(runner, number) == []
+    finally:
+        await runner.stop()
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_reply_by_someone_else_is_refused(
+    tmp_path, synapse, register_user, make_user: MakeUser
+):
+    """A request made in a group room: a colleague there who replies to the bot's
+    confirmation gets the refusal '!antwort' would give, and nothing reaches the request."""
+    staff = await make_user("staff")
+    colleague = await make_user("kollege")
+    pilot = await make_user("lotsin")
+    runner = await make_bot(
+        tmp_path, synapse, register_user, departments=departments(it=[pilot.user_id])
+    )
+    bot_id = await start(runner)
+    try:
+        response = await staff.client.room_create(name="Team", invite=[bot_id, colleague.user_id])
+        group = str(response.room_id)  # type: ignore[union-attr]
+        await staff.wait_for_join(group, bot_id, timeout=20)
+        await staff.wait_for_join(group, colleague.user_id, timeout=20)
+        colleague.mark()
+        created = await ask(staff, group, bot_id, f"!anfrage {IT_TEXT}", ticket_event("created"))
+        number = created.content[TICKET]["id"]
+        seen = await colleague.wait_for_message(
+            group, sender=bot_id, predicate=ticket_event("created", id=number)
+        )
+        colleague.mark()
+        await colleague.send_reply(seen, "Bei mir auch!")
+        refusal = await colleague.wait_for_message(
+            group, sender=bot_id, predicate=lambda item: error(item) is not None
+        )
+        assert error(refusal) == "permission_denied" and "Drucker" not in refusal.body
+        assert colleague.user_id in refusal.content["m.mentions"]["user_ids"]
+        assert await reply_events(runner, number) == []
+    finally:
+        await runner.stop()

@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import json
 import re
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -21,7 +22,7 @@ import pytest
 
 from lotsenbot.config import Config
 from lotsenbot.core.clock import Clock
-from lotsenbot.core.dispatch import Dispatcher
+from lotsenbot.core.dispatch import Dispatcher, TransientError
 from lotsenbot.core.inbox import Inbox
 from lotsenbot.core.personal_data import ERASED
 from lotsenbot.core.services import Services
@@ -32,6 +33,7 @@ from lotsenbot.texts import Catalogue
 from lotsenbot.tickets import store
 from lotsenbot.tickets.escalation import escalate_due, job_interval
 from lotsenbot.tickets.feature import TicketsFeature
+from lotsenbot.tickets.personal_data import TicketsData
 
 BOT = "@lotsenbot:stadt.de"
 ANNA = "@anna:stadt.de"  # staff
@@ -99,6 +101,12 @@ class Sent:
     dedup_key: str
     markdown: str
     meta: dict[str, Any]
+    row_id: int = 0
+
+    @property
+    def event_id(self) -> str:
+        """The Matrix event id `Env.deliver` gives the message."""
+        return f"$out{self.row_id}"
 
     @property
     def text(self) -> str:
@@ -124,8 +132,18 @@ class Env:
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _seen: int = 0
 
-    async def say(self, sender: str, body: str, room: str | None = None) -> list[Sent]:
-        """Handle one direct-chat message and return what it put into the outbox."""
+    async def say(
+        self,
+        sender: str,
+        body: str,
+        room: str | None = None,
+        *,
+        reply_to: str | None = None,
+        direct: bool = True,
+        mentions_bot: bool = False,
+    ) -> list[Sent]:
+        """Handle one message (by default in the sender's direct chat; with ``reply_to`` sent
+        with the reply function) and return what it put into the outbox."""
         room = room or f"!dm-{sender[1:].split(':')[0]}:stadt.de"
         event = Incoming(
             event_id=f"$e{next(self._ids)}",
@@ -133,10 +151,20 @@ class Env:
             sender=sender,
             kind="message",
             body=body,
-            is_direct=True,
+            is_direct=direct,
+            mentions_bot=mentions_bot,
+            reply_to=reply_to,
         )
         await self.dispatcher.handle(event)
         return await self.new_messages()
+
+    async def deliver(self) -> None:
+        """Mark every waiting message as sent, as the transport's sender does (the event id
+        is `Sent.event_id`)."""
+        await self.services.db.execute(
+            "UPDATE outbox SET status = 'sent', event_id = '$out' || id, sent_at = created_at"
+            " WHERE status = 'pending'"
+        )
 
     async def new_messages(self) -> list[Sent]:
         rows = await self.services.db.fetchall(
@@ -154,6 +182,7 @@ class Env:
                     row["dedup_key"],
                     content["markdown"],
                     content["meta"],
+                    row["id"],
                 )
             )
         return out
@@ -732,3 +761,171 @@ async def test_withdrawing_a_queued_request_tells_the_department(env: Env) -> No
     assert (await env.ticket(1)).assignee is None
     out = await env.say(ANNA, "!zurückziehen 1")
     assert "zurückgezogen" in only(out, target=IT_ROOM).text
+
+
+# -- answering with the reply function of the chat ----------------------------------------
+
+GROUP = "!gruppe:stadt.de"
+
+
+def as_seen(messages: list[Sent]) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """Who gets what, without the outbox keys (which name the event that caused them)."""
+    return [(m.target_kind, m.target, m.markdown, m.meta) for m in messages]
+
+
+async def test_a_reply_to_a_pilots_question_goes_to_the_request(env: Env) -> None:
+    await env.say(ANNA, f"!anfrage {IT_TEXT}")
+    await env.say(LOTSIN, "!übernehmen 1")
+    question = only(await env.say(LOTSIN, "!antwort 1 Welches Modell ist es?"), target=ANNA)
+    assert "Antworten Sie einfach auf diese Nachricht" in question.text
+    await env.deliver()
+    out = await env.say(ANNA, "Ein HP LaserJet,\nim 2. Stock", reply_to=question.event_id)
+    relayed = only(out, target=LOTSIN)
+    assert relayed.ticket == {"id": 1, "status": "claimed", "department": "it",
+                              "assignee": LOTSIN, "event": "reply"}  # fmt: skip
+    assert "im 2. Stock" in relayed.text and "auf diese Nachricht" in relayed.text
+    confirmation = reply_to(out, ANNA)
+    assert confirmation.ticket["event"] == "reply" and "Anfrage **#1**" in confirmation.text
+    last = (await store.history(env.services.db.conn, 1, include_internal=True))[-1]
+    assert (last.actor, last.kind, last.body) == (ANNA, "reply", "Ein HP LaserJet,\nim 2. Stock")
+    # Exactly what the command does: the same people get the same messages.
+    typed = await env.say(ANNA, "!antwort 1 Ein HP LaserJet,\nim 2. Stock")
+    assert as_seen(out) == as_seen(typed)
+
+
+async def test_a_pilots_reply_to_the_notice_answers_the_requester(env: Env) -> None:
+    created = await env.say(ANNA, f"!anfrage {IT_TEXT}")
+    notice, room_notice = only(created, target=LOTSIN), only(created, target=IT_ROOM)
+    assert "einfach auf diese Nachricht antworten" in notice.text
+    await env.deliver()
+    out = await env.say(LOTSIN, "Bitte einmal neu starten.", reply_to=notice.event_id)
+    answer = only(out, target=ANNA)
+    assert answer.ticket["event"] == "reply" and answer.ticket["status"] == "answered"
+    assert "Bitte einmal neu starten" in answer.text
+    assert "Anfrage **#1**" in reply_to(out, LOTSIN).text
+    ticket = await env.ticket(1)
+    assert (ticket.status, ticket.assignee) == ("answered", LOTSIN)  # answering took it
+    # In the department room colleagues talk among themselves, also in replies; only a
+    # reply that addresses the bot is meant for the requester.
+    chat = "Kennt jemand das Modell?"
+    assert await env.say(LOTSE, chat, IT_ROOM, direct=False, reply_to=room_notice.event_id) == []
+    out = await env.say(LOTSE, "Und bitte das Kabel prüfen.", IT_ROOM, direct=False,
+                        mentions_bot=True, reply_to=room_notice.event_id)  # fmt: skip
+    assert "Kabel" in only(out, target=ANNA).text
+    assert only(out, target=IT_ROOM).ticket["event"] == "reply"  # the confirmation, in the room
+    kinds = [e.kind for e in await store.history(env.services.db.conn, 1, include_internal=True)]
+    assert kinds.count("reply") == 2
+
+
+async def test_replies_to_other_messages_and_commands_in_replies_are_as_before(env: Env) -> None:
+    await env.say(ANNA, f"!anfrage {IT_TEXT}")
+    listing = reply_to(await env.say(ANNA, "!anfragen"), ANNA)  # about all requests, none alone
+    assert listing.ticket == {}
+    await env.deliver()
+    for replied_to in (listing.event_id, "$fremde-nachricht"):
+        out = await env.say(ANNA, "Wie geht es weiter?", reply_to=replied_to)
+        assert reply_to(out, ANNA).ticket == {} and len(out) == 1  # "not understood" in a DM
+    notice = only(await env.say(LOTSIN, "!antwort 1 Geht es wieder?"), target=ANNA)
+    await env.deliver()
+    shown = reply_to(await env.say(ANNA, "!verlauf 1", reply_to=notice.event_id), ANNA)
+    assert "de.lotsenbot.ticket_history" in shown.meta  # a reply starting with "!" is a command
+    kinds = [e.kind for e in await store.history(env.services.db.conn, 1, include_internal=True)]
+    assert kinds.count("reply") == 1  # only the pilot's
+
+
+async def test_a_reply_by_someone_else_is_refused_like_the_command(env: Env) -> None:
+    created = only(await env.say(ANNA, f"!anfrage {IT_TEXT}", GROUP, direct=False), target=GROUP)
+    await env.deliver()
+    out = await env.say(BERT, "Bei mir auch!", GROUP, direct=False, mentions_bot=True,
+                        reply_to=created.event_id)  # fmt: skip
+    refusal = only(out, target=GROUP)
+    assert refusal.error == "permission_denied" and "Drucker" not in refusal.text
+    typed = await env.say(BERT, "!antwort 1 Bei mir auch!", GROUP, direct=False)
+    assert as_seen(out) == as_seen(typed)
+    # A pilot of another department, who knows the message's id somehow: refused as well.
+    out = await env.say(HR, "Bei mir auch!", reply_to=created.event_id)
+    assert reply_to(out, HR).error == "permission_denied"
+    kinds = [e.kind for e in await store.history(env.services.db.conn, 1, include_internal=True)]
+    assert "reply" not in kinds
+
+
+async def test_a_reply_to_a_closed_request_gets_the_commands_error(env: Env) -> None:
+    await env.say(ANNA, f"!anfrage {IT_TEXT}")
+    out = await env.say(LOTSIN, "!erledigt 1 Toner getauscht")
+    resolved, confirmation = only(out, target=ANNA), reply_to(out, LOTSIN)
+    await env.deliver()
+    out = await env.say(ANNA, "Geht doch wieder nicht", reply_to=resolved.event_id)
+    assert reply_to(out, ANNA).error == "conflict" and "wiedereröffnen 1" in out[0].text
+    out = await env.say(LOTSIN, "Noch ein Hinweis", reply_to=confirmation.event_id)
+    assert reply_to(out, LOTSIN).error == "conflict"
+    assert as_seen(out) == as_seen(await env.say(LOTSIN, "!antwort 1 Noch ein Hinweis"))
+
+
+async def test_a_reply_retried_after_a_failed_transaction_counts_once(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The event's changes, messages and "handled" mark commit together: a retry after a
+    failure (or a replay after a crash) does everything once."""
+    await env.say(ANNA, f"!anfrage {IT_TEXT}")
+    notice = only(await env.say(LOTSIN, "!antwort 1 Welches Modell?"), target=ANNA)
+    await env.deliver()
+    event = Incoming(event_id="$antwort", room_id="!dm-anna:stadt.de", sender=ANNA,
+                     kind="message", body="HP", is_direct=True,
+                     reply_to=notice.event_id)  # fmt: skip
+    finish = env.dispatcher.inbox.finish
+    calls = 0
+
+    async def fail_once(*args: Any, **kwargs: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise sqlite3.OperationalError("database is locked")
+        await finish(*args, **kwargs)
+
+    monkeypatch.setattr(env.dispatcher.inbox, "finish", fail_once)
+    with pytest.raises(TransientError):
+        await env.dispatcher.handle(event)
+    assert await env.new_messages() == []
+    await env.dispatcher.handle(Incoming.from_json(event.to_json()))  # as stored in the inbox
+    out = await env.new_messages()
+    assert only(out, target=LOTSIN).ticket["event"] == "reply"
+    assert reply_to(out, ANNA).ticket["event"] == "reply"
+    history = await store.history(env.services.db.conn, 1, include_internal=True)
+    assert [(e.actor, e.body) for e in history if e.kind == "reply"] == [
+        (LOTSIN, "Welches Modell?"), (ANNA, "HP")
+    ]  # fmt: skip
+
+
+async def test_the_message_mapping_outlives_the_outbox_and_goes_with_the_request(
+    env: Env,
+) -> None:
+    conn = env.services.db.conn
+    created = await env.say(ANNA, f"!anfrage {IT_TEXT}")
+    await env.say(ANNA, "!anfragen")  # no single request: not kept
+    # A row whose content is no JSON (never written by the bot) must not stop the sender.
+    await env.services.db.execute(
+        "INSERT INTO outbox (dedup_key, target_kind, target, content, next_attempt_at,"
+        " created_at) VALUES ('kaputt', 'user', ?, 'kein JSON', '2027-01-01', '2027-01-01')",
+        (ANNA,),
+    )
+    await env.deliver()
+    await env.services.db.execute("DELETE FROM outbox WHERE dedup_key = 'kaputt'")
+    kept = await conn.execute_fetchall("SELECT event_id, ticket_id FROM ticket_messages")
+    assert sorted(tuple(row) for row in kept) == sorted((m.event_id, 1) for m in created)
+    # The outbox is purged after a while; a reply to the old notice still finds the request.
+    ids = [m.row_id for m in created]
+    await env.services.db.execute(f"DELETE FROM outbox WHERE id IN ({', '.join('?' * len(ids))})",
+                                  ids)  # fmt: skip
+    notice = only(created, target=LOTSIN)
+    out = await env.say(LOTSIN, "Bitte neu starten", reply_to=notice.event_id)
+    assert only(out, target=ANNA).ticket["event"] == "reply"
+
+    data = TicketsData()
+    export = await data.export_person(conn, ANNA)
+    assert export["requests"][0]["bot_messages"] == [m.event_id for m in created]
+    await env.say(LOTSIN, "!erledigt 1")
+    async with env.services.db.transaction() as tx:
+        await data.erase_person(tx, ANNA, env.clock.now())
+    assert await conn.execute_fetchall("SELECT * FROM ticket_messages") == []
+    out = await env.say(LOTSIN, "Noch etwas", reply_to=notice.event_id)
+    assert only(out, target="!dm-lotsin:stadt.de").ticket == {}  # no request behind it now

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 from lotsenbot.core.roles import Person
 from lotsenbot.core.types import Role
 from lotsenbot.storage.db import Database
+from lotsenbot.storage.migrate import MIGRATIONS_DIR, migrate
 from lotsenbot.tickets import store
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
@@ -315,3 +319,65 @@ async def test_queue_views(db: Database) -> None:
     assert sorted(mine) == sorted([it_ticket, deputy_ticket])
     assert await store.queue(db.conn, departments=[], assignee="@niemand:stadt.de") == []
     assert [t.id for t in await store.tickets_of(db.conn, REQUESTER)][-1] == done
+
+
+async def deliver(db: Database, key: str, event_id: str, content: str) -> None:
+    """An outbox row, then marked as sent the way the transport's sender does."""
+    await db.execute(
+        "INSERT INTO outbox (dedup_key, target_kind, target, content, next_attempt_at,"
+        " created_at) VALUES (?, 'user', ?, ?, ?, ?)",
+        (key, PILOT_A, content, NOW.isoformat(), NOW.isoformat()),
+    )
+    await db.execute(
+        "UPDATE outbox SET status = 'sent', event_id = ?, sent_at = ? WHERE dedup_key = ?",
+        (event_id, NOW.isoformat(), key),
+    )
+
+
+def about(ticket_id: int | str) -> str:
+    return json.dumps({"markdown": "Neue Anfrage", "meta": {"de.lotsenbot.ticket": {
+        "id": ticket_id, "status": "assigned", "event": "assigned"}}})  # fmt: skip
+
+
+async def test_delivered_messages_about_a_ticket_are_found_by_their_event_id(
+    db: Database,
+) -> None:
+    ticket_id = await new_ticket(db, assignee=PILOT_A)
+    await deliver(db, "a", "$notiz", about(ticket_id))
+    await deliver(db, "b", "$faq", json.dumps({"markdown": "x", "meta": {"de.lotsenbot.faq": {}}}))
+    await deliver(db, "c", "$kaputt", "kein JSON")  # the sender's update must not fail
+    await deliver(db, "d", "$fremd", about(999))  # no such ticket
+    found = {e: await store.ticket_for_message(db.conn, e)
+             for e in ("$notiz", "$faq", "$kaputt", "$fremd", "$nie")}  # fmt: skip
+    assert found == {"$notiz": ticket_id, "$faq": None, "$kaputt": None, "$fremd": None,
+                     "$nie": None}  # fmt: skip
+    sent = await db.fetchall("SELECT status FROM outbox ORDER BY id")
+    assert [row["status"] for row in sent] == ["sent"] * 4
+
+
+async def test_messages_delivered_before_the_mapping_existed_are_taken_over(
+    tmp_path: Path,
+) -> None:
+    """Migration 0011 copies what the outbox still holds, so replies to messages sent
+    before the update also reach their request."""
+    earlier = tmp_path / "bis-0010"
+    earlier.mkdir()
+    for migration in sorted(MIGRATIONS_DIR.glob("*.sql")):
+        if migration.name < "0011":
+            shutil.copy(migration, earlier / migration.name)
+    database = Database(tmp_path / "alt.db")
+    await database.open()
+    try:
+        await migrate(database, earlier)
+        ticket_id = await new_ticket(database, assignee=PILOT_A)
+        await deliver(database, "a", "$vorher", about(ticket_id))
+        await deliver(database, "b", "$kaputt", "kein JSON")
+        await database.execute("INSERT INTO outbox (dedup_key, target_kind, target, content,"
+                               " next_attempt_at, created_at) VALUES ('c', 'user', 'x', ?, ?, ?)",
+                               (about(ticket_id), NOW.isoformat(), NOW.isoformat()))  # fmt: skip
+        assert await migrate(database) == [11]
+        assert await store.ticket_for_message(database.conn, "$vorher") == ticket_id
+        rows = await database.fetchall("SELECT event_id FROM ticket_messages")
+        assert [row["event_id"] for row in rows] == ["$vorher"]  # not the one still waiting
+    finally:
+        await database.close()
