@@ -9,7 +9,9 @@ is decided in one place (:func:`lotsenbot.tickets.store.visibility`).
 
 from __future__ import annotations
 
+import logging
 import re
+from dataclasses import replace
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +45,8 @@ from lotsenbot.tickets.store import Ticket, Visibility
 if TYPE_CHECKING:
     from lotsenbot.core.outbox import Envelope
     from lotsenbot.core.services import Services
+
+log = logging.getLogger(__name__)
 
 TEAM = (Role.PILOT, Role.COORDINATOR)
 _NUMBER = re.compile(
@@ -425,6 +429,13 @@ class TicketsFeature(Feature):
         number = await store.ticket_for_message(ctx.conn, replied_to)
         if number is None:
             return False
+        if not ctx.incoming.is_direct:
+            # In a group room clients mention the bot in every reply to its message, and
+            # colleagues answer such a notice among themselves ("kann das jemand anders
+            # machen?"). Such a remark must not reach the requester, nor take the request on
+            # the way: there only `!antwort` writes to a request, and the reply is ignored.
+            log.info("reply to request %s in a group room ignored (only !antwort there)", number)
+            return True
         await self._write_to(ctx, number, ctx.incoming.body.strip())
         return True
 
@@ -451,17 +462,18 @@ class TicketsFeature(Feature):
         ticket = await self._get(ctx, ticket.id)
         t = ctx.t
         params = self._params(ctx, ticket)
-        message = OutMessage(
-            "\n\n".join(
-                [
-                    t("tickets.reply.to_team", **params),
-                    quote(text),
-                    t("tickets.reply.team_hint", **params),
-                ]
-            ),
-            meta=ticket_meta(ticket, "reply"),
-        )
-        self._send_all(ctx, self._current_team(ctx, ticket, message))
+
+        def to_team(hint: str) -> OutMessage:
+            lines = [t("tickets.reply.to_team", **params), quote(text), t(hint, **params)]
+            return OutMessage("\n\n".join(lines), meta=ticket_meta(ticket, "reply"))
+
+        # A department room gets the command only: replies are taken in direct chats alone.
+        in_room = to_team("tickets.reply.team_hint_room")
+        envelopes = [
+            replace(envelope, message=in_room) if envelope.target_kind == "room" else envelope
+            for envelope in self._current_team(ctx, ticket, to_team("tickets.reply.team_hint"))
+        ]
+        self._send_all(ctx, envelopes)
         ctx.reply(t("tickets.reply.sent_requester", **params), **ticket_meta(ticket, "reply"))
 
     async def _team_answer(self, ctx: Context, ticket: Ticket, text: str) -> None:

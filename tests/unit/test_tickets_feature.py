@@ -486,6 +486,11 @@ async def test_claim_escalation_once_after_deadline(tmp_path: Path) -> None:
         assert {m.target for m in out} == {KOORD, LOTSIN, LOTSE, IT_ROOM}
         assert await escalate_due(env.services) == 0  # once only
         assert await env.new_messages() == []
+        # A follow-up now reaches the department room too; there only the command answers.
+        out = await env.say(ANNA, "!antwort 1 Es eilt leider.")
+        assert "einfach auf diese Nachricht" not in only(out, target=IT_ROOM).text
+        assert "!antwort 1" in only(out, target=IT_ROOM).text
+        assert "einfach auf diese Nachricht" in only(out, target=LOTSIN).text
         # Still claimable by the whole department.
         out = await env.say(LOTSE, "!übernehmen 1")
         assert reply_to(out, LOTSE).ticket["status"] == "claimed"
@@ -805,14 +810,16 @@ async def test_a_pilots_reply_to_the_notice_answers_the_requester(env: Env) -> N
     assert "Anfrage **#1**" in reply_to(out, LOTSIN).text
     ticket = await env.ticket(1)
     assert (ticket.status, ticket.assignee) == ("answered", LOTSIN)  # answering took it
-    # In the department room colleagues talk among themselves, also in replies; only a
-    # reply that addresses the bot is meant for the requester.
+    # In the department room colleagues talk among themselves, also in replies, and clients
+    # mention the bot in every reply to its message: a reply there goes nowhere, addressed
+    # to the bot or not. Only the command writes to the request from a room.
     chat = "Kennt jemand das Modell?"
     assert await env.say(LOTSE, chat, IT_ROOM, direct=False, reply_to=room_notice.event_id) == []
-    out = await env.say(LOTSE, "Und bitte das Kabel prüfen.", IT_ROOM, direct=False,
-                        mentions_bot=True, reply_to=room_notice.event_id)  # fmt: skip
+    remark = "Kann das jemand anders machen?"
+    assert await env.say(LOTSE, remark, IT_ROOM, direct=False, mentions_bot=True,
+                         reply_to=room_notice.event_id) == []  # fmt: skip
+    out = await env.say(LOTSE, "!antwort 1 Und bitte das Kabel prüfen.", IT_ROOM, direct=False)
     assert "Kabel" in only(out, target=ANNA).text
-    assert only(out, target=IT_ROOM).ticket["event"] == "reply"  # the confirmation, in the room
     kinds = [e.kind for e in await store.history(env.services.db.conn, 1, include_internal=True)]
     assert kinds.count("reply") == 2
 
@@ -836,12 +843,13 @@ async def test_replies_to_other_messages_and_commands_in_replies_are_as_before(e
 async def test_a_reply_by_someone_else_is_refused_like_the_command(env: Env) -> None:
     created = only(await env.say(ANNA, f"!anfrage {IT_TEXT}", GROUP, direct=False), target=GROUP)
     await env.deliver()
+    # In the group room a colleague's reply to the bot's confirmation goes nowhere; the
+    # command gets the refusal.
     out = await env.say(BERT, "Bei mir auch!", GROUP, direct=False, mentions_bot=True,
                         reply_to=created.event_id)  # fmt: skip
-    refusal = only(out, target=GROUP)
-    assert refusal.error == "permission_denied" and "Drucker" not in refusal.text
-    typed = await env.say(BERT, "!antwort 1 Bei mir auch!", GROUP, direct=False)
-    assert as_seen(out) == as_seen(typed)
+    assert out == []
+    typed = only(await env.say(BERT, "!antwort 1 Bei mir auch!", GROUP, direct=False), target=GROUP)
+    assert typed.error == "permission_denied" and "Drucker" not in typed.text
     # A pilot of another department, who knows the message's id somehow: refused as well.
     out = await env.say(HR, "Bei mir auch!", reply_to=created.event_id)
     assert reply_to(out, HR).error == "permission_denied"
