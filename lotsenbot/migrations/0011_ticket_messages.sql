@@ -12,22 +12,19 @@ CREATE TABLE ticket_messages (
 );
 CREATE INDEX ticket_messages_ticket ON ticket_messages (ticket_id);
 
+-- Only messages marked "replyable" (tickets.escalation.ticket_meta): what the requester
+-- receives, and a pilot's direct notice with the requester's words. A reply to a
+-- confirmation, a note, a history or a coordinators' notice ("danke", "it") must not reach
+-- the requester. Messages sent before this migration carry no mark and are not recorded.
 -- Never fails the sender's update: content that is no JSON or names no existing request
 -- is skipped (CASE evaluates json_extract only for valid JSON). An anonymised request
 -- (requester '[gelöscht]', personal_data.ERASED) gets no rows, as it keeps none.
 CREATE TRIGGER ticket_messages_delivered AFTER UPDATE OF event_id ON outbox
-WHEN NEW.status = 'sent' AND NEW.event_id IS NOT NULL
+WHEN NEW.status = 'sent' AND NEW.event_id IS NOT NULL AND json_valid(NEW.content)
+    AND json_extract(NEW.content, '$.meta."de.lotsenbot.ticket".replyable') = 1
 BEGIN
     INSERT OR IGNORE INTO ticket_messages (event_id, ticket_id)
     SELECT NEW.event_id, t.id FROM tickets t
-    WHERE t.id = CASE WHEN json_valid(NEW.content)
-                 THEN json_extract(NEW.content, '$.meta."de.lotsenbot.ticket".id') END
+    WHERE t.id = json_extract(NEW.content, '$.meta."de.lotsenbot.ticket".id')
     AND t.requester != '[gelöscht]';
 END;
-
--- Messages delivered before this migration, as far as the outbox still has them.
-INSERT OR IGNORE INTO ticket_messages (event_id, ticket_id)
-SELECT o.event_id, t.id FROM outbox o JOIN tickets t
-    ON t.id = CASE WHEN json_valid(o.content)
-              THEN json_extract(o.content, '$.meta."de.lotsenbot.ticket".id') END
-WHERE o.status = 'sent' AND o.event_id IS NOT NULL AND t.requester != '[gelöscht]';

@@ -91,17 +91,24 @@ def job_interval(config: Config) -> float:
 # -- addressing and wording shared with the commands ------------------------------------------
 
 
-def ticket_meta(ticket: Ticket, event: str) -> dict[str, Any]:
-    """The structured part every message about a ticket carries, for tests and tools."""
-    return {
-        TICKET_META: {
-            "id": ticket.id,
-            "status": ticket.status,
-            "department": ticket.department,
-            "assignee": ticket.assignee,
-            "event": event,
-        }
+def ticket_meta(ticket: Ticket, event: str, *, replyable: bool = False) -> dict[str, Any]:
+    """The structured part every message about a ticket carries, for tests and tools.
+
+    ``replyable`` marks a message whose reply (the chat's reply function, in a direct chat)
+    is written to the ticket like ``!antwort``: what the requester receives, and what a
+    pilot receives with the requester's words in it. Confirmations, notes, histories and
+    coordinators' notices are not: a "danke" or "it" in reply to them must not reach the
+    requester (migration 0011 records only marked messages)."""
+    data: dict[str, Any] = {
+        "id": ticket.id,
+        "status": ticket.status,
+        "department": ticket.department,
+        "assignee": ticket.assignee,
+        "event": event,
     }
+    if replyable:
+        data["replyable"] = True
+    return {TICKET_META: data}
 
 
 def person_label(user_id: str | None, t: Catalogue) -> str:

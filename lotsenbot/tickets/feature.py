@@ -169,7 +169,11 @@ class TicketsFeature(Feature):
             if ticket.assignee is None
             else "tickets.created.assigned"
         )
-        ctx.reply(ctx.t(key, **self._params(ctx, ticket)), **ticket_meta(ticket, "created"))
+        params = self._params(ctx, ticket)
+        # Replies to the confirmation are taken in a direct chat only (see _on_reply).
+        hint = "add_hint" if ctx.incoming.is_direct else "add_hint_room"
+        params["add_hint"] = ctx.t(f"tickets.created.{hint}", **params)
+        ctx.reply(ctx.t(key, **params), **ticket_meta(ticket, "created", replyable=True))
         return ticket_id
 
     # -- placing a ticket -----------------------------------------------------------------
@@ -246,7 +250,8 @@ class TicketsFeature(Feature):
             parts.append(t("tickets.team.deputy_note", absent=escape(ticket.deputy_for)))
         parts += [quote(ticket.body), t("tickets.team.claim_hint", **params)]
         if ticket.assignee:
-            message = OutMessage("\n\n".join(parts), meta=meta)
+            personal = ticket_meta(ticket, pilot_event, replyable=True)
+            message = OutMessage("\n\n".join(parts), meta=personal)
             self._send_all(ctx, team_envelopes(None, message, people=[ticket.assignee]))
         if department.room:
             room_parts = [
@@ -433,8 +438,13 @@ class TicketsFeature(Feature):
             # In a group room clients mention the bot in every reply to its message, and
             # colleagues answer such a notice among themselves ("kann das jemand anders
             # machen?"). Such a remark must not reach the requester, nor take the request on
-            # the way: there only `!antwort` writes to a request, and the reply is ignored.
-            log.info("reply to request %s in a group room ignored (only !antwort there)", number)
+            # the way: there only `!antwort` writes to a request. The requester, whose
+            # addition it most likely is, is told so; anyone else's reply is ignored.
+            ticket = await store.get_ticket(ctx.conn, number)
+            if ticket is not None and ctx.sender == ticket.requester:
+                ctx.reply(ctx.t("tickets.reply.room_hint", number=number, prefix=self._prefix(ctx)))
+            else:
+                log.info("reply to request %s in a group room ignored", number)
             return True
         await self._write_to(ctx, number, ctx.incoming.body.strip())
         return True
@@ -465,7 +475,7 @@ class TicketsFeature(Feature):
 
         def to_team(hint: str) -> OutMessage:
             lines = [t("tickets.reply.to_team", **params), quote(text), t(hint, **params)]
-            return OutMessage("\n\n".join(lines), meta=ticket_meta(ticket, "reply"))
+            return OutMessage("\n\n".join(lines), meta=ticket_meta(ticket, "reply", replyable=True))
 
         # A department room gets the command only: replies are taken in direct chats alone.
         in_room = to_team("tickets.reply.team_hint_room")
@@ -474,7 +484,10 @@ class TicketsFeature(Feature):
             for envelope in self._current_team(ctx, ticket, to_team("tickets.reply.team_hint"))
         ]
         self._send_all(ctx, envelopes)
-        ctx.reply(t("tickets.reply.sent_requester", **params), **ticket_meta(ticket, "reply"))
+        ctx.reply(
+            t("tickets.reply.sent_requester", **params),
+            **ticket_meta(ticket, "reply", replyable=True),
+        )
 
     async def _team_answer(self, ctx: Context, ticket: Ticket, text: str) -> None:
         """A pilot's answer goes to the requester; answering an untaken ticket takes it."""
@@ -505,7 +518,7 @@ class TicketsFeature(Feature):
                         t("tickets.reply.requester_hint", **params),
                     ]
                 ),
-                meta=ticket_meta(ticket, "reply"),
+                meta=ticket_meta(ticket, "reply", replyable=True),
             ),
         )
         ctx.reply(t("tickets.reply.sent_team", **params), **ticket_meta(ticket, "reply"))
@@ -669,8 +682,10 @@ class TicketsFeature(Feature):
         t = ctx.t
         params = {**self._params(ctx, ticket), "who": escape(ctx.sender)}
         meta = ticket_meta(ticket, "claimed")
+        to_requester = ticket_meta(ticket, "claimed", replyable=True)
         ctx.send_to_user(
-            ticket.requester, OutMessage(t("tickets.claimed.requester", **params), meta=meta)
+            ticket.requester,
+            OutMessage(t("tickets.claimed.requester", **params), meta=to_requester),
         )
         if previous and previous != ctx.sender:
             ctx.send_to_user(
@@ -712,7 +727,10 @@ class TicketsFeature(Feature):
             parts.append(quote(text))
         if days:
             parts.append(t("tickets.resolved.reopen_hint", **params))
-        ctx.send_to_user(ticket.requester, OutMessage("\n\n".join(parts), meta=meta))
+        ctx.send_to_user(
+            ticket.requester,
+            OutMessage("\n\n".join(parts), meta=ticket_meta(ticket, "resolved", replyable=True)),
+        )
         if ticket.assignee and ticket.assignee != ctx.sender:
             ctx.send_to_user(
                 ticket.assignee, OutMessage(t("tickets.resolved.assignee", **params), meta=meta)
@@ -792,7 +810,10 @@ class TicketsFeature(Feature):
         params = self._params(ctx, ticket)
         meta = ticket_meta(ticket, "transferred")
         key = "tickets.transferred." + ("requester" if ticket.assignee else "requester_queued")
-        ctx.send_to_user(ticket.requester, OutMessage(t(key, **params), meta=meta))
+        ctx.send_to_user(
+            ticket.requester,
+            OutMessage(t(key, **params), meta=ticket_meta(ticket, "transferred", replyable=True)),
+        )
         if previous_assignee and previous_assignee not in (ctx.sender, ticket.assignee):
             ctx.send_to_user(
                 previous_assignee,

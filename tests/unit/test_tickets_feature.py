@@ -380,6 +380,7 @@ async def test_uncertain_request_goes_to_triage_then_transfer(env: Env) -> None:
         "department": "personal",
         "assignee": HR,
         "event": "transferred",
+        "replyable": True,  # the pilot's notice with the requester's words
     }
     assert "Reisekosten sind Personalsache" in pilot.text
     assert only(out, target=ANNA).ticket["event"] == "transferred"
@@ -787,7 +788,7 @@ async def test_a_reply_to_a_pilots_question_goes_to_the_request(env: Env) -> Non
     out = await env.say(ANNA, "Ein HP LaserJet,\nim 2. Stock", reply_to=question.event_id)
     relayed = only(out, target=LOTSIN)
     assert relayed.ticket == {"id": 1, "status": "claimed", "department": "it",
-                              "assignee": LOTSIN, "event": "reply"}  # fmt: skip
+                              "assignee": LOTSIN, "event": "reply", "replyable": True}  # fmt: skip
     assert "im 2. Stock" in relayed.text and "auf diese Nachricht" in relayed.text
     confirmation = reply_to(out, ANNA)
     assert confirmation.ticket["event"] == "reply" and "Anfrage **#1**" in confirmation.text
@@ -850,6 +851,12 @@ async def test_a_reply_by_someone_else_is_refused_like_the_command(env: Env) -> 
     assert out == []
     typed = only(await env.say(BERT, "!antwort 1 Bei mir auch!", GROUP, direct=False), target=GROUP)
     assert typed.error == "permission_denied" and "Drucker" not in typed.text
+    # The confirmation in the room names the command only; the requester's own reply there
+    # is not lost silently: she is told how to add it.
+    assert "einfach auf diese Nachricht" not in created.text and "!antwort 1" in created.text
+    out = await env.say(ANNA, "Modell HP", GROUP, direct=False, mentions_bot=True,
+                        reply_to=created.event_id)  # fmt: skip
+    assert "!antwort 1 <Text>" in only(out, target=GROUP).text
     # A pilot of another department, who knows the message's id somehow: refused as well.
     out = await env.say(HR, "Bei mir auch!", reply_to=created.event_id)
     assert reply_to(out, HR).error == "permission_denied"
@@ -858,15 +865,21 @@ async def test_a_reply_by_someone_else_is_refused_like_the_command(env: Env) -> 
 
 
 async def test_a_reply_to_a_closed_request_gets_the_commands_error(env: Env) -> None:
-    await env.say(ANNA, f"!anfrage {IT_TEXT}")
+    notice = only(await env.say(ANNA, f"!anfrage {IT_TEXT}"), target=LOTSIN)
     out = await env.say(LOTSIN, "!erledigt 1 Toner getauscht")
     resolved, confirmation = only(out, target=ANNA), reply_to(out, LOTSIN)
     await env.deliver()
     out = await env.say(ANNA, "Geht doch wieder nicht", reply_to=resolved.event_id)
     assert reply_to(out, ANNA).error == "conflict" and "wiedereröffnen 1" in out[0].text
-    out = await env.say(LOTSIN, "Noch ein Hinweis", reply_to=confirmation.event_id)
+    # The pilot's notice invited replies: one now gets the command's error.
+    out = await env.say(LOTSIN, "Noch ein Hinweis", reply_to=notice.event_id)
     assert reply_to(out, LOTSIN).error == "conflict"
     assert as_seen(out) == as_seen(await env.say(LOTSIN, "!antwort 1 Noch ein Hinweis"))
+    # A confirmation of the pilot's own command invites none: "danke" there is no message
+    # to the requester (handled as an ordinary message, here "not understood").
+    out = await env.say(LOTSIN, "Danke!", reply_to=confirmation.event_id)
+    not_for_ticket = reply_to(out, LOTSIN)
+    assert not_for_ticket.ticket == {} and not_for_ticket.error is None
 
 
 async def test_a_reply_retried_after_a_failed_transaction_counts_once(
@@ -919,7 +932,10 @@ async def test_the_message_mapping_outlives_the_outbox_and_goes_with_the_request
     await env.deliver()
     await env.services.db.execute("DELETE FROM outbox WHERE dedup_key = 'kaputt'")
     kept = await conn.execute_fetchall("SELECT event_id, ticket_id FROM ticket_messages")
-    assert sorted(tuple(row) for row in kept) == sorted((m.event_id, 1) for m in created)
+    # The requester's confirmation and the pilot's notice; not the department room's copy.
+    invited = [m for m in created if m.ticket.get("replyable")]
+    assert len(invited) == 2 and IT_ROOM not in {m.target for m in invited}
+    assert sorted(tuple(row) for row in kept) == sorted((m.event_id, 1) for m in invited)
     # The outbox is purged after a while; a reply to the old notice still finds the request.
     ids = [m.row_id for m in created]
     await env.services.db.execute(f"DELETE FROM outbox WHERE id IN ({', '.join('?' * len(ids))})",
@@ -930,7 +946,13 @@ async def test_the_message_mapping_outlives_the_outbox_and_goes_with_the_request
 
     data = TicketsData()
     export = await data.export_person(conn, ANNA)
-    assert export["requests"][0]["bot_messages"] == [m.event_id for m in created]
+    # Kept so far: the two of the request's creation and the requester's copy of the answer.
+    answer = only(out, target=ANNA)
+    await env.deliver()
+    expected = [m.event_id for m in invited] + [answer.event_id]
+    assert export["requests"][0]["bot_messages"] == expected[:2]
+    export = await data.export_person(conn, ANNA)
+    assert export["requests"][0]["bot_messages"] == expected
     await env.say(LOTSIN, "!erledigt 1")
     async with env.services.db.transaction() as tx:
         await data.erase_person(tx, ANNA, env.clock.now())

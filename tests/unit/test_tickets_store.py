@@ -6,6 +6,7 @@ import json
 import shutil
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from lotsenbot.core.roles import Person
 from lotsenbot.core.types import Role
@@ -334,9 +335,11 @@ async def deliver(db: Database, key: str, event_id: str, content: str) -> None:
     )
 
 
-def about(ticket_id: int | str) -> str:
-    return json.dumps({"markdown": "Neue Anfrage", "meta": {"de.lotsenbot.ticket": {
-        "id": ticket_id, "status": "assigned", "event": "assigned"}}})  # fmt: skip
+def about(ticket_id: int | str, *, replyable: bool = True) -> str:
+    meta: dict[str, Any] = {"id": ticket_id, "status": "assigned", "event": "assigned"}
+    if replyable:
+        meta["replyable"] = True
+    return json.dumps({"markdown": "Neue Anfrage", "meta": {"de.lotsenbot.ticket": meta}})
 
 
 async def test_delivered_messages_about_a_ticket_are_found_by_their_event_id(
@@ -347,19 +350,21 @@ async def test_delivered_messages_about_a_ticket_are_found_by_their_event_id(
     await deliver(db, "b", "$faq", json.dumps({"markdown": "x", "meta": {"de.lotsenbot.faq": {}}}))
     await deliver(db, "c", "$kaputt", "kein JSON")  # the sender's update must not fail
     await deliver(db, "d", "$fremd", about(999))  # no such ticket
+    # A confirmation or coordinators' notice invites no reply: not kept.
+    await deliver(db, "e", "$bestaetigung", about(ticket_id, replyable=False))
     found = {e: await store.ticket_for_message(db.conn, e)
-             for e in ("$notiz", "$faq", "$kaputt", "$fremd", "$nie")}  # fmt: skip
+             for e in ("$notiz", "$faq", "$kaputt", "$fremd", "$bestaetigung", "$nie")}  # fmt: skip
     assert found == {"$notiz": ticket_id, "$faq": None, "$kaputt": None, "$fremd": None,
-                     "$nie": None}  # fmt: skip
+                     "$bestaetigung": None, "$nie": None}  # fmt: skip
     sent = await db.fetchall("SELECT status FROM outbox ORDER BY id")
-    assert [row["status"] for row in sent] == ["sent"] * 4
+    assert [row["status"] for row in sent] == ["sent"] * 5
 
 
-async def test_messages_delivered_before_the_mapping_existed_are_taken_over(
+async def test_messages_delivered_before_the_mapping_existed_are_not_taken_over(
     tmp_path: Path,
 ) -> None:
-    """Migration 0011 copies what the outbox still holds, so replies to messages sent
-    before the update also reach their request."""
+    """Messages sent before migration 0011 carry no "replyable" mark, so nothing older is
+    recorded (a reply to them is handled as before), and the migration fails on no row."""
     earlier = tmp_path / "bis-0010"
     earlier.mkdir()
     for migration in sorted(MIGRATIONS_DIR.glob("*.sql")):
@@ -370,14 +375,11 @@ async def test_messages_delivered_before_the_mapping_existed_are_taken_over(
     try:
         await migrate(database, earlier)
         ticket_id = await new_ticket(database, assignee=PILOT_A)
-        await deliver(database, "a", "$vorher", about(ticket_id))
+        await deliver(database, "a", "$vorher", about(ticket_id, replyable=False))
         await deliver(database, "b", "$kaputt", "kein JSON")
-        await database.execute("INSERT INTO outbox (dedup_key, target_kind, target, content,"
-                               " next_attempt_at, created_at) VALUES ('c', 'user', 'x', ?, ?, ?)",
-                               (about(ticket_id), NOW.isoformat(), NOW.isoformat()))  # fmt: skip
         assert await migrate(database) == [11]
-        assert await store.ticket_for_message(database.conn, "$vorher") == ticket_id
-        rows = await database.fetchall("SELECT event_id FROM ticket_messages")
-        assert [row["event_id"] for row in rows] == ["$vorher"]  # not the one still waiting
+        assert await database.fetchall("SELECT event_id FROM ticket_messages") == []
+        await deliver(database, "c", "$nachher", about(ticket_id))
+        assert await store.ticket_for_message(database.conn, "$nachher") == ticket_id
     finally:
         await database.close()
