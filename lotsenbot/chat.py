@@ -51,6 +51,7 @@ TEXTE: dict[str, str] = {
         "Befehle dieses Terminal-Clients:\n"
         "  /hilfe            diese Übersicht\n"
         "  /react N 👍        auf die N-letzte Nachricht des Bots reagieren (N=1: die neueste)\n"
+        "  /antworte N Text  auf die N-letzte Nachricht des Bots antworten (Antwortfunktion)\n"
         "  /room             beigetretene Räume auflisten\n"
         "  /quit             beenden (ebenso Strg+C oder Strg+D)\n"
         "Eine Zeile, die mit \\ endet, wird in der nächsten Zeile fortgesetzt.\n"
@@ -69,6 +70,8 @@ TEXTE: dict[str, str] = {
     "react_nutzung": "Nutzung: /react N EMOJI, z. B. /react 1 👍",
     "react_keine": "Es gibt keine {n}-letzte Nachricht des Bots (bisher {anzahl}).",
     "react_ok": "Reaktion {key} auf: {auszug}",
+    "antwort_nutzung": "Nutzung: /antworte N TEXT, z. B. /antworte 1 Es ist ein HP-Drucker.",
+    "antwort_ok": "Antwort auf: {auszug}",
     "raeume_kopf": "Beigetretene Räume:",
     "raum_zeile": "  {markierung} {name}  ({room_id}, {anzahl} Mitglieder)",
     "unbekannt": "Unbekannter Befehl {befehl}. /hilfe zeigt die Befehle.",
@@ -89,7 +92,7 @@ SYNC_TIMEOUT_MS = 30_000
 class Command:
     """A parsed input line: either text to send or a client command with its argument."""
 
-    name: str  # "send", "quit", "help", "react", "rooms", "unknown", "empty"
+    name: str  # "send", "quit", "help", "react", "reply", "rooms", "unknown", "empty"
     text: str = ""
 
 
@@ -113,6 +116,8 @@ def parse_command(line: str) -> Command:
         return Command("help")
     if word == "/react":
         return Command("react", rest.strip())
+    if word in ("/antworte", "/antwort", "/reply"):
+        return Command("reply", rest.strip())
     if word in ("/room", "/rooms", "/raeume", "/räume"):
         return Command("rooms")
     return Command("unknown", word)
@@ -164,7 +169,7 @@ def _start_line_reader(
 
 @dataclass
 class BotMessage:
-    """A message from the bot, remembered so `/react N` can find it (in any room)."""
+    """A message from the bot, remembered so `/react N` and `/antworte N` find it (any room)."""
 
     room_id: str
     event_id: str
@@ -329,6 +334,8 @@ class ChatSession:
             await self.send_text(command.text)
         elif command.name == "react":
             await self.react(command.text)
+        elif command.name == "reply":
+            await self.reply(command.text)
         elif command.name == "rooms":
             self.list_rooms()
         elif command.name == "unknown":
@@ -346,17 +353,24 @@ class ChatSession:
         if isinstance(response, RoomSendError):
             self.show(TEXTE["senden_fehler"].format(fehler=response.message))
 
-    async def react(self, argument: str) -> None:
-        number, _, key = argument.partition(" ")
-        key = key.strip()
-        if not number.isdigit() or int(number) < 1 or not key:
-            self.show(TEXTE["react_nutzung"])
-            return
+    def _recent(self, argument: str, usage: str) -> tuple[BotMessage, str] | None:
+        """The N-last bot message named by ``N rest`` and the rest, or None (and why)."""
+        number, _, rest = argument.partition(" ")
+        rest = rest.strip()
+        if not number.isdigit() or int(number) < 1 or not rest:
+            self.show(TEXTE[usage])
+            return None
         n = int(number)
         if n > len(self.bot_messages):
             self.show(TEXTE["react_keine"].format(n=n, anzahl=len(self.bot_messages)))
+            return None
+        return self.bot_messages[-n], rest
+
+    async def react(self, argument: str) -> None:
+        found = self._recent(argument, "react_nutzung")
+        if found is None:
             return
-        target = self.bot_messages[-n]
+        target, key = found
         content = {
             "m.relates_to": {"rel_type": "m.annotation", "event_id": target.event_id, "key": key}
         }
@@ -366,8 +380,27 @@ class ChatSession:
         if isinstance(response, RoomSendError):
             self.show(TEXTE["senden_fehler"].format(fehler=response.message))
             return
-        excerpt = target.body.splitlines()[0][:60] if target.body else ""
-        self.show(TEXTE["react_ok"].format(key=key, auszug=excerpt))
+        self.show(TEXTE["react_ok"].format(key=key, auszug=_excerpt(target)))
+
+    async def reply(self, argument: str) -> None:
+        """Answer a bot message with the reply relation, as Element's "Antworten" does (no
+        quoted fallback: the Matrix spec dropped it, and the bot strips it anyway)."""
+        found = self._recent(argument, "antwort_nutzung")
+        if found is None:
+            return
+        target, text = found
+        content = {
+            "msgtype": "m.text",
+            "body": text,
+            "m.relates_to": {"m.in_reply_to": {"event_id": target.event_id}},
+        }
+        response = await self.client.room_send(
+            target.room_id, "m.room.message", content, ignore_unverified_devices=True
+        )
+        if isinstance(response, RoomSendError):
+            self.show(TEXTE["senden_fehler"].format(fehler=response.message))
+            return
+        self.show(TEXTE["antwort_ok"].format(auszug=_excerpt(target)))
 
     def list_rooms(self) -> None:
         self.show(TEXTE["raeume_kopf"])
@@ -543,3 +576,7 @@ def _is_tty(stream: TextIO) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def _excerpt(message: BotMessage) -> str:
+    return message.body.splitlines()[0][:60] if message.body else ""

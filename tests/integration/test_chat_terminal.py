@@ -126,6 +126,13 @@ async def test_chat_round_trip_reaction_and_reuse_of_the_dm(
 
         term.type("/react 9 👍")
         await term.screen.wait_for("keine 9-letzte Nachricht")
+        bot.mark()
+        term.type("/antworte 2 Danke für die Hilfe")
+        reply = await bot.wait_for_message(room_id=room_id, sender=person.user_id)
+        assert reply.body == "Danke für die Hilfe"
+        assert reply.content["m.relates_to"] == {"m.in_reply_to": {"event_id": answer_id}}
+        term.type("/antworte 1")
+        await term.screen.wait_for("Nutzung: /antworte N TEXT")
         term.type("/room")
         await term.screen.wait_for("  * ")
         assert room_id in term.screen.text.split("Beigetretene Räume:")[-1]

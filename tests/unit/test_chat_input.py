@@ -18,6 +18,8 @@ from lotsenbot.chat import TEXTE, Command, LineJoiner, parse_command
         ("/hilfe", Command("help")),
         ("/help", Command("help")),
         ("/react 2 👍", Command("react", "2 👍")),
+        ("/antworte 1 Es ist ein HP", Command("reply", "1 Es ist ein HP")),
+        ("/reply 2 ok", Command("reply", "2 ok")),
         ("/room", Command("rooms")),
         ("/rooms", Command("rooms")),
         ("/unsinn x", Command("unknown", "/unsinn")),
@@ -50,5 +52,5 @@ def test_multiline_input_is_sent_as_one_message() -> None:
 
 
 def test_help_mentions_every_client_command() -> None:
-    for command in ("/hilfe", "/react", "/room", "/quit"):
+    for command in ("/hilfe", "/react", "/antworte", "/room", "/quit"):
         assert command in TEXTE["hilfe"]
