@@ -402,3 +402,10 @@ async def test_an_event_older_than_a_known_rename_does_not_undo_it(env: Env) -> 
     assert await env.name_of(ANNA) == "Anna Meyer"
     await env.say(ANNA, "!anfragen", "Anna Meyer-Schmidt", sent=now + timedelta(seconds=1))
     assert await env.name_of(ANNA) == "Anna Meyer-Schmidt"
+
+
+async def test_erasure_removes_the_name_and_does_not_learn_it_again(env: Env) -> None:
+    await env.say(ANNA, "!anfragen", "Anna Schmidt")
+    await env.say(ANNA, "!daten-löschen", "Anna Schmidt")
+    await env.say(ANNA, "!daten-löschen bestätigen", "Anna Schmidt")
+    assert await env.name_of(ANNA) is None
