@@ -380,6 +380,16 @@ async def env(db: Database) -> AsyncIterator[Env]:
         environment.services.scheduler.shutdown(wait=False)
 
 
+async def test_the_senders_name_is_in_the_first_notice_about_their_request(env: Env) -> None:
+    out = await env.say(CARLA, f"!anfrage {IT_TEXT}", "Carla Beispiel")
+    notice = [text for target, text in out if target == LOTSIN]
+    assert len(notice) == 1 and f"von Carla Beispiel ({CARLA})" in notice[0]
+    assert await env.name_of(CARLA) == "Carla Beispiel"
+    # A rename reaches the next message.
+    out = await env.say(CARLA, f"!anfrage {IT_TEXT}", "Carla Neu")
+    assert any(f"von Carla Neu ({CARLA})" in text for target, text in out if target == LOTSIN)
+
+
 async def test_group_chatter_is_not_recorded_but_a_known_persons_rename_is(env: Env) -> None:
     group = "!flur:stadt.de"
     assert await env.say(ANNA, "Kaffee?", "Anna Schmidt", direct=False, room=group) == []

@@ -24,6 +24,7 @@ from lotsenbot.core.clock import Clock, iso
 from lotsenbot.core.dispatch import Dispatcher
 from lotsenbot.core.errors import BadArguments
 from lotsenbot.core.inbox import Inbox
+from lotsenbot.core.markdown import escape
 from lotsenbot.core.names import person_label
 from lotsenbot.core.outbox import Outbox
 from lotsenbot.core.personal_data import ERASED, ErasureReport
@@ -545,10 +546,11 @@ class Harness:
         self.dispatcher = Dispatcher(self.services, [self.feature.router], self.inbox)
         self.db = db
 
-    async def say(self, sender: str, body: str, room: str = DM_ANNA, direct: bool = True) -> Any:
+    async def say(self, sender: str, body: str, room: str = DM_ANNA, direct: bool = True,
+                  name: str | None = None) -> Any:  # fmt: skip
         number = next(_ids)
         event = Incoming(f"$m{number}", room, sender, "message", body, is_direct=direct,
-                         origin_ts=1_800_000_000_000 + number)  # fmt: skip
+                         origin_ts=1_800_000_000_000 + number, sender_name=name)  # fmt: skip
         async with self.db.transaction() as conn:
             await self.inbox.accept(conn, [event], self.clock.now())
         await self.dispatcher.handle(event)
@@ -616,6 +618,24 @@ async def test_commands_export_erase_protocol_and_roles(db: Database) -> None:
     assert (note["target_kind"], note["attachment"]) == ("room", None)
     assert (private["target_kind"], private["target"]) == ("user", KOORD)
     assert bytes(private["attachment"]).startswith(b"\x89PNG")
+
+
+async def test_the_audit_log_and_the_per_person_report_name_people(db: Database) -> None:
+    h = Harness(db, make_config({"per_person_stats": True}))
+    await _two_departments(db)
+    await db.execute("INSERT INTO display_names VALUES (?, 'Lena Lotsin', 'member', ?)",
+                     (LOTSIN, ago(days=1)))  # fmt: skip
+    await h.say(ANNA, "!meine-daten", name="Anna Schmidt")
+    [log] = await h.say(KOORD, "!protokoll 1", room="!dm-koord:stadt.de", name="Kim Koord")
+    text = json.loads(log["content"])["markdown"]
+    anna = person_label(ANNA, "Anna Schmidt")
+    action = escape(Catalogue("de")("privacy.action.privacy.export"))
+    assert f"– {anna} – {action} – Betreff: {anna}" in text
+    assert meta(log)["entries"][0]["actor"] == ANNA  # the metadata keeps the Matrix ID
+    [report] = await h.say(KOORD, "!bericht 7 Tage", room="!dm-koord:stadt.de")
+    text = json.loads(report["content"])["markdown"]
+    assert f"- {person_label(LOTSIN, 'Lena Lotsin')}: 2 Antworten" in text
+    assert f"- {person_label(HR)}: 1 Antworten" in text  # no name known: the Matrix ID
 
 
 async def test_the_report_chart_is_drawn_outside_the_write_transaction(
