@@ -19,6 +19,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from lotsenbot.announcements import AnnouncementsFeature
 from lotsenbot.config import Config
+from lotsenbot.core import names
 from lotsenbot.core.clock import Clock, iso
 from lotsenbot.core.dispatch import Dispatcher, TransientError
 from lotsenbot.core.feature import Feature
@@ -27,6 +28,7 @@ from lotsenbot.core.outbox import Outbox, backoff
 from lotsenbot.core.services import Services
 from lotsenbot.core.types import Incoming
 from lotsenbot.faq.feature import FaqFeature
+from lotsenbot.matrix.names import NameLookups
 from lotsenbot.matrix.sender import Sender
 from lotsenbot.matrix.transport import MatrixTransport, SyncBatch
 from lotsenbot.meetups.feature import MeetupsFeature
@@ -70,6 +72,7 @@ class App:
         self.features = list(features) if features is not None else default_features()
         self.transport: MatrixTransport | None = None
         self.sender: Sender | None = None
+        self.name_lookups: NameLookups | None = None
         self.dispatcher: Dispatcher | None = None
         self.services: Services | None = None
         self.first_start_ms = 0
@@ -104,6 +107,12 @@ class App:
             self.transport.remember_direct(row["room_id"])
         await self.transport.login()
         self.sender = Sender(self.db, self.outbox, self.transport, self.clock.now)
+        roles, bot_id = self.services.roles, self.config.matrix.user_id
+        self.name_lookups = NameLookups(
+            self.transport, self.db, self.services.names, self.clock.now,
+            may_ask=lambda user_id: user_id != bot_id and roles.is_allowed(user_id),
+        )  # fmt: skip
+        await self.name_lookups.want_team(roles.team())
         self.scheduler.start()
         from lotsenbot.privacy.metrics import start_metrics  # [metrics] listener, if configured
 
@@ -112,17 +121,26 @@ class App:
     async def run(self) -> None:
         """Run until stop() is called or the access token stops working."""
         assert self.transport is not None and self.sender is not None
+        assert self.name_lookups is not None
         token_row = await self.db.fetchone("SELECT value FROM meta WHERE key = 'sync_token'")
         since = token_row["value"] if token_row else None
         self._tasks = [
             asyncio.create_task(self._inbox_pump(), name="inbox"),
             asyncio.create_task(self.sender.run(), name="sender"),
+            asyncio.create_task(self._look_up_names(), name="names"),
         ]
         sync = asyncio.create_task(self.transport.sync_forever(since, self._on_batch), name="sync")
         try:
             await sync
         finally:
             await self._shutdown()
+
+    async def _look_up_names(self) -> None:
+        """Display names in the background, from the first completed sync on: by then nio
+        knows the rooms, and most names need no request of their own."""
+        assert self.name_lookups is not None
+        await self.ready.wait()
+        await self.name_lookups.run()
 
     def stop(self) -> None:
         """Stop taking new work; run() then finishes what is in flight and returns."""
@@ -150,6 +168,8 @@ class App:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self.sender.drain_once(), timeout=2.0)
             self.sender.stop()
+        if self.name_lookups is not None:
+            self.name_lookups.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -208,6 +228,9 @@ class App:
                             " ON CONFLICT (user_id) DO NOTHING",
                             (other, room_id, iso(now)),
                         )
+                # Renames keep known names current; nobody else in the rooms is recorded.
+                renamed = {u: n for u, n in batch.names.items() if roles.is_allowed(u)}
+                await names.learn_renames(conn, renamed, now, keep_new=roles.is_team)
                 for room_id in batch.left_rooms:
                     self.transport.forget_direct(room_id)
                     await conn.execute("DELETE FROM dm_rooms WHERE room_id = ?", (room_id,))

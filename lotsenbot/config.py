@@ -285,7 +285,8 @@ class PrivacyConfig(_Section):
     signups_days: int = Field(default=180, ge=1)
     delivery_records_days: int = Field(default=30, ge=1)
     handled_events_days: int = Field(default=30, ge=1)
-    # People who have not written for this long: their user record (department, language).
+    # People who have not written for this long: their user record (department, language);
+    # also display names the homeserver has not confirmed for as long (display_names).
     inactive_users_days: int = Field(default=365, ge=1)
     # Audit entries are evidence of privileged actions and of data-subject requests.
     audit_log_days: int = Field(default=730, ge=1)

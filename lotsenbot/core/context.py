@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import aiosqlite
 
 from lotsenbot.core.clock import iso
+from lotsenbot.core.names import PersonNames
 from lotsenbot.core.outbox import Envelope
 from lotsenbot.core.roles import Person
 from lotsenbot.core.types import Incoming, OutMessage
@@ -32,6 +33,7 @@ class Context:
     services: Services
     outgoing: list[Envelope] = field(default_factory=list)
     prepared: Any = None  # the command's prepare result, if it declared one and it worked
+    _names: PersonNames | None = field(default=None, init=False, repr=False)
 
     @property
     def sender(self) -> str:
@@ -40,6 +42,13 @@ class Context:
     @property
     def room_id(self) -> str:
         return self.incoming.room_id
+
+    @property
+    def names(self) -> PersonNames:
+        """How to show people in this event's messages: ``await ctx.names.label(user_id)``."""
+        if self._names is None:
+            self._names = self.services.names.on(self.conn, self.now)
+        return self._names
 
     def _mentions_for_reply(self) -> tuple[str, ...]:
         # In a group room the answer names its asker; in a direct chat nobody needs a ping.

@@ -13,12 +13,13 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 
+from lotsenbot.core import names
 from lotsenbot.core.clock import iso
 from lotsenbot.core.context import Context
 from lotsenbot.core.errors import PermissionDenied, UserError
@@ -70,6 +71,7 @@ class Dispatcher:
                 error: str | None = None
                 if person is not None:
                     await self._touch_user(ctx)
+                    newly_named = await self._learn_name(ctx)
                     await conn.execute("SAVEPOINT handler")
                     try:
                         handled = await self._route(ctx)
@@ -88,6 +90,10 @@ class Dispatcher:
                         self._error_reply(ctx, "internal", "core.error.internal", {})
                         status, error = "failed", type(exc).__name__
                     await conn.execute("RELEASE handler")
+                    if status == "ignored" and newly_named:
+                        # Colleagues talking in a group room, not to the bot: their names
+                        # are none of its business (a known person's rename still counts).
+                        await names.forget(conn, incoming.sender)
                 for number, envelope in enumerate(ctx.outgoing):
                     key = f"evt:{incoming.event_id}:{number}"
                     await services.outbox.enqueue(conn, key, envelope)
@@ -126,6 +132,23 @@ class Dispatcher:
             " ON CONFLICT (user_id) DO UPDATE SET last_seen = excluded.last_seen",
             (ctx.sender, iso(ctx.now), iso(ctx.now)),
         )
+
+    async def _learn_name(self, ctx: Context) -> bool:
+        """Record the sender's display name before the handler runs, so that its messages
+        already show it ("Neue Anfrage #3 von Carla Beispiel (@carla:…)"). True if the
+        person was not listed before."""
+        incoming = ctx.incoming
+        if incoming.sender_name is None:
+            return False
+        stored = (await names.stored_names(ctx.conn, [incoming.sender])).get(incoming.sender)
+        sent = (datetime.fromtimestamp(incoming.origin_ts / 1000, UTC) if incoming.origin_ts
+                else ctx.now)  # fmt: skip
+        if stored is not None and stored.learned_at > iso(sent):
+            # Learned after this event was sent (a rename from a later sync, while this
+            # event waited for a retry): that name is the newer one.
+            return False
+        await names.learn(ctx.conn, incoming.sender, incoming.sender_name, "event", ctx.now)
+        return stored is None
 
     async def _route(self, ctx: Context) -> bool:
         incoming = ctx.incoming

@@ -59,3 +59,10 @@ class Roles:
 
     def pilots(self) -> list[str]:
         return sorted(self._pilot_of)
+
+    def is_team(self, user_id: str) -> bool:
+        """A configured pilot or coordinator: the people the bot names most often."""
+        return user_id in self._pilot_of or user_id in self._coordinators
+
+    def team(self) -> list[str]:
+        return sorted(set(self._pilot_of) | self._coordinators)

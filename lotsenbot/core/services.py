@@ -9,6 +9,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from lotsenbot.config import Config
 from lotsenbot.core.clock import Clock
+from lotsenbot.core.names import NameDirectory
 from lotsenbot.core.outbox import Outbox
 from lotsenbot.core.roles import Roles
 from lotsenbot.storage.db import Database
@@ -29,6 +30,8 @@ class Services:
     scheduler: AsyncIOScheduler
     bot_user_id: str
     features: dict[str, Feature] = field(default_factory=dict)
+    # Display names of people, for every message that shows one (lotsenbot.core.names).
+    names: NameDirectory = field(default_factory=NameDirectory)
 
     @classmethod
     def create(

@@ -39,6 +39,9 @@ class Incoming:
     answers: tuple[str, ...] = ()  # poll answer ids
     origin_ts: int = 0  # ms since the epoch
     encrypted: bool = False
+    # The sender's display name in the room, as the homeserver has it: None when the
+    # transport does not know it, "" when the person has set none.
+    sender_name: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)

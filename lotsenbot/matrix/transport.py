@@ -21,7 +21,7 @@ import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from nio import (
     JoinError,
     LoginResponse,
     MegolmEvent,
+    ProfileGetDisplayNameResponse,
     RoomCreateError,
     RoomMemberEvent,
     RoomMessagesResponse,
@@ -101,6 +102,8 @@ class SyncBatch:
     invites: list[Invite]
     left_rooms: list[str]
     direct_rooms: dict[str, str]  # room_id -> the other member, for 1:1 rooms seen in the batch
+    # Display names in membership events of the batch ("" for none), the latest per person.
+    names: dict[str, str] = field(default_factory=dict)
 
 
 # Returns True once the batch is stored, False if the bot stopped before it could be (then
@@ -477,6 +480,7 @@ class MatrixTransport:
         sync's own ones are found by :meth:`_undecrypted`); both are kept for a retry."""
         events: list[Incoming] = []
         direct: dict[str, str] = {}
+        names: dict[str, str] = {}
         gap_undecrypted: list[tuple[str, MegolmEvent]] = []
         for room_id, info in response.rooms.join.items():
             other = self._direct_partner(room_id)
@@ -493,14 +497,59 @@ class MatrixTransport:
                     if isinstance(event, MegolmEvent) and event.sender != self.user_id
                 ]
                 timeline = [*gap, *timeline]
+            names.update(self._member_names([*info.state, *timeline]))
             for event in timeline:
                 incoming = self._incoming(room_id, event, is_direct)
                 if incoming is not None:
                     events.append(incoming)
         invites = [self._invite(room_id, info.invite_state)
                    for room_id, info in response.rooms.invite.items()]  # fmt: skip
-        batch = SyncBatch(response.next_batch, events, invites, list(response.rooms.leave), direct)
+        batch = SyncBatch(response.next_batch, events, invites, list(response.rooms.leave), direct,
+                          names)  # fmt: skip
         return batch, gap_undecrypted
+
+    def _member_names(self, events: list[Any]) -> dict[str, str]:
+        """Display names of people who joined or renamed themselves in these events (state
+        first, then timeline, so the latest wins); "" for a person without one."""
+        names: dict[str, str] = {}
+        for event in events:
+            if not isinstance(event, RoomMemberEvent) or event.membership != "join":
+                continue
+            user_id = event.state_key
+            if not isinstance(user_id, str) or user_id == self.user_id:
+                continue
+            content = event.content if isinstance(event.content, dict) else {}
+            name = content.get("displayname")
+            names[user_id] = name if isinstance(name, str) else ""
+        return names
+
+    def member_name(self, user_id: str) -> str | None:
+        """The display name ``user_id`` has in a room the bot shares with them, from what
+        the sync has already told nio (no request): their direct chat with the bot first.
+        "" if they have set none, None if the bot shares no room with them."""
+        rooms = sorted(self.client.rooms.values(),
+                       key=lambda room: room.room_id not in self.known_direct)  # fmt: skip
+        for room in rooms:
+            user = room.users.get(user_id)
+            if user is not None:  # an invitation carries the invitee's profile name, too
+                return user.display_name or ""
+        return None
+
+    async def profile_name(self, user_id: str, timeout: float = 10.0) -> str | None:
+        """The display name in the person's public profile ("" if they have set none or the
+        profile does not exist), or None if the homeserver did not answer (try later)."""
+        try:
+            response = await asyncio.wait_for(self.client.get_displayname(user_id), timeout)
+        except Exception as exc:  # timeouts, connection errors
+            log.debug("Anzeigename von %s nicht abgefragt: %s", user_id, exc)
+            return None
+        if isinstance(response, ProfileGetDisplayNameResponse):
+            return response.displayname or ""
+        code = getattr(response, "status_code", None)
+        if code in ("M_NOT_FOUND", "M_FORBIDDEN"):
+            return ""  # no such profile, or not shown to the bot: nothing to learn
+        log.debug("Anzeigename von %s nicht abgefragt: %s", user_id, response)
+        return None
 
     def remember_direct(self, room_id: str) -> None:
         """A room that is a direct chat: invited as one (``is_direct``) or created as one."""
@@ -558,6 +607,7 @@ class MatrixTransport:
             "is_direct": is_direct,
             "origin_ts": origin_ts if isinstance(origin_ts, int) else 0,
             "encrypted": encrypted,
+            "sender_name": self._sender_name(room_id, sender),
         }
         relates = content.get("m.relates_to")
         relates = relates if isinstance(relates, dict) else {}
@@ -611,6 +661,16 @@ class MatrixTransport:
             reply_to=replied_to(relates),
             **base,
         )
+
+    def _sender_name(self, room_id: str, sender: str) -> str | None:
+        """The sender's display name in the room as nio knows it after taking in the sync
+        (so the newest, should they have renamed themselves in the same batch); None if
+        nio does not know them there."""
+        room = self.client.rooms.get(room_id)
+        user = room.users.get(sender) if room is not None else None
+        if user is None:
+            return None
+        return user.display_name or ""
 
     def _mentions_me(self, content: dict[str, Any], body: str) -> bool:
         mentions = content.get("m.mentions")

@@ -513,13 +513,14 @@ class MeetupsFeature(Feature):
             "waitlisted": len(roster.waitlist),
         }
         if ctx.person.is_coordinator:
-            people = ", ".join(escape(p) for p in roster.confirmed) or "–"
+            await ctx.names.load([*roster.confirmed, *roster.waitlist])
+            people = await ctx.names.join(roster.confirmed) or "–"
             lines += [
                 "",
                 t("meetups.show.participants", count=len(roster.confirmed), people=people),
             ]
             if roster.waitlist:
-                waiting = ", ".join(escape(p) for p in roster.waitlist)
+                waiting = await ctx.names.join(roster.waitlist)
                 lines.append(t("meetups.show.waitlist", count=len(roster.waitlist), people=waiting))
             extra["participants"] = list(roster.confirmed)
             extra["waitlist"] = list(roster.waitlist)

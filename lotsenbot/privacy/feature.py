@@ -248,7 +248,8 @@ class PrivacyFeature(Feature):
         t = services.texts
         async with services.db.transaction() as conn:
             figures = await self._figures(conn, period, config, now)
-        message = await self._report_message(figures, period, t, config, week=week)
+            people = await self._people(conn, figures, now)
+        message = await self._report_message(figures, period, t, config, week=week, people=people)
         async with services.db.transaction() as conn:
             if config.bot.coordinator_room:
                 sent = await services.outbox.enqueue(
@@ -272,10 +273,12 @@ class PrivacyFeature(Feature):
         t: Catalogue,
         config: Config,
         week: str | None = None,
+        people: Mapping[str, str] | None = None,
     ) -> OutMessage:
         names = department_names(config)
         per_person = config.privacy.per_person_stats
-        text = reports.render_markdown(figures, period, t, names, config.bot.tz, per_person)
+        text = reports.render_markdown(figures, period, t, names, config.bot.tz, per_person,
+                                       people)  # fmt: skip
         if week is not None:
             text = t("privacy.report.weekly_intro", week=week) + "\n\n" + text
         png = await asyncio.to_thread(reports.render_chart, figures, period, t, names)
@@ -383,6 +386,9 @@ class PrivacyFeature(Feature):
                                                                   "entries": []}})  # fmt: skip
             return
         lines = [ctx.t("privacy.protokoll.heading", count=len(entries)), ""]
+        people = await ctx.names.labels(
+            [e.actor for e in entries] + [e.subject for e in entries if e.subject]
+        )
         for entry in entries:
             when = datetime.fromisoformat(entry.at.replace("Z", "+00:00")).astimezone(tz)
             details = json.dumps(entry.details, ensure_ascii=False) if entry.details else ""
@@ -392,8 +398,8 @@ class PrivacyFeature(Feature):
             action = ctx.t(action_key) if ctx.t.has(action_key) else entry.action
             key = "privacy.protokoll.line" if entry.subject else "privacy.protokoll.line_no_subject"
             lines.append(ctx.t(
-                key, when=when.strftime("%d.%m.%Y %H:%M"), actor=escape(entry.actor),
-                action=escape(action), subject=escape(entry.subject or ""),
+                key, when=when.strftime("%d.%m.%Y %H:%M"), actor=people[entry.actor],
+                action=escape(action), subject=people.get(entry.subject or "", ""),
             ) + (f" – `{details.replace('`', '')}`" if details else ""))  # fmt: skip
         meta = {META: {"action": "audit_log", "entries": [
             {"at": e.at, "actor": e.actor, "action": e.action, "subject": e.subject}
@@ -410,7 +416,20 @@ class PrivacyFeature(Feature):
         period = reports.parse_period(args, now, config.bot.tz)
         async with services.db.transaction() as conn:  # reads only, briefly
             figures = await self._figures(conn, period, config, now)
-        return period, figures, await self._report_message(figures, period, services.texts, config)
+            people = await self._people(conn, figures, now)
+        message = await self._report_message(figures, period, services.texts, config,
+                                             people=people)  # fmt: skip
+        return period, figures, message
+
+    async def _people(
+        self, conn: aiosqlite.Connection, figures: Mapping[str, Mapping[str, Any]], now: datetime
+    ) -> dict[str, str]:
+        """Labels of the people the per-person figures name (only when they are on)."""
+        assert self.services is not None
+        by_pilot = (figures.get("tickets") or {}).get("by_pilot") or {}
+        if not self.services.config.privacy.per_person_stats or not by_pilot:
+            return {}
+        return await self.services.names.on(conn, now).labels(by_pilot)
 
     async def _figures(
         self, conn: aiosqlite.Connection, period: reports.Period, config: Config, now: datetime
@@ -444,7 +463,8 @@ class PrivacyFeature(Feature):
         if prepared is not None and prepared[0] == period and prepared[1] == figures:
             message = prepared[2]
         else:
-            message = await self._report_message(figures, period, ctx.t, config)
+            people = await self._people(ctx.conn, figures, ctx.now)
+            message = await self._report_message(figures, period, ctx.t, config, people=people)
         await ctx.audit("privacy.report", None, {"since": iso(period.since),
                                                  "until": iso(period.until)})  # fmt: skip
         # The unanswered questions are staff's own words: not for everyone in a group room.

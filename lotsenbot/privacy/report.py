@@ -137,8 +137,11 @@ def render_markdown(
     departments: Mapping[str, str],
     tz: ZoneInfo,
     per_person: bool,
+    people: Mapping[str, str] | None = None,
 ) -> str:
-    """The report as Markdown; only sections of features that delivered figures."""
+    """The report as Markdown; only sections of features that delivered figures.
+    ``people`` are the labels (``PersonNames.labels``) of the people the per-person figures
+    name; anyone missing there is shown by Matrix ID."""
     lines = [t("privacy.report.heading", first=_date(period.first_day, t),
                last=_date(period.last_day, t)), ""]  # fmt: skip
     core = figures.get("core")
@@ -152,7 +155,7 @@ def render_markdown(
         lines.append("")
     tickets = figures.get("tickets")
     if tickets:
-        lines += _tickets_section(tickets, t, departments, per_person)
+        lines += _tickets_section(tickets, t, departments, per_person, people or {})
     faq = figures.get("faq")
     if faq:
         lines += _faq_section(faq, t)
@@ -169,7 +172,7 @@ def render_markdown(
 
 
 def _tickets_section(tickets: Mapping[str, Any], t: Catalogue, names: Mapping[str, str],
-                     per_person: bool) -> list[str]:  # fmt: skip
+                     per_person: bool, people: Mapping[str, str]) -> list[str]:  # fmt: skip
     requests: Mapping[str, int] = tickets.get("requests") or {}
     first: Mapping[str, float | None] = tickets.get("first_answer_median_s") or {}
     done: Mapping[str, float | None] = tickets.get("resolution_median_s") or {}
@@ -193,7 +196,7 @@ def _tickets_section(tickets: Mapping[str, Any], t: Catalogue, names: Mapping[st
     if per_person and by_person:
         lines += ["", t("privacy.report.by_pilot_title")]
         for user, counts in sorted(by_person.items()):
-            lines.append(t("privacy.report.by_pilot_line", user=escape(user),
+            lines.append(t("privacy.report.by_pilot_line", user=people.get(user) or escape(user),
                            answered=counts.get("answered", 0),
                            resolved=counts.get("resolved", 0)))  # fmt: skip
     lines.append("")

@@ -1,6 +1,7 @@
 """SQL of the privacy feature: the foundation tables' part in access, erasure and retention.
 
-The foundation (``0001_initial.sql``) stores people (``users``), their direct chats
+The foundation (``0001_initial.sql``) stores people (``users``; their display names in
+``display_names``, 0012), their direct chats
 (``dm_rooms``), every accepted event (``inbox``; message bodies are blanked once handled),
 every bot message (``outbox``), short conversational state (``pending_choices``) and the
 audit log. :class:`FoundationData` answers for these tables the way each feature answers
@@ -18,7 +19,9 @@ from typing import Any
 import aiosqlite
 
 from lotsenbot.config import PrivacyConfig
+from lotsenbot.core import names
 from lotsenbot.core.clock import iso
+from lotsenbot.core.markdown import escape
 from lotsenbot.core.personal_data import ERASED, ErasureReport
 
 BLANK_CONTENT = json.dumps({"markdown": "", "meta": {}, "mentions": [], "reply_to": None})
@@ -87,6 +90,11 @@ async def _messages_for(conn: aiosqlite.Connection, user_id: str) -> list[Any]:
     ]  # fmt: skip
 
 
+def _in_json(text: str) -> str:
+    """``text`` as it appears inside a JSON string (the outbox content)."""
+    return json.dumps(text, ensure_ascii=False)[1:-1]
+
+
 def _text_of(content: str) -> str:
     try:
         return str(json.loads(content).get("markdown", ""))
@@ -120,6 +128,7 @@ class FoundationData:
         )
         return {
             "person": dict(user[0]) if user else None,
+            "display_name": await names.export_name(conn, user_id),
             "direct_chat": dict(dm[0]) if dm else None,
             "events": [
                 {
@@ -157,6 +166,7 @@ class FoundationData:
         report = ErasureReport()
         report.count("person", await _changes(conn, "DELETE FROM users WHERE user_id = ?",
                                               (user_id,)))  # fmt: skip
+        report.count("display_name", await names.forget(conn, user_id))
         report.count(
             "pending_choices",
             await _changes(conn, "DELETE FROM pending_choices WHERE user_id = ?", (user_id,)),
@@ -177,11 +187,13 @@ class FoundationData:
             ),
         )
         # Everything that merely names the person (e.g. a request forwarded to pilots) loses
-        # its text, too, once delivered.
+        # its text, too, once delivered: their Matrix ID in the metadata, or in the text,
+        # where it stands escaped for Markdown, next to their display name.
         naming = await _rows(
             conn,
-            "SELECT id FROM outbox WHERE status != 'pending' AND instr(content, ?) > 0",
-            (user_id,),
+            "SELECT id FROM outbox WHERE status != 'pending'"
+            " AND (instr(content, ?) > 0 OR instr(content, ?) > 0)",
+            (user_id, _in_json(escape(user_id))),
         )
         done = sorted({m["id"] for m in messages if m["status"] != "pending"}
                       | {r["id"] for r in naming})  # fmt: skip
@@ -233,6 +245,10 @@ class FoundationData:
             "inactive_people": await _scalar(
                 conn, "SELECT COUNT(*) FROM users WHERE last_seen < ?", (users_before,)
             ),
+            # Names the homeserver has not confirmed for as long (no message, no rename).
+            "display_names": await _scalar(
+                conn, "SELECT COUNT(*) FROM display_names WHERE learned_at < ?", (users_before,)
+            ),
             "audit_log": await _scalar(
                 conn, "SELECT COUNT(*) FROM audit_log WHERE at < ?", (audit_before,)
             ),
@@ -251,6 +267,7 @@ class FoundationData:
         await conn.execute(f"DELETE FROM outbox WHERE {records_where}", (records_before,))
         await conn.execute("DELETE FROM pending_choices WHERE expires_at <= ?", (iso(now),))
         await conn.execute("DELETE FROM users WHERE last_seen < ?", (users_before,))
+        await conn.execute("DELETE FROM display_names WHERE learned_at < ?", (users_before,))
         await conn.execute("DELETE FROM audit_log WHERE at < ?", (audit_before,))
         return counts
 

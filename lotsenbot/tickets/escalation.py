@@ -20,6 +20,7 @@ import aiosqlite
 from lotsenbot.config import Config, DepartmentConfig
 from lotsenbot.core.durations import parse_duration
 from lotsenbot.core.markdown import escape, quote
+from lotsenbot.core.names import PersonNames
 from lotsenbot.core.outbox import Envelope
 from lotsenbot.core.services import Services
 from lotsenbot.core.types import OutMessage
@@ -111,16 +112,18 @@ def ticket_meta(ticket: Ticket, event: str, *, replyable: bool = False) -> dict[
     return {TICKET_META: data}
 
 
-def person_label(user_id: str | None, t: Catalogue) -> str:
-    return escape(user_id) if user_id else t("tickets.nobody")
+async def person_label(names: PersonNames, user_id: str | None, t: Catalogue) -> str:
+    """A person in a ticket text ("Anna Schmidt (@anna:stadt.de)"), or "nobody yet"."""
+    return await names.label(user_id) if user_id else t("tickets.nobody")
 
 
-def assignee_label(ticket: Ticket, t: Catalogue) -> str:
-    """ "@anna:stadt.de", or with a deputy "@bert:stadt.de (in Vertretung für @anna:stadt.de)"."""
+async def assignee_label(names: PersonNames, ticket: Ticket, t: Catalogue) -> str:
+    """Who has the ticket; with a deputy "Bert Beispiel (@bert:stadt.de) (in Vertretung für
+    Anna Schmidt (@anna:stadt.de))"."""
     if ticket.assignee and ticket.deputy_for:
-        who, absent = escape(ticket.assignee), escape(ticket.deputy_for)
+        who, absent = await names.label(ticket.assignee), await names.label(ticket.deputy_for)
         return t("tickets.who_deputy", who=who, absent=absent)
-    return person_label(ticket.assignee, t)
+    return await person_label(names, ticket.assignee, t)
 
 
 def department_label(config: Config, department_id: str | None, t: Catalogue) -> str:
@@ -193,7 +196,7 @@ async def _escalate(
     params = {
         "number": ticket.id,
         "department": department_label(config, ticket.department, t),
-        "who": assignee_label(ticket, t),
+        "who": await assignee_label(services.names.on(conn, now), ticket, t),
         "due": local_time(config, due or now),
         "prefix": prefix,
     }

@@ -169,7 +169,7 @@ class TicketsFeature(Feature):
             if ticket.assignee is None
             else "tickets.created.assigned"
         )
-        params = self._params(ctx, ticket)
+        params = await self._params(ctx, ticket)
         # Replies to the confirmation are taken in a direct chat only (see _on_reply).
         hint = "add_hint" if ctx.incoming.is_direct else "add_hint_room"
         params["add_hint"] = ctx.t(f"tickets.created.{hint}", **params)
@@ -228,10 +228,10 @@ class TicketsFeature(Feature):
             ctx.conn, ticket_id, ctx.now, ctx.services.bot_user_id, kind, details=details
         )
         ticket = await self._get(ctx, ticket_id)
-        self._notify_team(ctx, ticket, department, event=event, headline=headline)
+        await self._notify_team(ctx, ticket, department, event=event, headline=headline)
         return ticket
 
-    def _notify_team(
+    async def _notify_team(
         self,
         ctx: Context,
         ticket: Ticket,
@@ -242,12 +242,14 @@ class TicketsFeature(Feature):
     ) -> None:
         """The assignee (directly) and the department room learn of a ticket they now have."""
         t = ctx.t
-        params = self._params(ctx, ticket)
+        params = await self._params(ctx, ticket)
         pilot_event = "assigned" if event == "created" else event
         meta = ticket_meta(ticket, pilot_event)
         parts = [headline or t("tickets.team.new", **params)]
         if ticket.assignee and ticket.deputy_for:
-            parts.append(t("tickets.team.deputy_note", absent=escape(ticket.deputy_for)))
+            parts.append(
+                t("tickets.team.deputy_note", absent=await ctx.names.label(ticket.deputy_for))
+            )
         parts += [quote(ticket.body), t("tickets.team.claim_hint", **params)]
         if ticket.assignee:
             personal = ticket_meta(ticket, pilot_event, replyable=True)
@@ -313,7 +315,7 @@ class TicketsFeature(Feature):
             if ranked
             else t("tickets.coordinators.no_candidates")
         )
-        params = {**self._params(ctx, ticket), "departments": department_list(config)}
+        params = {**await self._params(ctx, ticket), "departments": department_list(config)}
         text = "\n\n".join(
             [
                 t("tickets.coordinators.triage", **params),
@@ -352,8 +354,9 @@ class TicketsFeature(Feature):
                 t("tickets.list.empty", prefix=self._prefix(ctx)), **{"de.lotsenbot.tickets": []}
             )
             return
+        await ctx.names.load(_people(tickets))
         lines = [t("tickets.list.title")]
-        lines += [t("tickets.list.item", **self._params(ctx, ticket)) for ticket in tickets]
+        lines += [t("tickets.list.item", **await self._params(ctx, ticket)) for ticket in tickets]
         lines += ["", t("tickets.list.footer", prefix=self._prefix(ctx))]
         ctx.reply_privately(
             "\n".join(lines), **{"de.lotsenbot.tickets": [_summary(t) for t in tickets]}
@@ -364,7 +367,10 @@ class TicketsFeature(Feature):
         ticket, side = await self._visible(ctx, number)
         events = await store.history(ctx.conn, ticket.id, include_internal=side == "team")
         t, config = ctx.t, ctx.services.config
-        params = self._params(ctx, ticket)
+        assignees = [e.details.get("assignee") for e in events]
+        await ctx.names.load([*_people([ticket]), *(e.actor for e in events),
+                              *(a for a in assignees if isinstance(a, str))])  # fmt: skip
+        params = await self._params(ctx, ticket)
         lines = [
             t("tickets.detail.title", **params),
             "",
@@ -373,12 +379,12 @@ class TicketsFeature(Feature):
             t("tickets.detail.history"),
         ]
         for item in events:
-            what = self._event_text(ctx, item)
+            what = await self._event_text(ctx, item)
             lines.append(
                 t(
                     "tickets.detail.item",
                     date=local_time(config, item.at),
-                    actor=person_label(item.actor, t),
+                    actor=await person_label(ctx.names, item.actor, t),
                     what=what,
                 )
             )
@@ -399,11 +405,11 @@ class TicketsFeature(Feature):
         ]
         ctx.reply_privately("\n".join(lines), **meta)
 
-    def _event_text(self, ctx: Context, item: store.TicketEvent) -> str:
+    async def _event_text(self, ctx: Context, item: store.TicketEvent) -> str:
         t, config = ctx.t, ctx.services.config
         details = item.details
         params = {
-            "who": person_label(details.get("assignee"), t),
+            "who": await person_label(ctx.names, details.get("assignee"), t),
             "department": department_label(
                 config, details.get("department") or details.get("to"), t
             ),
@@ -471,7 +477,7 @@ class TicketsFeature(Feature):
             await store.touch(ctx.conn, ticket.id, ctx.now)
         ticket = await self._get(ctx, ticket.id)
         t = ctx.t
-        params = self._params(ctx, ticket)
+        params = await self._params(ctx, ticket)
 
         def to_team(hint: str) -> OutMessage:
             lines = [t("tickets.reply.to_team", **params), quote(text), t(hint, **params)]
@@ -507,7 +513,7 @@ class TicketsFeature(Feature):
         await store.mark_answered(ctx.conn, ticket.id, ctx.now)
         ticket = await self._get(ctx, ticket.id)
         t = ctx.t
-        params = {**self._params(ctx, ticket), "who": escape(ctx.sender)}
+        params = {**await self._params(ctx, ticket), "who": await ctx.names.label(ctx.sender)}
         ctx.send_to_user(
             ticket.requester,
             OutMessage(
@@ -536,7 +542,7 @@ class TicketsFeature(Feature):
             )
         await store.add_event(ctx.conn, ticket.id, ctx.now, ctx.sender, "withdrawn")
         before, ticket = ticket, await self._get(ctx, ticket.id)
-        params = self._params(ctx, ticket)
+        params = await self._params(ctx, ticket)
         meta = ticket_meta(ticket, "withdrawn")
         # Whoever had it as it stood (its pilot, a department queue or escalation, triage)
         # can stop working on it.
@@ -569,7 +575,7 @@ class TicketsFeature(Feature):
         await store.add_event(ctx.conn, ticket.id, ctx.now, ctx.sender, "reopened")
         ticket = await self._get(ctx, ticket.id)
         t = ctx.t
-        params = {**self._params(ctx, ticket), "by": escape(ctx.sender)}
+        params = {**await self._params(ctx, ticket), "by": await ctx.names.label(ctx.sender)}
         headline = t("tickets.team.reopened", **params)
         if ticket.assignee is not None and await self._still_there(ctx, ticket):
             message = OutMessage(
@@ -594,7 +600,7 @@ class TicketsFeature(Feature):
                 )  # fmt: skip
             else:
                 ticket = await self._to_triage(ctx, ticket.id, decision, event="reopened")
-        params = {**self._params(ctx, ticket), "by": escape(ctx.sender)}
+        params = {**await self._params(ctx, ticket), "by": await ctx.names.label(ctx.sender)}
         meta = ticket_meta(ticket, "reopened")
         if ctx.sender == ticket.requester:
             ctx.reply(t("tickets.reopened.requester", **params), **meta)
@@ -668,7 +674,9 @@ class TicketsFeature(Feature):
             current = await self._get(ctx, ticket.id)
             if current.assignee and current.status in ("claimed", "answered"):
                 raise Conflict(
-                    "tickets.error.already_claimed", number=ticket.id, who=escape(current.assignee)
+                    "tickets.error.already_claimed",
+                    number=ticket.id,
+                    who=await ctx.names.label(current.assignee),
                 )
             raise Conflict(
                 "tickets.error.not_claimable",
@@ -680,7 +688,7 @@ class TicketsFeature(Feature):
         )
         ticket = await self._get(ctx, ticket.id)
         t = ctx.t
-        params = {**self._params(ctx, ticket), "who": escape(ctx.sender)}
+        params = {**await self._params(ctx, ticket), "who": await ctx.names.label(ctx.sender)}
         meta = ticket_meta(ticket, "claimed")
         to_requester = ticket_meta(ticket, "claimed", replyable=True)
         ctx.send_to_user(
@@ -720,7 +728,11 @@ class TicketsFeature(Feature):
         ticket = await self._get(ctx, ticket.id)
         t = ctx.t
         days = ctx.services.config.tickets.reopen_days
-        params = {**self._params(ctx, ticket), "who": escape(ctx.sender), "days": days}
+        params = {
+            **await self._params(ctx, ticket),
+            "who": await ctx.names.label(ctx.sender),
+            "days": days,
+        }
         meta = ticket_meta(ticket, "resolved")
         parts = [t("tickets.resolved.requester", **params)]
         if text:
@@ -773,7 +785,7 @@ class TicketsFeature(Feature):
         previous_department, previous_assignee = ticket.department, ticket.assignee
         headline_params = {
             "number": ticket.id,
-            "who": escape(ctx.sender),
+            "who": await ctx.names.label(ctx.sender),
             "department": escape(department.name),
         }
         headline = t("tickets.team.transferred", **headline_params)
@@ -807,7 +819,7 @@ class TicketsFeature(Feature):
                 "reason": reason or None,
             },
         )
-        params = self._params(ctx, ticket)
+        params = await self._params(ctx, ticket)
         meta = ticket_meta(ticket, "transferred")
         key = "tickets.transferred." + ("requester" if ticket.assignee else "requester_queued")
         ctx.send_to_user(
@@ -829,8 +841,9 @@ class TicketsFeature(Feature):
         if not tickets:
             ctx.reply(t("tickets.queue.empty"), **{"de.lotsenbot.tickets": []})
             return
+        await ctx.names.load(_people(tickets))
         lines = [t("tickets.queue.title", count=len(tickets))]
-        lines += [t("tickets.queue.item", **self._params(ctx, ticket)) for ticket in tickets]
+        lines += [t("tickets.queue.item", **await self._params(ctx, ticket)) for ticket in tickets]
         ctx.reply_privately(
             "\n".join(lines), **{"de.lotsenbot.tickets": [_summary(t) for t in tickets]}
         )
@@ -854,12 +867,14 @@ class TicketsFeature(Feature):
         if deputy is not None:
             person = ctx.services.roles.person(deputy)
             if person is None or not person.is_pilot:
-                raise BadArguments("tickets.error.deputy_not_pilot", deputy=escape(deputy))
+                raise BadArguments(
+                    "tickets.error.deputy_not_pilot", deputy=await ctx.names.label(deputy)
+                )
         await store.set_absence(ctx.conn, ctx.sender, until, deputy, ctx.now)
         params = {
             "date": until.strftime("%d.%m.%Y"),
-            "deputy": person_label(deputy, t),
-            "pilot": escape(ctx.sender),
+            "deputy": await person_label(ctx.names, deputy, t),
+            "pilot": await ctx.names.label(ctx.sender),
             "prefix": self._prefix(ctx),
         }
         if deputy is not None:
@@ -881,7 +896,7 @@ class TicketsFeature(Feature):
     def _prefix(ctx: Context) -> str:
         return ctx.services.config.bot.prefix
 
-    def _params(self, ctx: Context, ticket: Ticket) -> dict[str, Any]:
+    async def _params(self, ctx: Context, ticket: Ticket) -> dict[str, Any]:
         """The placeholders every ticket text may use."""
         t, config = ctx.t, ctx.services.config
         first_line = ticket.body.strip().splitlines()[0] if ticket.body.strip() else ""
@@ -890,8 +905,8 @@ class TicketsFeature(Feature):
             "number": ticket.id,
             "status": t(f"tickets.status.{ticket.status}"),
             "department": department_label(config, ticket.department, t),
-            "who": assignee_label(ticket, t),
-            "requester": escape(ticket.requester),
+            "who": await assignee_label(ctx.names, ticket, t),
+            "requester": await ctx.names.label(ticket.requester),
             "date": local_time(config, ticket.created_at),
             "excerpt": escape(excerpt),
             "prefix": self._prefix(ctx),
@@ -985,6 +1000,12 @@ class TicketsFeature(Feature):
             if MATRIX_ID.match(user):
                 return user
         raise BadArguments("tickets.error.bad_deputy", value=escape(candidate[:60]))
+
+
+def _people(tickets: list[Ticket]) -> list[str]:
+    """Everyone a line about these tickets may name, to read their names at once."""
+    found = (p for t in tickets for p in (t.requester, t.assignee, t.deputy_for))
+    return [p for p in found if p]
 
 
 def _summary(ticket: Ticket) -> dict[str, Any]:

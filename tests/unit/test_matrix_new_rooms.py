@@ -394,7 +394,9 @@ async def test_undecryptable_events_of_a_fetched_gap_are_kept_for_a_retry(
     t = transport(tmp_path)
     timeline = SimpleNamespace(events=[], limited=True, prev_batch="p1")
     response = SimpleNamespace(
-        rooms=SimpleNamespace(join={ROOM: SimpleNamespace(timeline=timeline)}, invite={}, leave={}),
+        rooms=SimpleNamespace(
+            join={ROOM: SimpleNamespace(state=[], timeline=timeline)}, invite={}, leave={}
+        ),
         next_batch="s2",
     )
     batch, undecrypted = await t._convert(response, "s1")  # type: ignore[arg-type]

@@ -233,6 +233,23 @@ async def test_signup_by_reaction_waitlist_redaction_and_cancel(harness: Harness
     assert error(late) == "conflict"
 
 
+async def test_coordinators_see_participants_by_name(harness: Harness) -> None:
+    """The names come with the sign-ups themselves: a reaction or a command."""
+    rows = await harness.say(
+        COORD,
+        "!treffen neu\nTitel: Lotsentreffen\nWann: 12.01.2027 14:00\nPlätze: 1\nZielgruppe: it",
+    )
+    meetup_id = meta(rows[0])["id"]
+    await harness.deliver(f"meetup:{meetup_id}:ann:{P1}", "$ann1")
+    await harness.event(P1, "reaction", relates_to="$ann1", key="👍", sender_name="Paula Eins")
+    await harness.say(P2, f"!zusage {meetup_id}", sender_name="Peter *Zwei*")
+    detail = await harness.say(COORD, f"!treffen {meetup_id}")
+    text = detail[0]["content"]["markdown"]
+    assert "**Zusagen (1):** Paula Eins (\\@p1\\:stadt\\.de)" in text
+    assert "**Warteliste (1):** Peter \\*Zwei\\* (\\@p2\\:stadt\\.de)" in text
+    assert (meta(detail[0])["participants"], meta(detail[0])["waitlist"]) == ([P1], [P2])
+
+
 async def test_change_capacity_moves_people_up_and_tells_them(harness: Harness) -> None:
     rows = await harness.say(COORD, "!treffen neu\nTitel: Klein\nWann: 12.01.2027 14:00\nPlätze: 1")
     meetup_id = meta(rows[0])["id"]

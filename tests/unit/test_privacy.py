@@ -24,6 +24,8 @@ from lotsenbot.core.clock import Clock, iso
 from lotsenbot.core.dispatch import Dispatcher
 from lotsenbot.core.errors import BadArguments
 from lotsenbot.core.inbox import Inbox
+from lotsenbot.core.markdown import escape
+from lotsenbot.core.names import person_label
 from lotsenbot.core.outbox import Outbox
 from lotsenbot.core.personal_data import ERASED, ErasureReport
 from lotsenbot.core.roles import Roles
@@ -34,6 +36,7 @@ from lotsenbot.privacy.feature import (
     PrivacyFeature,
     all_handlers,
     collect_statistics,
+    describe_erasure,
     erase_person,
     export_person,
     purge_all,
@@ -158,6 +161,11 @@ async def test_export_contains_everything_about_the_person_and_nothing_about_oth
         (ANNA, ago(days=20), ago(days=1)),
     )
     await db.execute("INSERT INTO dm_rooms VALUES (?, ?, ?)", (ANNA, DM_ANNA, ago(days=20)))
+    await db.execute(
+        "INSERT INTO display_names VALUES (?, 'Anna Schmidt', 'event', ?),"
+        " (?, 'Bert Beispiel', 'member', ?)",
+        (ANNA, ago(days=1), BERT, ago(days=2)),
+    )
     await add_event(db, ANNA, handled=ago(days=1))
     await add_event(db, BERT, handled=ago(days=1), room="!dm-bert:stadt.de")
     await add_outbox(db, "room", DM_ANNA, "Antwort an Anna", sent=ago(days=1))
@@ -182,6 +190,11 @@ async def test_export_contains_everything_about_the_person_and_nothing_about_oth
     text = json.dumps(sections, ensure_ascii=False)
     assert sections["core"]["person"]["department"] == "it"
     assert sections["core"]["direct_chat"]["room_id"] == DM_ANNA
+    assert sections["core"]["display_name"] == {
+        "display_name": "Anna Schmidt",
+        "source": "event",
+        "learned_at": ago(days=1),
+    }
     assert len(sections["core"]["events"]) == 1
     assert {m["text"] for m in sections["core"]["messages"]} == {"Antwort an Anna", "Hallo Anna"}
     assert [t["body"] for t in sections["tickets"]["requests"]] == ["Drucker kaputt"]
@@ -327,6 +340,27 @@ async def test_erasure_takes_the_person_out_of_delivery_keys_and_others_records(
     assert LOTSIN not in json.dumps([dict(r) for r in text])
 
 
+async def test_erasure_takes_the_display_name_and_the_messages_that_show_it(
+    db: Database,
+) -> None:
+    """Pilots' notices name the requester as "Anna Schmidt (\\@anna\\:stadt\\.de)" in their
+    Markdown: found by the escaped Matrix ID, they lose their text once delivered."""
+    await db.execute("INSERT INTO display_names VALUES (?, 'Anna Schmidt', 'event', ?)",
+                     (ANNA, ago(days=1)))  # fmt: skip
+    anna = person_label(ANNA, "Anna Schmidt")
+    naming = await add_outbox(db, "user", LOTSIN, f"Neue Anfrage von {anna}", sent=ago(hours=1))
+    other = await add_outbox(db, "user", LOTSIN, f"Neue Anfrage von {person_label(BERT)}",
+                             sent=ago(hours=1))  # fmt: skip
+    async with db.transaction() as conn:
+        result = await erase_person(conn, all_handlers({}), ANNA, NOW)
+    assert result.erased["core.display_name"] == 1
+    assert await scalar(db, "SELECT COUNT(*) FROM display_names") == 0
+    texts = {r[0]: json.loads(r[1])["markdown"]
+             for r in await db.fetchall("SELECT id, content FROM outbox")}  # fmt: skip
+    assert texts[naming] == "" and "bert" in texts[other]
+    assert "Anzeigename" in "\n".join(describe_erasure(result, Catalogue("de")))
+
+
 # -- retention -----------------------------------------------------------------------------
 
 
@@ -341,6 +375,12 @@ async def test_purge_applies_each_period_and_dry_run_changes_nothing(db: Databas
     await db.execute(
         "INSERT INTO users (user_id, first_seen, last_seen) VALUES (?, ?, ?), (?, ?, ?)",
         (ANNA, ago(days=800), ago(days=366), BERT, ago(days=800), ago(days=364)),
+    )
+    # A name goes when the homeserver has not confirmed it for as long as a person's record.
+    await db.execute(
+        "INSERT INTO display_names (user_id, display_name, source, learned_at)"
+        " VALUES (?, 'Anna Alt', 'event', ?), (?, 'Bert Neu', 'member', ?)",
+        (ANNA, ago(days=366), BERT, ago(days=364)),
     )
     await db.execute(
         "INSERT INTO audit_log (at, actor, action) VALUES (?, ?, 'x'), (?, ?, 'y')",
@@ -369,7 +409,8 @@ async def test_purge_applies_each_period_and_dry_run_changes_nothing(db: Databas
     async with db.transaction() as conn:
         planned = await purge_all(conn, all_handlers({}), NOW, privacy, dry_run=True)
     assert planned["core"] == {"events": 1, "delivery_records": 1, "expired_choices": 0,
-                               "inactive_people": 1, "audit_log": 1}  # fmt: skip
+                               "inactive_people": 1, "display_names": 1,
+                               "audit_log": 1}  # fmt: skip
     # An absence goes two days after its last day (a local date): the one ended yesterday stays.
     assert planned["tickets"] == {"ticket_contents": 1, "ended_absences": 1}
     assert planned["faq"]["unanswered_questions"] == 1
@@ -384,6 +425,7 @@ async def test_purge_applies_each_period_and_dry_run_changes_nothing(db: Databas
     texts = {json.loads(r[0])["markdown"] for r in await db.fetchall("SELECT content FROM outbox")}
     assert texts == {"neu", "hängt"}
     assert {r[0] for r in await db.fetchall("SELECT user_id FROM users")} == {BERT}
+    assert {r[0] for r in await db.fetchall("SELECT user_id FROM display_names")} == {BERT}
     assert await scalar(db, "SELECT COUNT(*) FROM audit_log") == 1
     bodies = {r[0]: r[1] for r in await db.fetchall("SELECT id, body FROM tickets")}
     assert bodies == {expired: "", recent: "neuer", old_open: "offen seit langem"}
@@ -504,10 +546,11 @@ class Harness:
         self.dispatcher = Dispatcher(self.services, [self.feature.router], self.inbox)
         self.db = db
 
-    async def say(self, sender: str, body: str, room: str = DM_ANNA, direct: bool = True) -> Any:
+    async def say(self, sender: str, body: str, room: str = DM_ANNA, direct: bool = True,
+                  name: str | None = None) -> Any:  # fmt: skip
         number = next(_ids)
         event = Incoming(f"$m{number}", room, sender, "message", body, is_direct=direct,
-                         origin_ts=1_800_000_000_000 + number)  # fmt: skip
+                         origin_ts=1_800_000_000_000 + number, sender_name=name)  # fmt: skip
         async with self.db.transaction() as conn:
             await self.inbox.accept(conn, [event], self.clock.now())
         await self.dispatcher.handle(event)
@@ -575,6 +618,24 @@ async def test_commands_export_erase_protocol_and_roles(db: Database) -> None:
     assert (note["target_kind"], note["attachment"]) == ("room", None)
     assert (private["target_kind"], private["target"]) == ("user", KOORD)
     assert bytes(private["attachment"]).startswith(b"\x89PNG")
+
+
+async def test_the_audit_log_and_the_per_person_report_name_people(db: Database) -> None:
+    h = Harness(db, make_config({"per_person_stats": True}))
+    await _two_departments(db)
+    await db.execute("INSERT INTO display_names VALUES (?, 'Lena Lotsin', 'member', ?)",
+                     (LOTSIN, ago(days=1)))  # fmt: skip
+    await h.say(ANNA, "!meine-daten", name="Anna Schmidt")
+    [log] = await h.say(KOORD, "!protokoll 1", room="!dm-koord:stadt.de", name="Kim Koord")
+    text = json.loads(log["content"])["markdown"]
+    anna = person_label(ANNA, "Anna Schmidt")
+    action = escape(Catalogue("de")("privacy.action.privacy.export"))
+    assert f"– {anna} – {action} – Betreff: {anna}" in text
+    assert meta(log)["entries"][0]["actor"] == ANNA  # the metadata keeps the Matrix ID
+    [report] = await h.say(KOORD, "!bericht 7 Tage", room="!dm-koord:stadt.de")
+    text = json.loads(report["content"])["markdown"]
+    assert f"- {person_label(LOTSIN, 'Lena Lotsin')}: 2 Antworten" in text
+    assert f"- {person_label(HR)}: 1 Antworten" in text  # no name known: the Matrix ID
 
 
 async def test_the_report_chart_is_drawn_outside_the_write_transaction(

@@ -141,9 +141,11 @@ class Env:
         reply_to: str | None = None,
         direct: bool = True,
         mentions_bot: bool = False,
+        name: str | None = None,
     ) -> list[Sent]:
         """Handle one message (by default in the sender's direct chat; with ``reply_to`` sent
-        with the reply function) and return what it put into the outbox."""
+        with the reply function; ``name`` the sender's display name as the transport passes
+        it on) and return what it put into the outbox."""
         room = room or f"!dm-{sender[1:].split(':')[0]}:stadt.de"
         event = Incoming(
             event_id=f"$e{next(self._ids)}",
@@ -154,6 +156,7 @@ class Env:
             is_direct=direct,
             mentions_bot=mentions_bot,
             reply_to=reply_to,
+            sender_name=name,
         )
         await self.dispatcher.handle(event)
         return await self.new_messages()
@@ -449,6 +452,64 @@ async def test_absence_with_deputy_and_back(env: Env) -> None:
     assert reply_to(await env.say(ANNA, f"!abwesend bis {until}"), ANNA).error == (
         "permission_denied"
     )
+
+
+async def test_messages_name_people_with_their_display_names(tmp_path: Path) -> None:
+    """Requester, pilot, deputy and coordinators appear as "Name (@id)" in every text about
+    a request, once the bot knows the name; the metadata keeps Matrix IDs."""
+    env = await build_env(tmp_path, make_config({"claim_within": "3s", "working_time": "always"}))
+    try:
+        carla, lena, lars = (f"Carla Beispiel ({ANNA})", f"Lena Lotsin ({LOTSIN})",
+                             f"Lars Lotse ({LOTSE})")  # fmt: skip
+        await env.say(LOTSIN, "!anfragen", name="Lena Lotsin")
+        await env.say(LOTSE, "!anfragen", name="Lars Lotse")
+        await env.say(KOORD, "!anfragen", name="Kim Koordination")
+        out = await env.say(ANNA, f"!anfrage {IT_TEXT}", name="Carla Beispiel")
+        assert f"Es kümmert sich: {lena}" in reply_to(out, ANNA).text
+        assert f"Neue Anfrage **#1** von {carla}" in only(out, target=LOTSIN).text
+        assert f"Zugewiesen an {lena}" in only(out, target=IT_ROOM).text
+        assert reply_to(out, ANNA).ticket["assignee"] == LOTSIN  # metadata: the Matrix ID
+        env.clock.offset = timedelta(seconds=4)
+        assert await escalate_due(env.services) == 1
+        assert f"Zugewiesen war: {lena}" in only(await env.new_messages(), target=KOORD).text
+        out = await env.say(LOTSE, "!übernehmen 1", name="Lars Lotse")
+        assert f"{lars} kümmert sich jetzt um Ihre Anfrage" in only(out, target=ANNA).text
+        assert f"hat {lars} übernommen" in only(out, target=LOTSIN).text
+        out = await env.say(LOTSE, "!antwort 1 Bitte neu starten", name="Lars Lotse")
+        assert f"Antwort von {lars}" in only(out, target=ANNA).text
+        assert f"an {carla} weitergegeben" in reply_to(out, LOTSE).text
+        out = await env.say(LOTSIN, "!übernehmen 1", name="Lena Lotsin")
+        assert f"bereits {lars} übernommen" in reply_to(out, LOTSIN).text
+        # The history names everyone who acted, and whom it was assigned to.
+        history = reply_to(await env.say(KOORD, "!verlauf 1"), KOORD).text
+        assert f"· {carla}: Anfrage gestellt" in history and f"zugewiesen an {lena}" in history
+        assert f"· {lars}: übernommen" in history and f"Von {carla} am" in history
+        queue = reply_to(await env.say(LOTSE, "!warteschlange"), LOTSE).text
+        assert f"· {lars} ·" in queue
+        # A deputy: both named, in the notice and to the deputy.
+        today = env.clock.now().astimezone(env.services.config.bot.tz).date()
+        until = (today + timedelta(days=10)).strftime("%d.%m.%Y")
+        await env.say(HR, "!anfragen", name="Hanna Personal")
+        out = await env.say(LOTSIN, f"!abwesend bis {until}, Vertretung {HR}")
+        hanna = f"Hanna Personal ({HR})"
+        assert f"Vertretung {hanna}" in reply_to(out, LOTSIN).text
+        assert f"{lena} ist bis einschließlich" in only(out, target=HR).text
+        await env.say(LOTSE, "!erledigt 1")
+        await env.say(LOTSE, f"!abwesend bis {until}")
+        out = await env.say(ANNA, f"!anfrage {IT_TEXT}")
+        assert f"{hanna} (in Vertretung für {lena})" in reply_to(out, ANNA).text
+        assert f"Sie vertreten dabei {lena}" in only(out, target=HR).text
+    finally:
+        await env.services.db.close()
+
+
+async def test_a_name_made_to_look_like_someone_else_shows_the_real_id(env: Env) -> None:
+    out = await env.say(ANNA, f"!anfrage {IT_TEXT}", name=f"Koordination ({KOORD})")
+    notice = only(out, target=LOTSIN)
+    assert f"Neue Anfrage **#1** von {ANNA} für" in notice.text
+    assert KOORD not in notice.text and "Koordination" not in notice.text
+    out = await env.say(ANNA, f"!anfrage {IT_TEXT}", name="IT-Service\u202e\nLeitung")
+    assert f"von IT-Service Leitung ({ANNA}) für" in only(out, target=LOTSE).text
 
 
 async def test_everyone_away_leaves_ticket_in_queue(env: Env) -> None:
