@@ -111,6 +111,7 @@ class App:
         self.name_lookups = NameLookups(
             self.transport, self.db, self.services.names, self.clock.now,
             may_ask=lambda user_id: user_id != bot_id and roles.is_allowed(user_id),
+            keep_new=roles.is_team,
         )  # fmt: skip
         await self.name_lookups.want_team(roles.team())
         self.scheduler.start()

@@ -147,6 +147,20 @@ class Dispatcher:
             # Learned after this event was sent (a rename from a later sync, while this
             # event waited for a retry): that name is the newer one.
             return False
+        if stored is not None and not incoming.is_direct:
+            # A group room may give the person a nickname of its own; the name they are
+            # known by comes from the direct chat, the sync's renames or their profile.
+            return False
+        unchanged = (
+            stored is not None
+            and stored.display_name == incoming.sender_name[: names.STORED_LENGTH]
+        )
+        if (
+            unchanged
+            and stored is not None
+            and stored.learned_at >= iso(ctx.now - names.CONFIRM_EVERY)
+        ):
+            return False  # nothing new: no write for every message
         await names.learn(ctx.conn, incoming.sender, incoming.sender_name, "event", ctx.now)
         return stored is None
 

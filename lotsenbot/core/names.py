@@ -39,6 +39,8 @@ STORED_LENGTH = 256
 """Characters of a display name kept in the database (Synapse allows 256 as well)."""
 REFRESH_AFTER = timedelta(days=7)
 """A name the homeserver has not confirmed for this long is looked up again when shown."""
+CONFIRM_EVERY = timedelta(days=1)
+"""An unchanged name is written again (its confirmation renewed) at most this often."""
 MAX_WANTED = 500
 """People waiting for a lookup at most; more are asked for again the next time they are shown."""
 _MAX_MARKS = 2  # combining marks per character: enough for any script, not for "Zalgo" text
@@ -131,15 +133,28 @@ async def learn(
     now: datetime,
     *,
     only_if_known: bool = False,
+    only_for_users: bool = False,
 ) -> bool:
     """Record what the homeserver says a person is called ('' for no name); True if a row
     was written. With ``only_if_known`` an existing row is kept current, but nobody new is
-    added."""
+    added. With ``only_for_users`` someone new is added only if they have written to the bot
+    (a ``users`` row): a name looked up because an ID was shown — a deputy typed by a pilot,
+    or someone whose data was erased and who appears in the audit log — is not kept."""
     name = display_name[:STORED_LENGTH]
     if only_if_known:
         sql = ("UPDATE display_names SET display_name = ?, source = ?, learned_at = ?"
                " WHERE user_id = ?")  # fmt: skip
         params: tuple[Any, ...] = (name, source, iso(now), user_id)
+    elif only_for_users:
+        sql = (
+            "INSERT INTO display_names (user_id, display_name, source, learned_at)"
+            " SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM users WHERE user_id = ?)"
+            " OR EXISTS (SELECT 1 FROM display_names WHERE user_id = ?)"
+            " ON CONFLICT (user_id) DO UPDATE SET"
+            " display_name = excluded.display_name, source = excluded.source,"
+            " learned_at = excluded.learned_at"
+        )
+        params = (user_id, name, source, iso(now), user_id, user_id)
     else:
         sql = (
             "INSERT INTO display_names (user_id, display_name, source, learned_at)"
@@ -163,11 +178,20 @@ async def learn_renames(
 ) -> int:
     """Names from membership events of a sync: people already listed are kept current;
     someone new is only added if ``keep_new`` says so (the configured team). Everyone else
-    in the bot's rooms stays unrecorded. Returns the rows written."""
+    in the bot's rooms stays unrecorded. Returns the rows written.
+
+    A first sync, or joining a big room, brings every member's state: one read finds who is
+    listed, and only changed names are written (each write holds the database's write lock,
+    which event handling waits for)."""
+    stored = await stored_names(conn, names.keys())
     written = 0
     for user_id, name in names.items():
-        known_only = not keep_new(user_id)
-        if await learn(conn, user_id, name, "member", now, only_if_known=known_only):
+        entry = stored.get(user_id)
+        if entry is None and not keep_new(user_id):
+            continue
+        if entry is not None and entry.display_name == name[:STORED_LENGTH]:
+            continue  # unchanged: a join or a different room's state, no rename
+        if await learn(conn, user_id, name, "member", now):
             written += 1
     return written
 

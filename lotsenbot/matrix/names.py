@@ -48,6 +48,7 @@ class NameLookups:
         now: Callable[[], datetime],
         *,
         may_ask: Callable[[str], bool],
+        keep_new: Callable[[str], bool] = lambda user_id: False,
         per_pass: int = PER_PASS,
         pause: float = PAUSE_SECONDS,
         retry_after: float = RETRY_AFTER_SECONDS,
@@ -58,6 +59,7 @@ class NameLookups:
         self.directory = directory
         self.now = now
         self.may_ask = may_ask  # people of the allowed servers, not the bot itself
+        self.keep_new = keep_new  # the configured team, kept even before they write
         self.per_pass = per_pass
         self.pause = pause
         self.retry_after = retry_after
@@ -115,7 +117,11 @@ class NameLookups:
             now = self.now()
             async with self.db.transaction() as conn:
                 for user_id, (name, source) in found.items():
-                    await names.learn(conn, user_id, name, source, now)
+                    # Someone else is kept only if they have written to the bot: an ID
+                    # shown in a message (an erased person in the audit log, a deputy a
+                    # pilot typed) must not bring a name back or in.
+                    await names.learn(conn, user_id, name, source, now,
+                                      only_for_users=not self.keep_new(user_id))  # fmt: skip
             log.debug("%d Anzeigename(n) nachgeschlagen", len(found))
         return {user_id: name for user_id, (name, _) in found.items()}
 

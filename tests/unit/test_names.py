@@ -150,6 +150,9 @@ async def test_renames_keep_known_names_current_and_record_the_team_only(db: Dat
     assert {u: s.display_name for u, s in stored.items()} == {
         ANNA: "Anna Meyer", LOTSIN: "Lotsin Lena"
     }  # fmt: skip
+    # A room's full state in a later sync (the bot joined another room): nothing changed,
+    # nothing written.
+    assert await names.learn_renames(conn, seen, NOW, keep_new=lambda u: u == LOTSIN) == 0
 
 
 async def test_labels_read_the_database_and_ask_for_lookups_without_waiting(db: Database) -> None:
@@ -196,7 +199,9 @@ async def test_lookups_use_what_the_sync_knows_then_the_profile(db: Database) ->
     source = FakeSource({LOTSIN: "Lena Lotsin"}, {CARLA: "Carla Beispiel", KOORD: None})
     clock = [1000.0]
     lookups = NameLookups(source, db, directory, lambda: NOW, may_ask=lambda u: u != BOT,
-                          pause=0, monotonic=lambda: clock[0])  # fmt: skip
+                          keep_new=lambda u: u in (LOTSIN, KOORD), pause=0,
+                          monotonic=lambda: clock[0])  # fmt: skip
+    await wrote_to_the_bot(db, CARLA)
     directory.want([LOTSIN, CARLA, KOORD, BOT])
     assert await lookups.run_once() == {LOTSIN: "Lena Lotsin", CARLA: "Carla Beispiel"}
     assert source.asked == [CARLA, KOORD]  # no request for a member, none for the bot
@@ -213,10 +218,38 @@ async def test_lookups_use_what_the_sync_knows_then_the_profile(db: Database) ->
     assert await lookups.run_once() == {KOORD: ""}
 
 
+async def wrote_to_the_bot(db: Database, user_id: str) -> None:
+    await db.execute(
+        "INSERT INTO users (user_id, first_seen, last_seen) VALUES (?, ?, ?)",
+        (user_id, NOW.isoformat(), NOW.isoformat()),
+    )
+
+
+async def test_a_looked_up_name_is_kept_only_for_people_who_wrote_or_the_team(
+    db: Database,
+) -> None:
+    """An ID shown in a message is looked up, but the name is kept only for someone the bot
+    may keep data of: an erased person who appears in the audit log, or a deputy a pilot
+    typed, gets no row (and an erased name does not come back)."""
+    directory = NameDirectory()
+    source = FakeSource({CARLA: "Carla Beispiel", ANNA: "Anna Schmidt"}, {})
+    lookups = NameLookups(source, db, directory, lambda: NOW, may_ask=lambda u: True,
+                          keep_new=lambda u: False, pause=0)  # fmt: skip
+    await wrote_to_the_bot(db, CARLA)
+    async with db.transaction() as conn:
+        await names.learn(conn, ANNA, "Anna Schmidt", "event", NOW)
+        await names.forget(conn, ANNA)  # what erasure does (her users row is gone too)
+    directory.want([CARLA, ANNA])
+    await lookups.run_once()
+    stored = await names.stored_names(db.conn, [CARLA, ANNA])
+    assert set(stored) == {CARLA}
+
+
 async def test_lookups_run_in_the_background_until_stopped(db: Database) -> None:
     directory = NameDirectory()
     source = FakeSource({}, {CARLA: "Carla Beispiel"})
     lookups = NameLookups(source, db, directory, lambda: NOW, may_ask=lambda u: True, pause=0)
+    await wrote_to_the_bot(db, CARLA)
     task = asyncio.create_task(lookups.run())
     await asyncio.sleep(0.01)
     directory.want([CARLA])
@@ -390,13 +423,20 @@ async def test_the_senders_name_is_in_the_first_notice_about_their_request(env: 
     assert any(f"von Carla Neu ({CARLA})" in text for target, text in out if target == LOTSIN)
 
 
-async def test_group_chatter_is_not_recorded_but_a_known_persons_rename_is(env: Env) -> None:
+async def test_group_chatter_is_not_recorded_and_a_rooms_nickname_changes_no_name(
+    env: Env,
+) -> None:
     group = "!flur:stadt.de"
     assert await env.say(ANNA, "Kaffee?", "Anna Schmidt", direct=False, room=group) == []
     assert await env.name_of(ANNA) is None
     await env.say(ANNA, "!anfragen", "Anna Schmidt")
     assert await env.name_of(ANNA) == "Anna Schmidt"
-    await env.say(ANNA, "Kaffee?", "Anna Meyer", direct=False, room=group)
+    # A group room's own nickname for her does not replace her name (renames come from the
+    # direct chat, the sync's member events or her profile) ...
+    await env.say(ANNA, "Kaffee?", "Anni vom Flur", direct=False, room=group)
+    assert await env.name_of(ANNA) == "Anna Schmidt"
+    # ... her message in the direct chat does.
+    await env.say(ANNA, "!anfragen", "Anna Meyer")
     assert await env.name_of(ANNA) == "Anna Meyer"
     # Without a name from the transport nothing changes.
     await env.say(ANNA, "!anfragen", None)
