@@ -92,7 +92,7 @@ class Dispatcher:
                     await conn.execute("RELEASE handler")
                     if status == "ignored" and newly_named:
                         # Colleagues talking in a group room, not to the bot: their names
-                        # are none of its business (a known person's rename still counts).
+                        # are none of its business (only a first name is learned there).
                         await names.forget(conn, incoming.sender)
                 for number, envelope in enumerate(ctx.outgoing):
                     key = f"evt:{incoming.event_id}:{number}"
@@ -141,26 +141,20 @@ class Dispatcher:
         if incoming.sender_name is None:
             return False
         stored = (await names.stored_names(ctx.conn, [incoming.sender])).get(incoming.sender)
-        sent = (datetime.fromtimestamp(incoming.origin_ts / 1000, UTC) if incoming.origin_ts
-                else ctx.now)  # fmt: skip
-        if stored is not None and stored.learned_at > iso(sent):
-            # Learned after this event was sent (a rename from a later sync, while this
-            # event waited for a retry): that name is the newer one.
-            return False
-        if stored is not None and not incoming.is_direct:
-            # A group room may give the person a nickname of its own; the name they are
-            # known by comes from the direct chat, the sync's renames or their profile.
-            return False
-        unchanged = (
-            stored is not None
-            and stored.display_name == incoming.sender_name[: names.STORED_LENGTH]
-        )
-        if (
-            unchanged
-            and stored is not None
-            and stored.learned_at >= iso(ctx.now - names.CONFIRM_EVERY)
-        ):
-            return False  # nothing new: no write for every message
+        if stored is not None:
+            sent = (datetime.fromtimestamp(incoming.origin_ts / 1000, UTC) if incoming.origin_ts
+                    else ctx.now)  # fmt: skip
+            if stored.learned_at > iso(sent):
+                # Learned after this event was sent (a rename from a later sync, while this
+                # event waited for a retry): that name is the newer one.
+                return False
+            if not incoming.is_direct:
+                # A group room may give the person a nickname of its own; the name they are
+                # known by comes from the direct chat, the sync's renames or their profile.
+                return False
+            unchanged = stored.display_name == incoming.sender_name[: names.STORED_LENGTH]
+            if unchanged and stored.learned_at >= iso(ctx.now - names.CONFIRM_EVERY):
+                return False  # nothing new: no write for every message
         await names.learn(ctx.conn, incoming.sender, incoming.sender_name, "event", ctx.now)
         return stored is None
 
