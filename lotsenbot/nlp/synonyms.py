@@ -102,9 +102,10 @@ class SynonymSet:
                         words.update(split_hyphenated(token))
         return words
 
-    def concepts_for_stem(self, stem_: str) -> set[str]:
-        """Concepts that a single word with this stem stands for."""
-        return self._single.get(stem_, set())
+    def concepts_for_stem(self, stem_: str) -> tuple[str, ...]:
+        """Concepts that a single word with this stem stands for, in name order: a word in two
+        groups must rank the same in every process (set order changes with the hash seed)."""
+        return tuple(sorted(self._single.get(stem_, ())))
 
     def phrase_concepts(self, stems: Sequence[str]) -> list[tuple[str, list[int]]]:
         """Find multi-word phrases in a sequence of content stems.

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from lotsenbot.faq.kb import FaqEntry
@@ -313,3 +317,41 @@ def test_scores_stay_descending_and_a_changed_leader_is_a_close_call(index: FaqI
             assert scores == sorted(scores, reverse=True), query
             if len(scores) > 1 and scores[0] == scores[1]:
                 assert result.decision != "answer", query
+
+
+_SEED_SCRIPT = """
+from lotsenbot.faq.kb import FaqEntry
+from lotsenbot.faq.search import FaqIndex
+from lotsenbot.nlp import SynonymSet
+
+def entry(entry_id, question):
+    return FaqEntry(id=entry_id, category="Test", question=question, alternatives=[],
+                    answer="Antwort", tags=[])
+
+# "kur" stands for two groups; the entries use only the groups' other words, and one group's
+# word is far more common, so which concept weighs the unknown word changes the score.
+synonyms = SynonymSet.from_groups([["urlaub", "kur"], ["fortbildung", "lehrgang", "kur"]])
+index = FaqIndex(synonyms=synonyms)
+index.build([
+    entry("a", "Urlaub eintragen"), entry("b", "Urlaub planen"), entry("c", "Urlaub im Team"),
+    entry("d", "Fortbildung buchen"),
+])
+print(index.rank("kur buchen", limit=4))
+"""
+
+
+def test_a_word_in_two_synonym_groups_ranks_the_same_in_every_process() -> None:
+    # Set order changes with Python's hash seed; the ranking must not.
+    outputs = set()
+    for seed in range(8):
+        env = {**os.environ, "PYTHONHASHSEED": str(seed)}
+        done = subprocess.run(
+            [sys.executable, "-c", _SEED_SCRIPT],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+            timeout=60,
+        )
+        outputs.add(done.stdout)
+    assert len(outputs) == 1, outputs
