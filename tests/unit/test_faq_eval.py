@@ -105,11 +105,11 @@ def test_error_listing_refuses_the_heldout_splits(split: str, option: str) -> No
         timeout=120,
     )
     assert done.returncode == 2
-    assert "dev only" in done.stderr
+    assert "tuning splits only" in done.stderr
     assert "ERR" not in done.stdout and "MISS" not in done.stdout
 
 
-@pytest.mark.parametrize("split", ["dev", "heldout", "fresh"])
+@pytest.mark.parametrize("split", ["dev", "tune", "heldout", "fresh"])
 def test_every_question_names_an_entry_of_the_knowledge_base(split: str) -> None:
     """Data check only (no figures): a typo in an id would silently count as a miss."""
     ids = {entry.id for entry in parse_yaml((DATA / "kb.yaml").read_text("utf-8")).entries}
