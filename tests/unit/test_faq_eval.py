@@ -116,3 +116,14 @@ def test_every_question_names_an_entry_of_the_knowledge_base(split: str) -> None
     queries = yaml.safe_load((DATA / f"{split}.yaml").read_text("utf-8"))
     assert {q["id"] for q in queries if q["id"]} <= ids
     assert all(isinstance(q["q"], str) and q["q"].strip() for q in queries)
+
+
+def test_tuning_figures_do_not_regress(index: FaqIndex) -> None:
+    """``tune`` is a tuning split (its errors were read), so these floors guard against a change
+    that undoes the vocabulary taken from it; they say nothing about unseen questions."""
+    tune = figures(index, "tune")
+    assert tune["top1"] >= 0.76
+    assert tune["top3"] >= 0.88
+    assert tune["answer_correct"] >= 0.35
+    assert tune["wrong_answer"] <= 0.01
+    assert tune["oos_none"] >= 0.97
