@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 
+from lotsenbot.nlp.stopwords import STOPWORDS
 from lotsenbot.nlp.text import stem
 from lotsenbot.nlp.vocabulary import Vocabulary
 
@@ -89,12 +90,16 @@ class CompoundSplitter:
         for cut in range(self._min, len(word) - self._min + 1):
             head, rest = word[:cut], word[cut:]
             head_count, head_form = self._count(head, strip_link=True)
+            if not first and head_form in STOPWORDS:
+                continue  # a function word only ever leads a compound, as a prefix ("aus-")
             if head_count == 0:
                 if not (first and whole_unknown and len(head) >= 4):
                     continue
                 head_count, head_form = _UNKNOWN_COUNT, head
             options: list[tuple[list[float], list[str]]] = []
-            rest_count, _ = self._count(rest, strip_link=False)
+            # The last part is the compound's head, a noun or verb: never a function word
+            # ("Rathaus" is not "rath" + "aus"; "Ausdruck" may still be "aus" + "druck").
+            rest_count = 0.0 if rest in STOPWORDS else self._count(rest, strip_link=False)[0]
             if rest_count > 0:
                 options.append(([rest_count], [rest]))
             sub = self._best(rest, parts_left=parts_left - 1, first=False, whole_unknown=False)

@@ -32,6 +32,7 @@ uns euch mein tun machen mache macht gemacht
 brauche brauchen braucht benotige benotigen benotigt bekomme bekommen bekommt kriege kriegen
 nicht kein keine keinen keinem keiner wahrend selbst immer schon noch bereits einmal
 nichts etwas komme kommen kommt komm
+aufs aufm ans ums ubers ubern furs vors vorm hinterm unterm durchs ne nen nem ner
 """
 
 STOPWORDS: frozenset[str] = frozenset(_WORDS.split())

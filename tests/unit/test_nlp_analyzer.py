@@ -44,6 +44,15 @@ def test_unknown_modifier_with_known_head_is_split_only_for_unknown_words() -> N
     assert splitter.split("burgermeisterei") == ["burgermeisterei"]
 
 
+def test_a_function_word_is_never_the_head_of_a_compound() -> None:
+    # "aus" is known (a separable prefix in "ausdrucken"), but "Rathaus" is not "rath" + "aus".
+    vocab = _vocabulary("aus druck ausdruck", "rat system")
+    splitter = CompoundSplitter(vocab)
+    assert splitter.split("rathaus") == ["rathaus"]
+    assert splitter.split("rathaussystem") == ["rathaus", "system"]
+    assert splitter.split("ausdrucksystem") == ["ausdruck", "system"]
+
+
 def test_split_cache_follows_vocabulary_changes() -> None:
     vocab = _vocabulary("drucker")
     splitter = CompoundSplitter(vocab)
