@@ -2,9 +2,10 @@
 
 The floors are the figures of the latest held-out measurement (see
 ``tests/data/faq_eval/README.md``, ``bench/faq_eval.py`` and ``bench/results/faq_eval.json``),
-rounded down a little: held-out measurement 6 (top-1 0.913, top-3 0.974, answer-correct
-0.759) and the blind ``fresh`` set's measurement 2 (top-1 0.801, top-3 0.871). Raising a floor
-needs a better engine, never edits to the held-out questions.
+rounded down a little: held-out measurement 7 (top-1 0.913, top-3 0.974, answer-correct
+0.779, out-of-scope none 0.960) and the blind ``fresh`` set's measurement 3 (top-1 0.836, top-3
+0.889, answer-correct 0.491). Raising a floor needs a better engine, never edits to the
+held-out questions.
 """
 
 from __future__ import annotations
@@ -79,15 +80,15 @@ def test_heldout_ranking_quality(heldout: dict[str, float]) -> None:
 
 
 def test_heldout_decisions(heldout: dict[str, float]) -> None:
-    assert heldout["answer_correct"] >= 0.75
+    assert heldout["answer_correct"] >= 0.77
     assert heldout["wrong_answer"] <= 0.02
     assert heldout["oos_none"] >= 0.95
 
 
 def test_fresh_figures_do_not_regress(fresh: dict[str, float]) -> None:
-    assert fresh["top1"] >= 0.79
-    assert fresh["top3"] >= 0.86
-    assert fresh["answer_correct"] >= 0.36
+    assert fresh["top1"] >= 0.83
+    assert fresh["top3"] >= 0.88
+    assert fresh["answer_correct"] >= 0.48
     assert fresh["wrong_answer"] <= 0.01
     assert fresh["oos_none"] >= 0.86
 
