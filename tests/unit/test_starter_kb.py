@@ -54,3 +54,19 @@ def test_starter_questions_are_answered(figures: dict[str, int]) -> None:
 
 def test_out_of_scope_questions_get_no_answer(figures: dict[str, int]) -> None:
     assert figures["none"] >= 17  # 18
+
+
+def test_near_misses_get_no_direct_answer() -> None:
+    """Everyday office questions a review found answered with an unrelated entry ("Urlaub
+    beantragen" with the out-of-office entry, "Wer zeichnet den Bescheid?" with PDF signing):
+    suggestions are acceptable, a confident wrong answer is not."""
+    result = parse_yaml((ROOT / "lotsenbot" / "faq" / "data" / "de.yaml").read_text("utf-8"))
+    index = FaqIndex()
+    index.build(result.entries)
+    questions = yaml.safe_load(
+        (ROOT / "tests" / "data" / "starter_eval" / "near_misses.yaml").read_text("utf-8")
+    )
+    answered = {
+        q: index.search(q).results[0] for q in questions if index.search(q).decision == "answer"
+    }
+    assert not answered, answered
