@@ -14,8 +14,12 @@ elements (Fugenelemente: -s-, -es-, -n-, -en-, -e-, -er-) after a part; every pa
 known to the vocabulary (by stem, so inflected parts count); the split wins only if the
 geometric mean of the part counts beats the count of the whole word. A frequent word such as
 "Passwort" therefore stays whole, while "Passwortänderung" becomes "passwort" + "anderung".
-One unknown *first* part is allowed when the whole word is unknown and the last part (the
-grammatical head in German) is known: "Farblaserdrucker" still yields "drucker".
+One unknown *first* part is allowed when the whole word is unknown, no split into known parts
+exists, and the rest is known: "Farblaserdrucker" still yields "drucker". The unknown part is
+then as short as possible, so the known rest as long as possible: "Systemausfall" is "system" +
+"ausfall", not "systemaus" + "fall", however common "Fall" is. Function words (stopwords) lead
+a compound at most, as a prefix ("Ausdruck"); in the middle or at the end they are never a part
+("Rathaus" is not "rath" + "aus").
 """
 
 from __future__ import annotations
@@ -74,15 +78,32 @@ class CompoundSplitter:
         if len(word) < 2 * self._min or not word.isalpha():
             return [word]
         whole = float(self._vocab.stem_count(stem(word)))
-        best = self._best(word, parts_left=self._max_parts, first=True, whole_unknown=whole == 0)
+        best = self._best(word, parts_left=self._max_parts, first=True)
+        if best is None and whole == 0:
+            best = self._with_unknown_modifier(word)
         if best is None:
             return [word]
         score, parts = best
         return parts if score > whole else [word]
 
-    def _best(
-        self, word: str, *, parts_left: int, first: bool, whole_unknown: bool
-    ) -> tuple[float, list[str]] | None:
+    def _with_unknown_modifier(self, word: str) -> tuple[float, list[str]] | None:
+        """Only when no split into known parts exists: an unknown modifier in front of the
+        longest known rest ("Farblaserdrucker" → "farblaser" + "drucker"; "Systemausfall" →
+        "system" + "ausfall", not "systemaus" + "fall", however common "Fall" is)."""
+        for cut in range(4, len(word) - self._min + 1):
+            head, rest = word[:cut], word[cut:]
+            if head in STOPWORDS or rest in STOPWORDS:
+                continue
+            rest_count, _ = self._count(rest, strip_link=False)
+            if rest_count > 0:
+                return _mean([_UNKNOWN_COUNT, rest_count]), [head, rest]
+            sub = self._best(rest, parts_left=self._max_parts - 1, first=False)
+            if sub is not None:
+                sub_score, sub_parts = sub
+                return _mean([_UNKNOWN_COUNT, *[sub_score] * len(sub_parts)]), [head, *sub_parts]
+        return None
+
+    def _best(self, word: str, *, parts_left: int, first: bool) -> tuple[float, list[str]] | None:
         """Highest geometric-mean split of ``word`` into 2..parts_left parts."""
         if parts_left < 2:
             return None
@@ -93,26 +114,27 @@ class CompoundSplitter:
             if not first and head_form in STOPWORDS:
                 continue  # a function word only ever leads a compound, as a prefix ("aus-")
             if head_count == 0:
-                if not (first and whole_unknown and len(head) >= 4):
-                    continue
-                head_count, head_form = _UNKNOWN_COUNT, head
+                continue
             options: list[tuple[list[float], list[str]]] = []
             # The last part is the compound's head, a noun or verb: never a function word
             # ("Rathaus" is not "rath" + "aus"; "Ausdruck" may still be "aus" + "druck").
             rest_count = 0.0 if rest in STOPWORDS else self._count(rest, strip_link=False)[0]
             if rest_count > 0:
                 options.append(([rest_count], [rest]))
-            sub = self._best(rest, parts_left=parts_left - 1, first=False, whole_unknown=False)
+            sub = self._best(rest, parts_left=parts_left - 1, first=False)
             if sub is not None:
                 sub_score, sub_parts = sub
                 options.append(([sub_score] * len(sub_parts), sub_parts))
             for counts, parts in options:
-                all_counts = [head_count, *counts]
-                score = math.exp(sum(math.log(c) for c in all_counts) / len(all_counts))
-                candidate = (score, [head_form, *parts])
+                candidate = (_mean([head_count, *counts]), [head_form, *parts])
                 if best is None or _better(candidate, best):
                     best = candidate
         return best
+
+
+def _mean(counts: list[float]) -> float:
+    """Geometric mean of the parts' counts (Koehn & Knight)."""
+    return math.exp(sum(math.log(c) for c in counts) / len(counts))
 
 
 def _better(a: tuple[float, list[str]], b: tuple[float, list[str]]) -> bool:

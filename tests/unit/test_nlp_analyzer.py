@@ -53,6 +53,17 @@ def test_a_function_word_is_never_the_head_of_a_compound() -> None:
     assert splitter.split("ausdrucksystem") == ["ausdruck", "system"]
 
 
+def test_an_unknown_modifier_takes_the_longest_known_rest() -> None:
+    # "fall" is far more common than "ausfall", but the head of "Systemausfall" is "Ausfall".
+    vocab = _vocabulary("fall fall fall fall", "ausfall")
+    assert CompoundSplitter(vocab).split("systemausfall") == ["system", "ausfall"]
+
+
+def test_an_unknown_modifier_is_a_last_resort() -> None:
+    vocab = _vocabulary("system system", "ausfall", "fall fall fall fall")
+    assert CompoundSplitter(vocab).split("systemausfall") == ["system", "ausfall"]
+
+
 def test_split_cache_follows_vocabulary_changes() -> None:
     vocab = _vocabulary("drucker")
     splitter = CompoundSplitter(vocab)
