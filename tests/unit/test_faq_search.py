@@ -118,6 +118,19 @@ def test_thresholds_are_parameters() -> None:
     assert lenient.search("Passwort").decision == "answer"
 
 
+def test_short_questions_need_the_higher_threshold() -> None:
+    # With one or two content words a single matching word is all the evidence there is.
+    index = FaqIndex(answer_threshold=0.1, short_answer_threshold=0.95, margin=0.0)
+    index.build(ENTRIES)
+    # A compound counts as one word: its parts are one word's evidence (score about 0.91).
+    assert index.search("Passwortänderung").decision == "suggest"
+    assert index.search("Passwort ändern Kennwort Änderung").decision == "answer"  # about 0.93
+    # The short threshold never makes short questions easier than long ones.
+    strict = FaqIndex(answer_threshold=0.99, short_answer_threshold=0.1, suggest_threshold=0.05)
+    strict.build(ENTRIES)
+    assert strict.search("Passwortänderung").decision == "suggest"
+
+
 def test_margin_rule_turns_a_tie_into_a_suggestion() -> None:
     twins = [_entry("a", "Drucker einrichten"), _entry("b", "Drucker einrichten")]
     index = FaqIndex(answer_threshold=0.3, margin=0.1)
