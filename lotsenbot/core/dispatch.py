@@ -232,7 +232,7 @@ class Dispatcher:
                 return
             command = found[0]
             lines = [f"**{self.prefix}{command.name}** {command.args}".rstrip(),
-                     "", t(command.help_key)]  # fmt: skip
+                     "", t(command.help_key, prefix=self.prefix)]  # fmt: skip
             if command.aliases:
                 lines += ["", t("core.help.aliases", aliases=", ".join(
                     f"`{self.prefix}{a}`" for a in command.aliases))]  # fmt: skip
@@ -250,7 +250,7 @@ class Dispatcher:
             lines.append(f"**{t(f'{router.feature}.title')}**")
             for command in visible:
                 usage = f"{self.prefix}{command.name} {command.args}".rstrip()
-                lines.append(f"- `{usage}` – {t(command.help_key)}")
+                lines.append(f"- `{usage}` – {t(command.help_key, prefix=self.prefix)}")
             lines.append("")
         lines.append(t("core.help.footer", prefix=self.prefix))
         visible_names = [c.name for c in self.table.commands

@@ -40,7 +40,7 @@ def command_reference(routers: Sequence[Router], texts: Catalogue, prefix: str =
             usage = usage.replace("|", "\\|")
             aliases = ", ".join(f"`{prefix}{a}`" for a in command.aliases) or "–"
             roles = ", ".join(ROLE_LETTERS[r] for r in Role if r in command.roles)
-            purpose = texts(command.help_key, **DOC_EXAMPLES)
+            purpose = texts(command.help_key, prefix=prefix, **DOC_EXAMPLES)
             purpose = purpose.replace("|", "\\|").replace("\n", " ")
             lines.append(f"| {usage} | {aliases} | {roles} | {purpose} |")
         lines.append("")

@@ -79,6 +79,7 @@ class TicketsFeature(Feature):
         command("zurückziehen", aliases=("withdraw",), args="<Nr>")(self._withdraw)
         command("wiedereröffnen", aliases=("reopen",), args="<Nr>")(self._reopen)
         command("abteilung", aliases=("department",), args="[Kürzel]")(self._department)
+        command("lotse", aliases=("lotsin", "lotsen", "pilots"), args="[Kürzel]")(self._pilots)
         command("übernehmen", aliases=("claim",), roles=(Role.PILOT,), args="<Nr>")(self._claim)
         command("notiz", aliases=("note",), roles=TEAM, args="<Nr> <Text>")(self._note)
         command("erledigt", aliases=("resolve",), roles=TEAM, args="<Nr> [Text]")(self._resolve)
@@ -649,6 +650,53 @@ class TicketsFeature(Feature):
         ctx.reply(
             t("tickets.department.set", department=escape(department.name)),
             **{"de.lotsenbot.department": {"id": department.id}},
+        )
+
+    async def _pilots(self, ctx: Context, args: str) -> None:
+        """Who the Digitale Lotsinnen und Lotsen are: of the asker's own department, of the
+        one named, or of every department when the asker has none."""
+        config, t = ctx.services.config, ctx.t
+        wanted = args.strip()
+        if wanted:
+            department = self._find_department(config, wanted)
+            if department is None:
+                raise BadArguments(
+                    "tickets.error.unknown_department",
+                    department=escape(wanted),
+                    departments=department_list(config),
+                )
+            shown = [department]
+        else:
+            own = await store.user_department(ctx.conn, ctx.sender)
+            department = config.department(own) if own else None
+            shown = [department] if department else list(config.departments)
+        if not shown:
+            ctx.reply(
+                t("tickets.pilots.none_configured"), **{"de.lotsenbot.pilots": {"departments": []}}
+            )
+            return
+        absences = await store.absences(ctx.conn)
+        today = ctx.now.astimezone(config.bot.tz).date()
+        await ctx.names.load(p for d in shown for p in d.pilots)
+        lines = []
+        for shown_department in shown:
+            people = []
+            for pilot in shown_department.pilots:
+                label = await ctx.names.label(pilot)
+                absence = absences.get(pilot)
+                if absence is not None and absence.covers(today):
+                    until = absence.until.strftime("%d.%m.%Y")
+                    label = t("tickets.pilots.away", person=label, date=until)
+                people.append(label)
+            listed = ", ".join(people) if people else t("tickets.pilots.nobody")
+            lines.append(f"- **{escape(shown_department.name)}**: {listed}")
+        key = "named" if wanted else "own" if department is not None else "all"
+        heading = t(
+            f"tickets.pilots.{key}", department=escape(shown[0].name), prefix=self._prefix(ctx)
+        )
+        ctx.reply(
+            "\n".join([heading, *lines]),
+            **{"de.lotsenbot.pilots": {"departments": [d.id for d in shown]}},
         )
 
     # -- team commands ----------------------------------------------------------------------

@@ -419,6 +419,27 @@ async def test_own_department_catches_non_specialist_requests(env: Env) -> None:
     assert reply_to(await env.say(ANNA, "!abteilung mond"), ANNA).error == "bad_arguments"
 
 
+async def test_who_are_my_pilots(env: Env) -> None:
+    # Without a department of one's own: every department, and how to set one.
+    out = reply_to(await env.say(ANNA, "!lotse"), ANNA)
+    assert out.meta["de.lotsenbot.pilots"]["departments"] == [
+        d.id for d in env.services.config.departments
+    ]
+    assert "!abteilung" in out.text and LOTSIN in out.text and BA in out.text
+    # With one: only its pilots; an absent pilot is marked.
+    await env.say(ANNA, "!abteilung buergeramt")
+    out = reply_to(await env.say(ANNA, "!lotsin"), ANNA)
+    assert out.meta["de.lotsenbot.pilots"]["departments"] == ["buergeramt"]
+    assert BA in out.text and LOTSIN not in out.text
+    today = env.clock.now().astimezone(env.services.config.bot.tz).date()
+    until = today + timedelta(days=3)
+    await env.say(LOTSIN, f"!abwesend bis {until.strftime('%d.%m.%Y')}")
+    out = reply_to(await env.say(ANNA, "!lotse it"), ANNA)
+    assert out.meta["de.lotsenbot.pilots"]["departments"] == ["it"]
+    assert f"abwesend bis {until.strftime('%d.%m.%Y')}" in out.text
+    assert reply_to(await env.say(ANNA, "!lotse mond"), ANNA).error == "bad_arguments"
+
+
 async def test_absence_with_deputy_and_back(env: Env) -> None:
     out = await env.say(LOTSIN, "!abwesend bis 31.12.2099 Vertretung @hr:stadt.de")
     assert reply_to(out, LOTSIN).error == "bad_arguments"  # more than a year ahead
