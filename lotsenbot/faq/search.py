@@ -45,6 +45,9 @@ which is what makes fixed thresholds meaningful. Decisions:
   more than ``max_unknown_share`` of the query's importance lies in words the knowledge base
   does not know at all (if a third of a question is not understood, "Passwort für Amazon
   vergessen", the bot suggests instead of answering);
+* the question exactly as written for one entry (its question or an alternative, after
+  normalisation) is an ``answer`` with that entry whatever the margin: coordinators write
+  phrasings for exactly this, and neighbours with the same words would otherwise tie;
 * ``suggest``: the best score reaches ``suggest_threshold``; the caller shows ``results``;
 * ``none``: otherwise; ``results`` then holds the weak candidates for logging only.
 
@@ -100,7 +103,7 @@ import numpy as np
 
 from lotsenbot.faq.kb import FaqEntry
 from lotsenbot.faq.synonyms import default_synonyms
-from lotsenbot.nlp import Analyzer, SynonymSet, Vocabulary
+from lotsenbot.nlp import Analyzer, SynonymSet, Vocabulary, normalize
 from lotsenbot.nlp.thesaurus import MythesThesaurus
 
 __all__ = ["Decision", "FaqIndex", "FieldWeights", "SearchResult"]
@@ -386,10 +389,18 @@ class FaqIndex:
 
     def search(self, query: str, limit: int = 3) -> SearchResult:
         """Rank entries for ``query`` and decide between answer, suggest and none."""
-        ranking = self._rank(query, max(limit, 2))
+        ranking = self._rank(query, max(limit, 3))
         ranked = ranking.ranked
         if not ranked:
             return SearchResult("none", [])
+        exact = self._exact_match(query, ranked)
+        if exact is not None:
+            # The question exactly as a coordinator wrote it for this entry: no close call,
+            # even where a neighbour uses the same words ("Wer ist meine Lotsin oder mein
+            # Lotse?" / "Was macht eine Lotsin oder ein Lotse?").
+            first = ranked[exact]
+            rest = ranked[:exact] + ranked[exact + 1 :]
+            return SearchResult("answer", [(first[0], ranked[0][1]), *rest][:limit])
         best = ranked[0][1]
         threshold = (
             self.answer_threshold
@@ -408,6 +419,21 @@ class FaqIndex:
         else:
             decision = "none"
         return SearchResult(decision, ranked[:limit])
+
+    def _exact_match(self, query: str, ranked: list[tuple[str, float]]) -> int | None:
+        """Position in ``ranked`` of the one entry whose question or an alternative is the
+        query itself (after normalisation); None when there is none, or several (two entries
+        with the same phrasing are a close call after all)."""
+        wanted = normalize(query)
+        if not wanted:
+            return None
+        found = [
+            position
+            for position, (entry_id, _) in enumerate(ranked)
+            if (entry := self.entry(entry_id)) is not None
+            and any(normalize(text) == wanted for text in (entry.question, *entry.alternatives))
+        ]
+        return found[0] if len(found) == 1 else None
 
     def rank(self, query: str, limit: int = 10) -> list[tuple[str, float]]:
         """The ``limit`` best entries with their calibrated scores, best first."""

@@ -131,6 +131,25 @@ def test_short_questions_need_the_higher_threshold() -> None:
     assert strict.search("Passwortänderung").decision == "suggest"
 
 
+def test_a_question_exactly_as_written_for_an_entry_is_answered_with_it() -> None:
+    # Same content words, so the scores tie and the margin rule would call it close.
+    neighbours = [
+        _entry("finden", "Wer ist meine Lotsin oder mein Lotse?"),
+        _entry("aufgaben", "Was bin ich?", "Was macht eine Lotsin oder ein Lotse?"),
+    ]
+    index = FaqIndex()
+    index.build(neighbours)
+    assert index.search("Lotsin Lotse").decision == "suggest"
+    for query, expected in (
+        ("wer ist meine lotsin oder mein lotse", "finden"),
+        ("Was macht eine Lotsin oder ein Lotse?!", "aufgaben"),  # an alternative counts too
+    ):
+        found = index.search(query)
+        assert (found.decision, found.results[0][0]) == ("answer", expected)
+        scores = [score for _, score in found.results]
+        assert scores == sorted(scores, reverse=True)
+
+
 def test_margin_rule_turns_a_tie_into_a_suggestion() -> None:
     twins = [_entry("a", "Drucker einrichten"), _entry("b", "Drucker einrichten")]
     index = FaqIndex(answer_threshold=0.3, margin=0.1)
