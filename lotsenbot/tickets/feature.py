@@ -440,7 +440,7 @@ class TicketsFeature(Feature):
             return False
         number = await store.ticket_for_message(ctx.conn, replied_to)
         if number is None:
-            return False
+            return await self._on_reply_to_notice(ctx, replied_to)
         if not ctx.incoming.is_direct:
             # In a group room clients mention the bot in every reply to its message, and
             # colleagues answer such a notice among themselves ("kann das jemand anders
@@ -454,6 +454,21 @@ class TicketsFeature(Feature):
                 log.info("reply to request %s in a group room ignored", number)
             return True
         await self._write_to(ctx, number, ctx.incoming.body.strip())
+        return True
+
+    async def _on_reply_to_notice(self, ctx: Context, replied_to: str) -> bool:
+        """A pilot's or coordinator's reply, in the direct chat, to one of the bot's notices
+        about a request that does not pass replies on (a confirmation such as "Sie haben die
+        Anfrage #9 übernommen"): most likely meant as an answer to the requester. It is not
+        passed on (a "danke" to a confirmation must not reach the requester), and it is no
+        FAQ question either: the sender is told how to write to the request."""
+        if not ctx.incoming.is_direct or not (ctx.person.is_pilot or ctx.person.is_coordinator):
+            return False
+        number = await store.ticket_of_notice(ctx.conn, replied_to)
+        ticket = await store.get_ticket(ctx.conn, number) if number is not None else None
+        if ticket is None or ticket.is_closed:
+            return False  # nothing to write to any more: an ordinary message ("danke")
+        ctx.reply(ctx.t("tickets.reply.not_passed_on", number=number, prefix=self._prefix(ctx)))
         return True
 
     async def _write_to(self, ctx: Context, number: int, text: str) -> None:

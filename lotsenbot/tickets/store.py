@@ -440,6 +440,19 @@ async def history(
 # -- the bot's messages about a ticket ------------------------------------------------------
 
 
+async def ticket_of_notice(conn: aiosqlite.Connection, event_id: str) -> int | None:
+    """The request a delivered message of the bot names in its metadata, replyable or not,
+    while its outbox row exists (it is purged after a while). A scan of the outbox: used
+    only for a team member's reply that :func:`ticket_for_message` does not know."""
+    async with conn.execute(
+        "SELECT json_extract(content, '$.meta.\"de.lotsenbot.ticket\".id') AS ticket_id"
+        " FROM outbox WHERE event_id = ? AND json_valid(content)",
+        (event_id,),
+    ) as cursor:
+        row = await cursor.fetchone()
+    return int(row["ticket_id"]) if row is not None and row["ticket_id"] is not None else None
+
+
 async def ticket_for_message(conn: aiosqlite.Connection, event_id: str) -> int | None:
     """The ticket a delivered message of the bot is about, or None.
 

@@ -964,6 +964,23 @@ async def test_a_reply_to_a_closed_request_gets_the_commands_error(env: Env) -> 
     assert not_for_ticket.ticket == {} and not_for_ticket.error is None
 
 
+async def test_a_pilots_reply_to_a_confirmation_is_not_lost_as_a_question(env: Env) -> None:
+    await env.say(ANNA, f"!anfrage {IT_TEXT}")
+    claimed = reply_to(await env.say(LOTSIN, "!übernehmen 1"), LOTSIN)
+    assert claimed.ticket["event"] == "claimed"
+    await env.deliver()
+    # Meant as an answer, sent as a reply to "Sie haben die Anfrage #1 übernommen": not
+    # passed on (the confirmation invites no replies), not taken as an FAQ question either.
+    out = await env.say(LOTSIN, "Bitte einmal neu starten.", reply_to=claimed.event_id)
+    hint = reply_to(out, LOTSIN)
+    assert len(out) == 1 and "!antwort 1 <Text>" in hint.text and hint.error is None
+    kinds = [e.kind for e in await store.history(env.services.db.conn, 1, include_internal=True)]
+    assert "reply" not in kinds
+    # Staff replying to a message of the bot that is no request of theirs: as before.
+    out = await env.say(BERT, "Bitte einmal neu starten.", reply_to=claimed.event_id)
+    assert "!antwort" not in reply_to(out, BERT).text
+
+
 async def test_a_reply_retried_after_a_failed_transaction_counts_once(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
