@@ -385,7 +385,11 @@ class TicketsFeature(Feature):
                 t(
                     "tickets.detail.item",
                     date=local_time(config, item.at),
-                    actor=await person_label(ctx.names, item.actor, t),
+                    actor=(
+                        t("tickets.detail.bot")
+                        if item.actor == config.matrix.user_id
+                        else await person_label(ctx.names, item.actor, t)
+                    ),
                     what=what,
                 )
             )
@@ -942,7 +946,20 @@ class TicketsFeature(Feature):
         }
         if deputy is not None:
             ctx.send_to_user(deputy, OutMessage(t("tickets.absence.deputy_told", **params)))
-        key = "tickets.absence.set_deputy" if deputy else "tickets.absence.set"
+        colleagues = {
+            pilot
+            for department in config.departments
+            if ctx.sender in department.pilots
+            for pilot in department.pilots
+            if pilot != ctx.sender
+        }
+        key = (
+            "tickets.absence.set_deputy"
+            if deputy
+            else "tickets.absence.set"
+            if colleagues
+            else "tickets.absence.set_alone"
+        )
         ctx.reply(
             t(key, **params),
             **{"de.lotsenbot.absence": {"until": until.isoformat(), "deputy": deputy}},

@@ -69,7 +69,7 @@ async def test_requests_show_display_names_and_follow_a_rename(
         created = await ask(staff, room, bot_id, f"!anfrage {IT_TEXT}", ticket_event("created"))
         number = created.content[TICKET]["id"]
         assert created.content[TICKET]["assignee"] == pilot.user_id  # metadata: Matrix IDs
-        assert f"Es kümmert sich: Lena Lotsin ({pilot.user_id})" in created.body
+        assert f"Zuständig: Lena Lotsin ({pilot.user_id})" in created.body
         # The pilot's notice names the requester, from the name her client set.
         notice = await pilot.wait_for_message(
             sender=bot_id, timeout=20, predicate=ticket_event("assigned", id=number)

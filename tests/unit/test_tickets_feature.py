@@ -292,6 +292,9 @@ async def test_claim_answer_resolve_reopen(env: Env) -> None:
     kinds = [e["kind"] for e in reply_to(out, ANNA).meta["de.lotsenbot.ticket_history"]]
     assert kinds == ["created", "assigned", "claimed", "reply", "reply", "resolved", "reopened"]
     assert "Toner bestellt" not in reply_to(out, ANNA).text
+    # The bot's own steps (the assignment) name it as such, not by its Matrix ID.
+    assert "Lotsenbot (automatisch)" in reply_to(out, ANNA).text
+    assert "lotsenbot:stadt" not in reply_to(out, ANNA).text
     out = await env.say(KOORD, "!anfrage 1")
     team_view = reply_to(out, KOORD)
     assert "note" in [e["kind"] for e in team_view.meta["de.lotsenbot.ticket_history"]]
@@ -440,6 +443,17 @@ async def test_who_are_my_pilots(env: Env) -> None:
     assert reply_to(await env.say(ANNA, "!lotse mond"), ANNA).error == "bad_arguments"
 
 
+async def test_absence_of_a_departments_only_pilot_says_where_requests_go(env: Env) -> None:
+    today = env.clock.now().astimezone(env.services.config.bot.tz).date()
+    until = (today + timedelta(days=5)).strftime("%d.%m.%Y")
+    alone = reply_to(await env.say(HR, f"!abwesend bis {until}"), HR).text
+    assert "Warteschlange" in alone and "anderen Lotsinnen" not in alone
+    with_colleague = reply_to(await env.say(LOTSIN, f"!abwesend bis {until}"), LOTSIN).text
+    assert "anderen Lotsinnen und Lotsen" in with_colleague
+    out = await env.say(ANNA, f"!anfrage {HR_TEXT}")  # it does wait, as the text says
+    assert reply_to(out, ANNA).ticket["assignee"] is None
+
+
 async def test_absence_with_deputy_and_back(env: Env) -> None:
     out = await env.say(LOTSIN, "!abwesend bis 31.12.2099 Vertretung @hr:stadt.de")
     assert reply_to(out, LOTSIN).error == "bad_arguments"  # more than a year ahead
@@ -486,7 +500,7 @@ async def test_messages_name_people_with_their_display_names(tmp_path: Path) -> 
         await env.say(LOTSE, "!anfragen", name="Lars Lotse")
         await env.say(KOORD, "!anfragen", name="Kim Koordination")
         out = await env.say(ANNA, f"!anfrage {IT_TEXT}", name="Carla Beispiel")
-        assert f"Es kümmert sich: {lena}" in reply_to(out, ANNA).text
+        assert f"Zuständig: {lena}" in reply_to(out, ANNA).text
         assert f"Neue Anfrage **#1** von {carla}" in only(out, target=LOTSIN).text
         assert f"Zugewiesen an {lena}" in only(out, target=IT_ROOM).text
         assert reply_to(out, ANNA).ticket["assignee"] == LOTSIN  # metadata: the Matrix ID
