@@ -48,7 +48,7 @@ async def start_bot(
     assert app.services is not None
     faq = app.services.feature("faq")
     assert faq is not None, "the FAQ feature is part of the default build"
-    assert await faq.load_starter_kb() == 47
+    assert await faq.load_starter_kb() == 51
     return runner, app
 
 

@@ -157,7 +157,7 @@ async def build_env(tmp_path: Path, *, tickets: bool = True) -> Env:
     dispatcher = Dispatcher(services, [f.router for f in features], Inbox(db))
     for feature in features:
         await feature.start(services)
-    assert await faq.load_starter_kb() == 47
+    assert await faq.load_starter_kb() == 51
     return Env(services, dispatcher, faq)
 
 
@@ -524,7 +524,7 @@ async def test_a_failed_index_build_is_retried_and_long_questions_are_cut(env: E
 
 async def test_starter_kb_is_loaded_once(env: Env) -> None:
     await env.one(KOORD, "!faq löschen passwort-vergessen")
-    assert await env.faq.load_starter_kb() == 46  # not refilled once the FAQ has entries
+    assert await env.faq.load_starter_kb() == 50  # not refilled once the FAQ has entries
     departments = {e.department for e in await store.all_entries(env.db.conn)}
     assert departments <= {None, "it", "datenschutz"}
 
