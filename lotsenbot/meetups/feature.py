@@ -407,6 +407,7 @@ class MeetupsFeature(Feature):
                 conn, file_key, Envelope(kind, target, file_message, "announce")
             )
             await store.record_message(conn, file_key, meetup.id)
+            await store.record_invitation(conn, meetup.id, kind, target, now)
         return len(recipients)
 
     # -- listing and details -----------------------------------------------------------------
