@@ -741,15 +741,17 @@ class MeetupsFeature(Feature):
     def _tell_promoted(
         self, ctx: Context, meetup: store.Meetup, person: str, starts_at: datetime
     ) -> None:
+        # With the calendar file, as a sign-up from the invitation has it: someone who
+        # waited may not have imported the date (or only got the meetup by `!treffen`).
+        text = ctx.t(
+            "meetups.signup.promoted", title=escape(meetup.title), when=self._when(starts_at)
+        )
         ctx.send_to_user(
             person,
             OutMessage(
-                ctx.t(
-                    "meetups.signup.promoted",
-                    title=escape(meetup.title),
-                    when=self._when(starts_at),
-                ),
+                "\n\n".join([text, ctx.t("meetups.signup.promoted_calendar")]),
                 meta=self._meta(meetup.id, "promoted", starts_at, status="confirmed"),
+                attachment=self._calendar(meetup),
             ),
         )
 

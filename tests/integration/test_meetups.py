@@ -127,7 +127,7 @@ async def test_announce_signup_waitlist_change_cancel(
             )
             assert waiting.content[META]["position"] == position
 
-        # Removing the 👍 withdraws p1; p2 moves up and is told.
+        # Removing the 👍 withdraws p1; p2 moves up and is told, with the calendar file.
         await redact(p1, rooms[p1.user_id], reaction)
         await p1.wait_for_message(
             rooms[p1.user_id], sender=bot, predicate=meetup_meta("withdrawn", status="confirmed")
@@ -135,6 +135,12 @@ async def test_announce_signup_waitlist_change_cancel(
         await p2.wait_for_message(
             rooms[p2.user_id], sender=bot, predicate=meetup_meta("promoted", id=meetup_id)
         )
+        promoted_file = await p2.wait_for_message(
+            rooms[p2.user_id],
+            sender=bot,
+            predicate=lambda item: item.msgtype == "m.file" and meetup_meta("promoted")(item),
+        )
+        assert promoted_file.content["filename"] == f"treffen-{meetup_id}.ics"
 
         # A second place: p3 moves up; everyone signed up hears about the change.
         await coordinator.send_text(desk, f"!treffen ändern {meetup_id} Plätze: 2")

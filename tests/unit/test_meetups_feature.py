@@ -780,3 +780,24 @@ async def test_a_series_cancelled_or_changed_tells_the_invited_what_is_meant(
     assert set(notices) == {P1, P2}
     text = notices[P2]["_row"]["content"]["markdown"]
     assert "weder am Dienstag, 12. Januar 2027, 14:00 Uhr noch an den weiteren Terminen" in text
+
+
+async def test_moving_up_from_the_waiting_list_brings_the_calendar_file(
+    harness: Harness,
+) -> None:
+    rows = await harness.say(
+        COORD, "!treffen neu\nTitel: Klein\nWann: 12.01.2027 14:00\nPlätze: 1\nZielgruppe: keine"
+    )
+    meetup_id = meta(rows[0])["id"]
+    for person in (P1, P2, P3):
+        await harness.say(person, f"!zusage {meetup_id}")
+    withdrawn = await harness.say(P1, f"!absage {meetup_id}")
+    (promoted,) = [r for r in withdrawn if meta(r)["event"] == "promoted"]
+    assert promoted["target"] == P2
+    assert promoted["attachment_name"] == f"treffen-{meetup_id}.ics"
+    calendar = await calendar_of(harness, promoted)
+    assert "DTSTART;TZID=Europe/Berlin:20270112T140000" in calendar
+    assert "STATUS:CANCELLED" not in calendar
+    more = await harness.say(COORD, f"!treffen ändern {meetup_id} Plätze: 2")
+    (promoted,) = [r for r in more if meta(r)["event"] == "promoted"]
+    assert (promoted["target"], promoted["attachment_name"]) == (P3, f"treffen-{meetup_id}.ics")
