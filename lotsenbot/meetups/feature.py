@@ -29,6 +29,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -101,6 +102,20 @@ def _bad(err: MeetupError) -> BadArguments:
     """A parse error as the core's user error; user text in the parameters is escaped."""
     params = {k: escape(v) if isinstance(v, str) else v for k, v in err.params.items()}
     return BadArguments(err.code, **params)
+
+
+@dataclass(frozen=True)
+class Addressee:
+    """Someone a change or cancellation notice goes to, and why: signed up (``confirmed``),
+    on the waiting list (``waitlisted``), only invited (``invited``), or a group room the
+    invitation went to (``room``). ``starts_at`` is the date the notice names; a sign-up
+    also has the identity of its date (``occurrence``)."""
+
+    kind: str  # outbox target kind: "user" | "room"
+    target: str
+    state: str
+    starts_at: datetime
+    occurrence: str | None = None
 
 
 _WEEKDAY = re.compile(
@@ -407,7 +422,90 @@ class MeetupsFeature(Feature):
                 conn, file_key, Envelope(kind, target, file_message, "announce")
             )
             await store.record_message(conn, file_key, meetup.id)
+            await store.record_invitation(conn, meetup.id, kind, target, now)
         return len(recipients)
+
+    async def _audience_now(
+        self, conn: aiosqlite.Connection, meetup: store.Meetup
+    ) -> set[tuple[str, str]]:
+        """Who the meetup's audience is today: pilots who have left the network or their
+        department, and rooms the bot has left, are not written to about it any more."""
+        audience = Audience.from_key(meetup.audience)
+        current = set(self._recipients(audience))
+        if audience.kind == "raum":
+            async with conn.execute(
+                "SELECT 1 FROM rooms WHERE room_id = ? AND left_at IS NULL",
+                (audience.target,),
+            ) as cursor:
+                if await cursor.fetchone() is None:
+                    return set()
+        return current
+
+    async def _addressees(
+        self,
+        conn: aiosqlite.Connection,
+        meetup: store.Meetup,
+        signups: Iterable[store.Signup],
+        invited_start: datetime | None,
+    ) -> list[Addressee]:
+        """Everyone a notice about the meetup goes to, each once: the people signed up or
+        waiting (named with their own date), then, when ``invited_start`` is given, those
+        who got the invitation's calendar file and are still in its audience.
+
+        The order is fixed by the database (sign-up order, then recipient), so a notice
+        handled again after a restart gets the same outbox keys.
+        """
+        found: list[Addressee] = []
+        seen: set[tuple[str, str]] = set()
+        for signup in signups:
+            if ("user", signup.user_id) in seen:
+                continue
+            seen.add(("user", signup.user_id))
+            found.append(
+                Addressee(
+                    "user", signup.user_id, signup.status, signup.starts_at, signup.occurrence
+                )
+            )
+        if invited_start is None:
+            return found
+        audience = await self._audience_now(conn, meetup)
+        for kind, target in await store.invitations(conn, meetup.id):
+            if (kind, target) in seen or (kind, target) not in audience:
+                continue
+            seen.add((kind, target))
+            found.append(
+                Addressee(kind, target, "room" if kind == "room" else "invited", invited_start)
+            )
+        return found
+
+    def _told_line(self, t: Catalogue, told: list[Addressee]) -> str:
+        """For the coordinator: how many people were told, by how they stand, and rooms."""
+        people = [a for a in told if a.kind == "user"]
+        parts = [
+            t(f"meetups.told.{state}", count=n)
+            for state in ("confirmed", "waitlisted", "invited")
+            if (n := sum(a.state == state for a in people))
+        ]
+        if people:
+            line = t("meetups.told.people", count=len(people), parts=", ".join(parts))
+        else:
+            line = t("meetups.told.nobody")
+        rooms = [escape(a.target) for a in told if a.kind == "room"]
+        if rooms:
+            line += " " + t("meetups.told.rooms", rooms=", ".join(rooms))
+        return line
+
+    @staticmethod
+    def _told_meta(told: list[Addressee]) -> dict[str, Any]:
+        people = [a for a in told if a.kind == "user"]
+        return {
+            "notified": len(people),
+            "notified_by_status": {
+                state: sum(a.state == state for a in people)
+                for state in ("confirmed", "waitlisted", "invited")
+            },
+            "notified_rooms": [a.target for a in told if a.kind == "room"],
+        }
 
     # -- listing and details -----------------------------------------------------------------
 
@@ -643,15 +741,17 @@ class MeetupsFeature(Feature):
     def _tell_promoted(
         self, ctx: Context, meetup: store.Meetup, person: str, starts_at: datetime
     ) -> None:
+        # With the calendar file, as a sign-up from the invitation has it: someone who
+        # waited may not have imported the date (or only got the meetup by `!treffen`).
+        text = ctx.t(
+            "meetups.signup.promoted", title=escape(meetup.title), when=self._when(starts_at)
+        )
         ctx.send_to_user(
             person,
             OutMessage(
-                ctx.t(
-                    "meetups.signup.promoted",
-                    title=escape(meetup.title),
-                    when=self._when(starts_at),
-                ),
+                "\n\n".join([text, ctx.t("meetups.signup.promoted_calendar")]),
                 meta=self._meta(meetup.id, "promoted", starts_at, status="confirmed"),
+                attachment=self._calendar(meetup),
             ),
         )
 
@@ -730,26 +830,32 @@ class MeetupsFeature(Feature):
         moved = "when" in changes and previous_start not in (None, changes["when"])
         summary = self._change_summary(ctx.t, changes, previous_start if moved else None)
         # Calendar apps update an event they know by its UID when a file with a higher
-        # SEQUENCE arrives, so everyone signed up gets the file again when their entry changes.
+        # SEQUENCE arrives, so everyone who may have the date in their calendar gets the file
+        # again: the people signed up or waiting, and everyone who got the invitation's file.
+        # A change that is not in the calendar (places) concerns only those signed up.
         calendar = self._calendar(meetup) if CALENDAR_FIELDS & changes.keys() else None
+        occ = (
+            meetup.occurrence(occurrence)
+            if single and occurrence
+            else meetup.next_occurrence(ctx.now)
+        )
+        invited_start = occ.start if occ is not None and calendar is not None else None
+        told = await self._addressees(ctx.conn, meetup, affected, invited_start)
         extra: dict[str, Any] = {"fields": sorted(changes)}
         if moved:
             assert previous_start is not None
             extra["previous_starts_at"] = previous_start.astimezone(self.tz).isoformat()
-        told: set[str] = set()
-        for signup in affected:
-            if signup.user_id in told:
-                continue
-            told.add(signup.user_id)
-            occ = meetup.occurrence(signup.occurrence)
-            starts = occ.start if occ else signup.starts_at
-            ctx.send_to_user(
-                signup.user_id,
+        for person in told:
+            current = meetup.occurrence(person.occurrence) if person.occurrence else None
+            starts = current.start if current else person.starts_at
+            self._notify(
+                ctx,
+                person,
                 OutMessage(
                     "\n".join(
                         [
                             ctx.t(
-                                "meetups.changed.notice",
+                                f"meetups.changed.notice_{person.state}",
                                 title=escape(meetup.title),
                                 when=self._when(starts),
                             ),
@@ -758,26 +864,29 @@ class MeetupsFeature(Feature):
                             *(["", ctx.t("meetups.changed.calendar")] if calendar else []),
                         ]
                     ),
-                    meta=self._meta(meetup.id, "changed", starts, **extra),
+                    meta=self._meta(meetup.id, "changed", starts, status=person.state, **extra),
                     attachment=calendar,
                 ),
             )
         await ctx.audit(
             "meetup.change", str(meetup.id), {"fields": sorted(changes), "date": occurrence}
         )
-        occ = (
-            meetup.occurrence(occurrence)
-            if single and occurrence
-            else meetup.next_occurrence(ctx.now)
-        )
         ctx.reply(
-            "\n".join([ctx.t("meetups.changed.done", id=meetup.id, count=len(told)), "", *summary]),
+            "\n".join(
+                [
+                    ctx.t("meetups.changed.done", id=meetup.id)
+                    + " "
+                    + self._told_line(ctx.t, told),
+                    "",
+                    *summary,
+                ]
+            ),
             **self._meta(
                 meetup.id,
                 "changed",
                 occ.start if occ else None,
                 fields=sorted(changes),
-                notified=len(told),
+                **self._told_meta(told),
             ),
         )
 
@@ -845,7 +954,9 @@ class MeetupsFeature(Feature):
         t = ctx.t
         reason_line = [t("meetups.cancelled.reason", reason=escape(reason))] if reason else []
         starts: datetime | None
-        if occurrence is not None and meetup.is_series:
+        date_only = occurrence is not None and meetup.is_series
+        if date_only:
+            assert occurrence is not None
             current = meetup.occurrence(occurrence)
             if current is None:
                 raise Conflict("meetups.change.date_cancelled", id=meetup.id)
@@ -859,23 +970,24 @@ class MeetupsFeature(Feature):
             await store.cancel_meetup(ctx.conn, meetup.id, reason, ctx.now)
             meetup = await self._load(ctx.conn, meetup.id)
             affected = await store.signups(ctx.conn, meetup.id, after=ctx.now)
-            notice, starts = "meetups.cancelled.notice", occ.start if occ else None
-        # The file with the raised SEQUENCE takes the date out of calendars that have it.
-        calendar = self._calendar(meetup) if affected else None
-        told: set[str] = set()
-        for signup in affected:
-            if signup.user_id in told:
-                continue
-            told.add(signup.user_id)
-            ctx.send_to_user(
-                signup.user_id,
+            kind = "series_notice" if meetup.is_series else "notice"
+            notice, starts = f"meetups.cancelled.{kind}", occ.start if occ else None
+        # Everyone who may have the date in their calendar: the people signed up or waiting,
+        # and everyone who got the invitation's calendar file. The file with the raised
+        # SEQUENCE takes the date out of their calendars.
+        told = await self._addressees(ctx.conn, meetup, affected, starts)
+        calendar = self._calendar(meetup) if told else None
+        for person in told:
+            self._notify(
+                ctx,
+                person,
                 OutMessage(
                     "\n".join(
                         [
                             t(
                                 notice,
                                 title=escape(meetup.title),
-                                when=self._when(signup.starts_at),
+                                when=self._when(person.starts_at),
                             ),
                             *reason_line,
                             "",
@@ -885,28 +997,36 @@ class MeetupsFeature(Feature):
                     meta=self._meta(
                         meetup.id,
                         "cancelled",
-                        signup.starts_at,
-                        date_only=occurrence is not None and meetup.is_series,
+                        person.starts_at,
+                        date_only=date_only,
+                        status=person.state,
                     ),
                     attachment=calendar,
                 ),
             )
         await ctx.audit("meetup.cancel", str(meetup.id), {"date": occurrence, "reason": reason})
-        done = (
-            "meetups.cancelled.done_date"
-            if occurrence and meetup.is_series
-            else ("meetups.cancelled.done")
-        )
+        done = "meetups.cancelled.done_date" if date_only else "meetups.cancelled.done"
         ctx.reply(
-            t(
-                done,
-                id=meetup.id,
-                title=escape(meetup.title),
-                when=self._when(starts) if starts else "–",
-                count=len(told),
+            " ".join(
+                [
+                    t(
+                        done,
+                        id=meetup.id,
+                        title=escape(meetup.title),
+                        when=self._when(starts) if starts else "–",
+                    ),
+                    self._told_line(t, told),
+                ]
             ),
-            **self._meta(meetup.id, "cancelled", starts, notified=len(told)),
+            **self._meta(meetup.id, "cancelled", starts, **self._told_meta(told)),
         )
+
+    @staticmethod
+    def _notify(ctx: Context, addressee: Addressee, message: OutMessage) -> None:
+        if addressee.kind == "room":
+            ctx.send_to_room(addressee.target, message)
+        else:
+            ctx.send_to_user(addressee.target, message)
 
     # -- date polls ----------------------------------------------------------------------------
 

@@ -19,7 +19,12 @@ from lotsenbot.core import personal_data
 from lotsenbot.core.clock import iso
 from lotsenbot.core.personal_data import ErasureReport, table_exists
 from lotsenbot.meetups.recurrence import occurrence_key
-from lotsenbot.meetups.store import STALE_POLLS, forget_person, purge_personal_data
+from lotsenbot.meetups.store import (
+    FINISHED_MEETUPS,
+    STALE_POLLS,
+    forget_person,
+    purge_personal_data,
+)
 
 
 async def _rows(conn: aiosqlite.Connection, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
@@ -63,7 +68,15 @@ class MeetupsData:
             conn, "SELECT id, title, created_at FROM meetup_polls WHERE created_by = ? ORDER BY id",
             (user_id,),
         )  # fmt: skip
+        invitations = await _rows(
+            conn,
+            "SELECT i.meetup_id, m.title, i.invited_at FROM meetup_invitations i"
+            " JOIN meetups m ON m.id = i.meetup_id"
+            " WHERE i.target_kind = 'user' AND i.target = ? ORDER BY i.meetup_id",
+            (user_id,),
+        )
         return {
+            "invitations": [dict(i) for i in invitations],
             "signups": [dict(s) for s in signups],
             "reminders": [dict(r) for r in reminders],
             "poll_votes": [dict(v) for v in votes],
@@ -81,6 +94,9 @@ class MeetupsData:
                                 ("votes", "meetup_poll_votes")):  # fmt: skip
             report.count(category, await _count(
                 conn, f"SELECT COUNT(*) FROM {table} WHERE user_id = ?", (user_id,)))  # fmt: skip
+        report.count("invitations", await _count(
+            conn, "SELECT COUNT(*) FROM meetup_invitations WHERE target_kind = 'user'"
+            " AND target = ?", (user_id,)))  # fmt: skip
         await forget_person(conn, user_id)
         organised = await _count(
             conn,
@@ -109,6 +125,11 @@ class MeetupsData:
             "votes": await _count(
                 conn,
                 f"SELECT COUNT(*) FROM meetup_poll_votes WHERE poll_id IN ({STALE_POLLS})",
+                (iso(before), iso(before)),
+            ),
+            "invitations": await _count(
+                conn,
+                f"SELECT COUNT(*) FROM meetup_invitations WHERE meetup_id IN ({FINISHED_MEETUPS})",
                 (iso(before), iso(before)),
             ),
         }

@@ -1,4 +1,4 @@
-"""SQL for meetups: the only module that knows the tables of migration 0004.
+"""SQL for meetups: the only module that knows the tables of migrations 0004 and 0013.
 
 Every function takes the connection of the caller's transaction, so a state change and the
 messages about it (enqueued by the caller on the same connection) commit together. Values
@@ -526,6 +526,28 @@ async def record_message(conn: aiosqlite.Connection, dedup_key: str, meetup_id: 
     )
 
 
+async def record_invitation(
+    conn: aiosqlite.Connection, meetup_id: int, target_kind: str, target: str, now: datetime
+) -> None:
+    """Remember that a person or room got the invitation with the calendar file, so that a
+    cancellation or a new calendar file reaches them too (migration 0013)."""
+    await conn.execute(
+        "INSERT OR IGNORE INTO meetup_invitations (meetup_id, target_kind, target, invited_at)"
+        " VALUES (?, ?, ?, ?)",
+        (meetup_id, target_kind, target, iso(now)),
+    )
+
+
+async def invitations(conn: aiosqlite.Connection, meetup_id: int) -> list[tuple[str, str]]:
+    """(target kind, target) of everyone who got the invitation, in a stable order."""
+    async with conn.execute(
+        "SELECT target_kind, target FROM meetup_invitations WHERE meetup_id = ?"
+        " ORDER BY target_kind DESC, target",
+        (meetup_id,),
+    ) as cursor:
+        return [(row["target_kind"], row["target"]) for row in await cursor.fetchall()]
+
+
 async def meetup_for_event(conn: aiosqlite.Connection, event_id: str) -> int | None:
     """The meetup whose announcement is this Matrix event, if any."""
     async with conn.execute(
@@ -785,15 +807,29 @@ STALE_POLLS = (
 )
 
 
+# Meetups whose invitations have served their purpose by a cut-off (bind it twice): the
+# last date ended before it, or the meetup was cancelled before it. Nothing is sent about
+# them any more, so nobody needs to know who was invited.
+FINISHED_MEETUPS = (
+    "SELECT id FROM meetups WHERE (ends_at IS NOT NULL AND ends_at < ?)"
+    " OR (status = 'cancelled' AND updated_at < ?)"
+)
+
+
 async def purge_personal_data(conn: aiosqlite.Connection, before: datetime) -> int:
-    """Delete sign-ups, reminder records and poll votes of dates that began before ``before``
-    (for ``[privacy] signups_days``); returns the number of rows deleted."""
+    """Delete sign-ups, reminder records and poll votes of dates that began before ``before``,
+    and the invitations of meetups finished before it (for ``[privacy] signups_days``);
+    returns the number of rows deleted."""
     total = 0
     cutoff = iso(before)
     for sql, params in (
         ("DELETE FROM meetup_signups WHERE starts_at < ?", (cutoff,)),
         ("DELETE FROM meetup_reminders WHERE occurrence < ?", (occurrence_key(before),)),
         (f"DELETE FROM meetup_poll_votes WHERE poll_id IN ({STALE_POLLS})", (cutoff, cutoff)),
+        (
+            f"DELETE FROM meetup_invitations WHERE meetup_id IN ({FINISHED_MEETUPS})",
+            (cutoff, cutoff),
+        ),
     ):
         cursor = await conn.execute(sql, params)
         total += max(cursor.rowcount, 0)
@@ -820,6 +856,13 @@ async def forget_person(conn: aiosqlite.Connection, user_id: str) -> int:
         cursor = await conn.execute(f"DELETE FROM {table} WHERE user_id = ?", (user_id,))
         total += max(cursor.rowcount, 0)
         await cursor.close()
+    # Without the record of the invitation, a later cancellation or change is not sent to
+    # the person either: the bot keeps nothing that would make it write to them.
+    cursor = await conn.execute(
+        "DELETE FROM meetup_invitations WHERE target_kind = 'user' AND target = ?", (user_id,)
+    )
+    total += max(cursor.rowcount, 0)
+    await cursor.close()
     # The copies of announcements in the person's direct chat are known by keys that name
     # them ("meetup:7:ann:@anna:…"); without the person the mapping has no use.
     cursor = await conn.execute(

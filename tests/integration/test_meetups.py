@@ -60,8 +60,8 @@ async def test_announce_signup_waitlist_change_cancel(
     tmp_path: Path, synapse: Synapse, register_user: RegisterUser, make_user: MakeUser
 ) -> None:
     coordinator = await make_user("koord")
-    p1, p2, p3 = [await make_user(f"lotse{n}") for n in (1, 2, 3)]
-    pilots = [p1, p2, p3]
+    p1, p2, p3, p4 = [await make_user(f"lotse{n}") for n in (1, 2, 3, 4)]
+    pilots = [p1, p2, p3, p4]  # p4 gets the invitation and never answers it
     runner = await make_bot(
         tmp_path,
         synapse,
@@ -88,7 +88,7 @@ async def test_announce_signup_waitlist_change_cancel(
         )
         meetup_id = created.content[META]["id"]
         assert created.content[META]["starts_at"] == start.isoformat()
-        assert created.content[META]["recipients"] == 3
+        assert created.content[META]["recipients"] == 4
 
         def announcement(item: Received) -> bool:
             meta = item.content.get(META) or {}
@@ -127,7 +127,7 @@ async def test_announce_signup_waitlist_change_cancel(
             )
             assert waiting.content[META]["position"] == position
 
-        # Removing the 👍 withdraws p1; p2 moves up and is told.
+        # Removing the 👍 withdraws p1; p2 moves up and is told, with the calendar file.
         await redact(p1, rooms[p1.user_id], reaction)
         await p1.wait_for_message(
             rooms[p1.user_id], sender=bot, predicate=meetup_meta("withdrawn", status="confirmed")
@@ -135,6 +135,12 @@ async def test_announce_signup_waitlist_change_cancel(
         await p2.wait_for_message(
             rooms[p2.user_id], sender=bot, predicate=meetup_meta("promoted", id=meetup_id)
         )
+        promoted_file = await p2.wait_for_message(
+            rooms[p2.user_id],
+            sender=bot,
+            predicate=lambda item: item.msgtype == "m.file" and meetup_meta("promoted")(item),
+        )
+        assert promoted_file.content["filename"] == f"treffen-{meetup_id}.ics"
 
         # A second place: p3 moves up; everyone signed up hears about the change.
         await coordinator.send_text(desk, f"!treffen ändern {meetup_id} Plätze: 2")
@@ -154,16 +160,26 @@ async def test_announce_signup_waitlist_change_cancel(
         )
         assert details.content[META]["participants"] == [p2.user_id, p3.user_id]
 
-        p1_mark = p1.mark()
+        # The cancellation reaches everyone who got the invitation's calendar file: those
+        # signed up (p2, p3), the one who withdrew (p1) and the one who never answered (p4).
+        marks = {person.user_id: person.mark() for person in pilots}
         await coordinator.send_text(desk, f"!treffen streichen {meetup_id} Krankheit")
         done = await coordinator.wait_for_message(
             desk, sender=bot, predicate=meetup_meta("cancelled")
         )
-        assert done.content[META]["notified"] == 2
-        for person in (p2, p3):
+        assert done.content[META]["notified"] == 4
+        assert done.content[META]["notified_by_status"] == {
+            "confirmed": 2,
+            "waitlisted": 0,
+            "invited": 2,
+        }
+        expected = ((p1, "invited"), (p2, "confirmed"), (p3, "confirmed"), (p4, "invited"))
+        for person, status in expected:
             notice = await person.wait_for_message(
                 rooms[person.user_id], sender=bot, predicate=meetup_meta("cancelled")
             )
+            assert notice.msgtype != "m.file"
+            assert notice.content[META]["status"] == status
             assert notice.content[META]["starts_at"] == start.isoformat()
             assert "Krankheit" in notice.body
             # The calendar file that takes the date out of their calendar follows the text.
@@ -174,7 +190,10 @@ async def test_announce_signup_waitlist_change_cancel(
             )
             assert calendar.content["filename"] == f"treffen-{meetup_id}.ics"
         await asyncio.sleep(1.0)
-        assert not [m for m in p1.messages(since=p1_mark) if meetup_meta("cancelled")(m)]
+        for person in pilots:  # each once: one text and one file
+            since = marks[person.user_id]
+            got = [m for m in person.messages(since=since) if meetup_meta("cancelled")(m)]
+            assert sorted(m.msgtype for m in got) == ["m.file", "m.notice"], person.user_id
     finally:
         await runner.stop()
 

@@ -33,13 +33,16 @@ from lotsenbot.meetups.audience import Audience
 from lotsenbot.meetups.dates import example_when
 from lotsenbot.meetups.feature import MeetupsFeature, reminder_interval
 from lotsenbot.meetups.form import MeetupDraft
+from lotsenbot.meetups.personal_data import MeetupsData
 from lotsenbot.storage.db import Database
 from lotsenbot.storage.migrate import migrate
 from lotsenbot.texts import Catalogue
 
 TZ = ZoneInfo("Europe/Berlin")
 START = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-COORD, P1, P2, P3, STAFF = (f"@{n}:stadt.de" for n in ("koord", "p1", "p2", "p3", "staff"))
+COORD, P1, P2, P3, P4, STAFF = (
+    f"@{n}:stadt.de" for n in ("koord", "p1", "p2", "p3", "p4", "staff")
+)
 META = "de.lotsenbot.meetup"
 
 
@@ -120,12 +123,9 @@ def error(rows: list[dict[str, Any]]) -> str:
     return str(rows[0]["content"]["meta"]["de.lotsenbot.error"]["code"])
 
 
-@pytest.fixture
-async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
-    db = Database(tmp_path / "bot.db")
-    await db.open()
-    await migrate(db)
-    config = Config.model_validate(
+def make_config(it: list[str], buergeramt: list[str]) -> Config:
+    """The test configuration with these pilots in the departments ``it`` and ``buergeramt``."""
+    return Config.model_validate(
         {
             "matrix": {
                 "homeserver": "http://127.0.0.1:9",
@@ -134,13 +134,20 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
             },
             "bot": {"coordinators": [COORD]},
             "departments": [
-                {"id": "it", "name": "IT-Service", "pilots": [P1, P2]},
-                {"id": "buergeramt", "name": "Bürgeramt", "pilots": [P3]},
+                {"id": "it", "name": "IT-Service", "pilots": it},
+                {"id": "buergeramt", "name": "Bürgeramt", "pilots": buergeramt},
             ],
             "meetups": {"reminders": ["20s", "8s"]},
         }
     )
-    value = Harness(db, FixedClock(START), config)
+
+
+@pytest.fixture
+async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
+    db = Database(tmp_path / "bot.db")
+    await db.open()
+    await migrate(db)
+    value = Harness(db, FixedClock(START), make_config([P1, P2], [P3]))
     await value.boot()
     try:
         yield value
@@ -226,9 +233,14 @@ async def test_signup_by_reaction_waitlist_redaction_and_cancel(harness: Harness
     await harness.say(P3, f"!zusage {meetup_id}")
     cancel = await harness.say(COORD, f"!treffen streichen {meetup_id} Krankheit")
     told = {r["target"]: meta(r) for r in cancel if r["target_kind"] == "user"}
-    assert set(told) == {P2, P3}
+    # P1 withdrew, but got the invitation's calendar file: the cancellation reaches them too.
+    assert {person: m["status"] for person, m in told.items()} == {
+        P1: "invited",
+        P2: "confirmed",
+        P3: "waitlisted",
+    }
     assert all(m["event"] == "cancelled" for m in told.values())
-    assert meta(cancel[-1])["notified"] == 2
+    assert meta(cancel[-1])["notified"] == 3
     late = await harness.say(P1, f"!zusage {meetup_id}")
     assert error(late) == "conflict"
 
@@ -593,3 +605,199 @@ async def test_poll_in_a_direct_chat_says_only_the_coordinator_can_vote(
     group = await harness.say(COORD, poll, room_id="!gruppe:stadt.de", is_direct=False)
     assert meta(group[0])["event"] == "poll"
     assert "nur Sie abstimmen" not in group[0]["content"]["markdown"]
+
+
+# -- who hears of a cancellation or change (found in an exploratory test) -----------------
+
+
+def told(rows: list[dict[str, Any]], event: str) -> dict[str, dict[str, Any]]:
+    """target → metadata of the notices of this event; fails if anyone got two."""
+    notices = [r for r in rows if meta(r)["event"] == event and r["target"] != "!dm:stadt.de"]
+    targets = [r["target"] for r in notices]
+    assert len(targets) == len(set(targets)), f"someone was told twice: {targets}"
+    return {r["target"]: meta(r) | {"_row": r} for r in notices}
+
+
+async def test_cancel_reaches_everyone_invited_signed_up_or_waiting_once(
+    harness: Harness,
+) -> None:
+    """Only the people signed up were told ("Informiert: 0 angemeldete Personen"), while
+    every invited pilot kept the invitation's date in their calendar."""
+    rows = await harness.say(
+        COORD, "!treffen neu\nTitel: Vernetzungstreffen\nWann: 12.01.2027 14:00\nPlätze: 2"
+    )
+    meetup_id = meta(rows[0])["id"]
+    await harness.say(P2, f"!zusage {meetup_id}")
+    await harness.say(STAFF, f"!zusage {meetup_id}")  # not invited, signed up by command
+    await harness.say(P3, f"!zusage {meetup_id}")  # waiting list
+    cancel = await harness.say(COORD, f"!treffen streichen {meetup_id} Krankheit")
+    notices = told(cancel, "cancelled")
+    assert {person: m["status"] for person, m in notices.items()} == {
+        P2: "confirmed",
+        STAFF: "confirmed",
+        P3: "waitlisted",
+        P1: "invited",  # got the invitation, never signed up
+    }
+    for person, notice in notices.items():
+        row = notice["_row"]
+        assert row["target_kind"] == "user"
+        assert row["attachment_name"] == f"treffen-{meetup_id}.ics", person
+        assert "STATUS:CANCELLED" in await calendar_of(harness, row)
+        assert "Krankheit" in row["content"]["markdown"]
+        assert notice["starts_at"] == "2027-01-12T14:00:00+01:00"
+    summary = cancel[-1]
+    assert summary["target"] == "!dm:stadt.de"
+    assert meta(summary)["notified"] == 4
+    assert meta(summary)["notified_by_status"] == {"confirmed": 2, "waitlisted": 1, "invited": 1}
+    assert (
+        "Informiert: 4 Personen (2 angemeldet, 1 auf der Warteliste, 1 nur eingeladen)."
+        in summary["content"]["markdown"]
+    )
+
+
+async def test_cancel_notices_are_not_sent_twice_after_a_restart(harness: Harness) -> None:
+    rows = await harness.say(COORD, "!treffen neu 12.01.2027 14:00 Vernetzungstreffen")
+    meetup_id = meta(rows[0])["id"]
+    cancel = Incoming(
+        event_id="$streichen",
+        sender=COORD,
+        kind="message",
+        body=f"!treffen streichen {meetup_id}",
+        room_id="!dm:stadt.de",
+        is_direct=True,
+    )
+    await harness.dispatcher.handle(cancel)
+    sent = await harness.rows("evt:$streichen:%")
+    assert set(told(sent, "cancelled")) == {P1, P2, P3}
+    await harness.boot()
+    await harness.dispatcher.handle(cancel)  # the homeserver hands the event over again
+    assert await harness.rows("evt:$streichen:%") == sent
+
+
+async def test_people_who_left_the_audience_or_erased_their_data_are_not_told(
+    harness: Harness,
+) -> None:
+    rows = await harness.say(COORD, "!treffen neu 12.01.2027 14:00 Vernetzungstreffen")
+    meetup_id = meta(rows[0])["id"]
+    # P2 leaves the network, P4 joins it after the invitation; P1 erases their data.
+    harness.config = make_config([P1], [P3, P4])
+    await harness.boot()
+    async with harness.db.transaction() as conn:
+        await MeetupsData().erase_person(conn, P1, harness.clock.now())
+    cancel = await harness.say(COORD, f"!treffen streichen {meetup_id}")
+    assert set(told(cancel, "cancelled")) == {P3}
+    assert meta(cancel[-1])["notified"] == 1
+    assert "Informiert: 1 Person (1 nur eingeladen)." in cancel[-1]["content"]["markdown"]
+
+
+async def test_a_room_that_got_the_invitation_gets_the_change_until_the_bot_leaves(
+    harness: Harness,
+) -> None:
+    room = "!gruppe:stadt.de"
+    await harness.db.execute(
+        "INSERT INTO rooms (room_id, is_direct, joined_at) VALUES (?, 0, ?)",
+        (room, "2026-11-01T09:00:00.000Z"),
+    )
+    rows = await harness.say(
+        COORD, f"!treffen neu\nTitel: Offenes Treffen\nWann: 12.01.2027 14:00\nZielgruppe: {room}"
+    )
+    meetup_id = meta(rows[0])["id"]
+    change = await harness.say(COORD, f"!treffen ändern {meetup_id} Wo: Rathaus, Raum 2")
+    notices = told(change, "changed")
+    assert set(notices) == {room}
+    assert notices[room]["_row"]["target_kind"] == "room"
+    assert notices[room]["status"] == "room"
+    assert notices[room]["_row"]["attachment_name"] == f"treffen-{meetup_id}.ics"
+    assert "in diesen Raum eingeladen" in notices[room]["_row"]["content"]["markdown"]
+    assert meta(change[-1])["notified_rooms"] == [room]
+    assert "Informiert: niemand." in change[-1]["content"]["markdown"]
+    await harness.db.execute("UPDATE rooms SET left_at = ? WHERE room_id = ?", ("x", room))
+    cancel = await harness.say(COORD, f"!treffen streichen {meetup_id}")
+    assert told(cancel, "cancelled") == {}
+    assert meta(cancel[-1])["notified_rooms"] == []
+
+
+async def test_a_change_says_how_each_person_stands_and_reaches_the_invited(
+    harness: Harness,
+) -> None:
+    """A person only on the waiting list was told "für das Sie angemeldet sind"."""
+    rows = await harness.say(
+        COORD, "!treffen neu\nTitel: Vernetzungstreffen\nWann: 12.01.2027 14:00\nPlätze: 1"
+    )
+    meetup_id = meta(rows[0])["id"]
+    await harness.say(P1, f"!zusage {meetup_id}")
+    await harness.say(P2, f"!zusage {meetup_id}")  # waiting list
+    moved = await harness.say(COORD, f"!treffen ändern {meetup_id} Wann: 13.01.2027 10:00")
+    notices = told(moved, "changed")
+    assert {person: m["status"] for person, m in notices.items()} == {
+        P1: "confirmed",
+        P2: "waitlisted",
+        P3: "invited",
+    }
+    texts = {person: m["_row"]["content"]["markdown"] for person, m in notices.items()}
+    assert "für das Sie angemeldet sind" in texts[P1]
+    assert "auf der Warteliste" in texts[P2] and "angemeldet" not in texts[P2]
+    assert "zu dem Sie eingeladen wurden" in texts[P3] and "angemeldet" not in texts[P3]
+    for notice in notices.values():
+        assert notice["starts_at"] == "2027-01-13T10:00:00+01:00"
+        assert notice["previous_starts_at"] == "2027-01-12T14:00:00+01:00"
+        calendar = await calendar_of(harness, notice["_row"])
+        assert "DTSTART;TZID=Europe/Berlin:20270113T100000" in calendar
+    assert meta(moved[-1])["notified_by_status"] == {"confirmed": 1, "waitlisted": 1, "invited": 1}
+    # Places are not in a calendar: only the people signed up or waiting hear of them.
+    places = await harness.say(COORD, f"!treffen ändern {meetup_id} Plätze: 3")
+    notices = told(places, "changed")
+    assert set(notices) == {P1, P2}
+    assert all(n["_row"]["attachment_name"] is None for n in notices.values())
+    assert meta(places[-1])["notified"] == 2
+
+
+async def test_a_series_cancelled_or_changed_tells_the_invited_what_is_meant(
+    harness: Harness,
+) -> None:
+    rows = await harness.say(
+        COORD,
+        "!treffen neu\nTitel: Sprechstunde\nWann: 05.01.2027 14:00\nWiederholung: wöchentlich\n"
+        "Zielgruppe: it",
+    )
+    meetup_id = meta(rows[0])["id"]
+    await harness.say(P1, f"!zusage {meetup_id}")  # for 05.01.
+    one_date = await harness.say(COORD, f"!treffen ändern {meetup_id} am 12.01.2027 Wo: Raum 3")
+    notices = told(one_date, "changed")
+    assert {p: (m["status"], m["starts_at"][:10]) for p, m in notices.items()} == {
+        P1: ("invited", "2027-01-12"),  # signed up for another date: still invited to this one
+        P2: ("invited", "2027-01-12"),
+    }
+    off = await harness.say(COORD, f"!treffen streichen {meetup_id} am 05.01.2027")
+    notices = told(off, "cancelled")
+    assert {p: (m["status"], m["date_only"]) for p, m in notices.items()} == {
+        P1: ("confirmed", True),
+        P2: ("invited", True),
+    }
+    assert "Die weiteren Termine der Reihe bleiben" in notices[P2]["_row"]["content"]["markdown"]
+    ended = await harness.say(COORD, f"!treffen streichen {meetup_id}")
+    notices = told(ended, "cancelled")
+    assert set(notices) == {P1, P2}
+    text = notices[P2]["_row"]["content"]["markdown"]
+    assert "weder am Dienstag, 12. Januar 2027, 14:00 Uhr noch an den weiteren Terminen" in text
+
+
+async def test_moving_up_from_the_waiting_list_brings_the_calendar_file(
+    harness: Harness,
+) -> None:
+    rows = await harness.say(
+        COORD, "!treffen neu\nTitel: Klein\nWann: 12.01.2027 14:00\nPlätze: 1\nZielgruppe: keine"
+    )
+    meetup_id = meta(rows[0])["id"]
+    for person in (P1, P2, P3):
+        await harness.say(person, f"!zusage {meetup_id}")
+    withdrawn = await harness.say(P1, f"!absage {meetup_id}")
+    (promoted,) = [r for r in withdrawn if meta(r)["event"] == "promoted"]
+    assert promoted["target"] == P2
+    assert promoted["attachment_name"] == f"treffen-{meetup_id}.ics"
+    calendar = await calendar_of(harness, promoted)
+    assert "DTSTART;TZID=Europe/Berlin:20270112T140000" in calendar
+    assert "STATUS:CANCELLED" not in calendar
+    more = await harness.say(COORD, f"!treffen ändern {meetup_id} Plätze: 2")
+    (promoted,) = [r for r in more if meta(r)["event"] == "promoted"]
+    assert (promoted["target"], promoted["attachment_name"]) == (P3, f"treffen-{meetup_id}.ics")

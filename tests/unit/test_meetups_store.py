@@ -323,3 +323,46 @@ async def test_purge_removes_only_old_dates(db: Database) -> None:
         left = await store.signups(conn, new.id) + await store.signups(conn, old.id)
     assert removed == 1
     assert [s.meetup_id for s in left] == [new.id]
+
+
+async def test_invitations_are_recorded_once_and_forgotten_with_the_person(
+    db: Database,
+) -> None:
+    room = "!raum:stadt.de"
+    async with db.transaction() as conn:
+        meetup = await create(conn)
+        other = await create(conn)
+        for target_kind, target in (("user", B), ("user", A), ("room", room), ("user", A)):
+            await store.record_invitation(conn, meetup.id, target_kind, target, NOW)
+        await store.record_invitation(conn, other.id, "user", A, NOW)
+        assert await store.invitations(conn, meetup.id) == [
+            ("user", A),
+            ("user", B),
+            ("room", room),
+        ]
+        deleted = await store.forget_person(conn, A)
+        assert await store.invitations(conn, meetup.id) == [("user", B), ("room", room)]
+        assert await store.invitations(conn, other.id) == []
+    assert deleted == 2
+
+
+async def test_purge_removes_invitations_of_finished_and_long_cancelled_meetups(
+    db: Database,
+) -> None:
+    """Invitations go with the meetup's sign-ups: ``signups_days`` after its last date, or
+    after it was cancelled; an endless series keeps them while it runs."""
+    async with db.transaction() as conn:
+        over = await create(conn, draft(NOW.astimezone(TZ) + timedelta(hours=2)))
+        coming = await create(conn, draft(NOW.astimezone(TZ) + timedelta(days=30)))
+        endless = await create(conn, draft(rrule="FREQ=WEEKLY;BYDAY=TU"))
+        cancelled = await create(conn, draft(NOW.astimezone(TZ) + timedelta(days=30)))
+        await store.cancel_meetup(conn, cancelled.id, None, NOW)
+        for meetup in (over, coming, endless, cancelled):
+            await store.record_invitation(conn, meetup.id, "user", A, NOW)
+        await store.purge_personal_data(conn, NOW - timedelta(days=1))
+        assert len(await conn.execute_fetchall("SELECT 1 FROM meetup_invitations")) == 4
+        await store.purge_personal_data(conn, NOW + timedelta(days=1))
+        rows = await conn.execute_fetchall(
+            "SELECT meetup_id FROM meetup_invitations ORDER BY meetup_id"
+        )
+    assert [r[0] for r in rows] == [coming.id, endless.id]

@@ -196,3 +196,40 @@ async def test_empty_folder_on_migrated_database_is_too_new(db: Database, tmp_pa
     (tmp_path / "leer").mkdir()
     with pytest.raises(SchemaTooNew):
         await migrate(db, tmp_path / "leer")
+
+
+async def test_meetup_invitations_are_filled_from_the_announcements_already_sent(
+    db: Database, tmp_path: Path
+) -> None:
+    """0013 records who got a meetup's invitation; for meetups announced before it, the
+    calendar messages remembered in ``meetup_messages`` tell (an erased person's are gone)."""
+    older = tmp_path / "bis-0012"
+    older.mkdir()
+    for migration in discover():
+        if migration.version <= 12:
+            (older / f"{migration.version:04d}_{migration.name}.sql").write_text(
+                migration.sql, "utf-8"
+            )
+    await migrate(db, older)
+    await db.execute(
+        "INSERT INTO meetups (id, title, start_local, tzid, duration_s, first_start, created_by,"
+        " created_at, updated_at) VALUES (?, 'T', '2027-01-12T14:00:00', 'Europe/Berlin', 3600,"
+        " '2027-01-12T13:00:00.000Z', '@koord:stadt.de', ?, '2026-12-01T09:00:00.000Z')",
+        (7, "2026-12-01T09:00:00.000Z"),
+    )
+    for key in (
+        "meetup:7:ann:@anna:stadt.de",
+        "meetup:7:ics:@anna:stadt.de",
+        "meetup:7:ics:@bert:stadt.de",
+        "meetup:7:ics:!gruppe:stadt.de",
+    ):
+        await db.execute("INSERT INTO meetup_messages (dedup_key, meetup_id) VALUES (?, 7)", (key,))
+    assert await migrate(db) == [m.version for m in discover() if m.version > 12]
+    rows = await db.fetchall(
+        "SELECT meetup_id, target_kind, target, invited_at FROM meetup_invitations ORDER BY target"
+    )
+    assert [tuple(r) for r in rows] == [
+        (7, "room", "!gruppe:stadt.de", "2026-12-01T09:00:00.000Z"),
+        (7, "user", "@anna:stadt.de", "2026-12-01T09:00:00.000Z"),
+        (7, "user", "@bert:stadt.de", "2026-12-01T09:00:00.000Z"),
+    ]

@@ -283,6 +283,30 @@ async def test_erasure_frees_a_meetup_place_for_the_waiting_list(db: Database) -
     assert result.erased["meetups.signups"] == 1
 
 
+async def test_meetup_invitations_are_exported_and_erased(db: Database) -> None:
+    """Who got a meetup's invitation (0013) is the person's data: it is in the export, and
+    after an erasure a cancellation is no longer sent to them on its account."""
+    async with db.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO meetups (id, title, start_local, tzid, duration_s, first_start,"
+            " created_by, created_at, updated_at) VALUES (1, 'Lotsentreffen',"
+            " '2026-12-10T14:00:00', 'Europe/Berlin', 3600, ?, ?, ?, ?)",
+            ("2026-12-10T13:00:00.000Z", KOORD, ago(days=5), ago(days=5)),
+        )
+        for user in (ANNA, BERT):
+            await conn.execute(
+                "INSERT INTO meetup_invitations VALUES (1, 'user', ?, ?)", (user, ago(days=5))
+            )
+        sections = await export_person(conn, all_handlers({}), ANNA)
+        result = await erase_person(conn, all_handlers({}), ANNA, NOW)
+    assert sections["meetups"]["invitations"] == [
+        {"meetup_id": 1, "title": "Lotsentreffen", "invited_at": ago(days=5)}
+    ]
+    assert result.erased["meetups.invitations"] == 1
+    rows = await db.fetchall("SELECT target FROM meetup_invitations")
+    assert [r["target"] for r in rows] == [BERT]
+
+
 async def test_erasure_finds_a_direct_chat_known_only_from_the_persons_messages(
     db: Database,
 ) -> None:

@@ -138,7 +138,9 @@ def test_a_count_of_one_takes_the_singular_variant() -> None:
     catalogue = Catalogue("de")
     assert catalogue("meetups.audience.people", count=1) == "Die Ankündigung geht an 1 Person."
     assert catalogue("meetups.audience.people", count=2) == "Die Ankündigung geht an 2 Personen."
-    assert catalogue("meetups.changed.done", id=5, count=1).endswith("1 angemeldete Person.")
+    assert catalogue("meetups.told.people", count=1, parts="1 angemeldet") == (
+        "Informiert: 1 Person (1 angemeldet)."
+    )
     for key in ("faq.suggest.hint", "faq.suggest.hint_group", "faq.suggest.out_of_range"):
         assert "1 bis 1" not in catalogue(key, count=1, prefix="!"), key  # one suggestion
     assert "Anfragen Nr. 1, 3 brauchen" in catalogue("privacy.kept.open_ticket", numbers="1, 3",
