@@ -206,7 +206,10 @@ class Dispatcher:
             return
         command, args = found
         if not command.allowed_for(ctx.person.roles):
-            raise PermissionDenied()
+            # A feature may say what the person can do instead ("tickets.restricted.erledigt":
+            # a requester closes her own request with !zurückziehen).
+            hint = f"{command.feature}.restricted.{fold(command.name).replace(' ', '_')}"
+            raise PermissionDenied(hint) if ctx.t.has(hint) else PermissionDenied()
         await command.handler(ctx, args)
 
     def _error_reply(self, ctx: Context, code: str, key: str, params: dict[str, object]) -> None:

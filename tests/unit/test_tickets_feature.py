@@ -443,6 +443,15 @@ async def test_who_are_my_pilots(env: Env) -> None:
     assert reply_to(await env.say(ANNA, "!lotse mond"), ANNA).error == "bad_arguments"
 
 
+async def test_a_requester_trying_to_close_her_request_is_told_how(env: Env) -> None:
+    await env.say(ANNA, f"!anfrage {IT_TEXT}")
+    refused = reply_to(await env.say(ANNA, "!erledigt 1"), ANNA)
+    assert refused.error == "permission_denied" and "!zurückziehen <Nr>" in refused.text
+    # Other team commands keep the plain refusal.
+    plain = reply_to(await env.say(ANNA, "!übernehmen 1"), ANNA)
+    assert plain.error == "permission_denied" and "zurückziehen" not in plain.text
+
+
 async def test_absence_of_a_departments_only_pilot_says_where_requests_go(env: Env) -> None:
     today = env.clock.now().astimezone(env.services.config.bot.tz).date()
     until = (today + timedelta(days=5)).strftime("%d.%m.%Y")
