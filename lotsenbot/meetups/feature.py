@@ -486,14 +486,11 @@ class MeetupsFeature(Feature):
             for state in ("confirmed", "waitlisted", "invited")
             if (n := sum(a.state == state for a in people))
         ]
-        if people:
-            line = t("meetups.told.people", count=len(people), parts=", ".join(parts))
-        else:
-            line = t("meetups.told.nobody")
-        rooms = [escape(a.target) for a in told if a.kind == "room"]
-        if rooms:
-            line += " " + t("meetups.told.rooms", rooms=", ".join(rooms))
-        return line
+        rooms = ", ".join(escape(a.target) for a in told if a.kind == "room")
+        if not people:
+            return t("meetups.told.rooms_only", rooms=rooms) if rooms else t("meetups.told.nobody")
+        line = t("meetups.told.people", count=len(people), parts=", ".join(parts))
+        return f"{line} {t('meetups.told.rooms', rooms=rooms)}" if rooms else line
 
     @staticmethod
     def _told_meta(told: list[Addressee]) -> dict[str, Any]:

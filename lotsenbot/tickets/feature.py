@@ -468,10 +468,15 @@ class TicketsFeature(Feature):
         FAQ question either: the sender is told how to write to the request."""
         if not ctx.incoming.is_direct or not (ctx.person.is_pilot or ctx.person.is_coordinator):
             return False
-        number = await store.ticket_of_notice(ctx.conn, replied_to)
+        targets = (ctx.incoming.room_id, ctx.sender)
+        number = await store.ticket_of_notice(ctx.conn, replied_to, targets)
         ticket = await store.get_ticket(ctx.conn, number) if number is not None else None
-        if ticket is None or ticket.is_closed:
-            return False  # nothing to write to any more: an ordinary message ("danke")
+        if (
+            ticket is None
+            or ticket.is_closed  # nothing to write to any more: an ordinary message ("danke")
+            or store.visibility(ticket, ctx.person) != "team"  # e.g. after a transfer
+        ):
+            return False
         ctx.reply(ctx.t("tickets.reply.not_passed_on", number=number, prefix=self._prefix(ctx)))
         return True
 
@@ -704,8 +709,9 @@ class TicketsFeature(Feature):
                 label = await ctx.names.label(pilot)
                 absence = absences.get(pilot)
                 if absence is not None and absence.covers(today):
-                    until = absence.until.strftime("%d.%m.%Y")
-                    label = t("tickets.pilots.away", person=label, date=until)
+                    # Whether, not until when: the date is the pilot's own business (only a
+                    # named deputy is told it).
+                    label = t("tickets.pilots.away", person=label)
                 people.append(label)
             listed = ", ".join(people) if people else t("tickets.pilots.nobody")
             lines.append(f"- **{escape(shown_department.name)}**: {listed}")
@@ -946,12 +952,13 @@ class TicketsFeature(Feature):
         }
         if deputy is not None:
             ctx.send_to_user(deputy, OutMessage(t("tickets.absence.deputy_told", **params)))
+        absences = await store.absences(ctx.conn)
         colleagues = {
             pilot
             for department in config.departments
             if ctx.sender in department.pilots
             for pilot in department.pilots
-            if pilot != ctx.sender
+            if pilot != ctx.sender and not (pilot in absences and absences[pilot].covers(today))
         }
         key = (
             "tickets.absence.set_deputy"

@@ -440,14 +440,19 @@ async def history(
 # -- the bot's messages about a ticket ------------------------------------------------------
 
 
-async def ticket_of_notice(conn: aiosqlite.Connection, event_id: str) -> int | None:
+async def ticket_of_notice(
+    conn: aiosqlite.Connection, event_id: str, targets: Sequence[str]
+) -> int | None:
     """The request a delivered message of the bot names in its metadata, replyable or not,
-    while its outbox row exists (it is purged after a while). A scan of the outbox: used
-    only for a team member's reply that :func:`ticket_for_message` does not know."""
+    while its outbox row exists (it is purged after a while). Only messages sent to one of
+    ``targets`` (the chat the reply is in, the person): found through the outbox's index
+    by target, and nobody learns about a message of another chat by naming its event id.
+    Used only for a team member's reply that :func:`ticket_for_message` does not know."""
+    marks = ", ".join("?" for _ in targets)
     async with conn.execute(
         "SELECT json_extract(content, '$.meta.\"de.lotsenbot.ticket\".id') AS ticket_id"
-        " FROM outbox WHERE event_id = ? AND json_valid(content)",
-        (event_id,),
+        f" FROM outbox WHERE target IN ({marks}) AND event_id = ? AND json_valid(content)",
+        (*targets, event_id),
     ) as cursor:
         row = await cursor.fetchone()
     return int(row["ticket_id"]) if row is not None and row["ticket_id"] is not None else None

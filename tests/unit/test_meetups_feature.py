@@ -708,9 +708,12 @@ async def test_a_room_that_got_the_invitation_gets_the_change_until_the_bot_leav
     assert notices[room]["_row"]["target_kind"] == "room"
     assert notices[room]["status"] == "room"
     assert notices[room]["_row"]["attachment_name"] == f"treffen-{meetup_id}.ics"
-    assert "in diesen Raum eingeladen" in notices[room]["_row"]["content"]["markdown"]
+    assert "dieser Raum eingeladen" in notices[room]["_row"]["content"]["markdown"]
     assert meta(change[-1])["notified_rooms"] == [room]
-    assert "Informiert: niemand." in change[-1]["content"]["markdown"]
+    assert (
+        "keine einzelnen Personen; die Nachricht ging in den Raum"
+        in change[-1]["content"]["markdown"]
+    )
     await harness.db.execute("UPDATE rooms SET left_at = ? WHERE room_id = ?", ("x", room))
     cancel = await harness.say(COORD, f"!treffen streichen {meetup_id}")
     assert told(cancel, "cancelled") == {}

@@ -439,7 +439,7 @@ async def test_who_are_my_pilots(env: Env) -> None:
     await env.say(LOTSIN, f"!abwesend bis {until.strftime('%d.%m.%Y')}")
     out = reply_to(await env.say(ANNA, "!lotse it"), ANNA)
     assert out.meta["de.lotsenbot.pilots"]["departments"] == ["it"]
-    assert f"abwesend bis {until.strftime('%d.%m.%Y')}" in out.text
+    assert "derzeit abwesend" in out.text and until.strftime("%d.%m.%Y") not in out.text
     assert reply_to(await env.say(ANNA, "!lotse mond"), ANNA).error == "bad_arguments"
 
 
@@ -1002,6 +1002,11 @@ async def test_a_pilots_reply_to_a_confirmation_is_not_lost_as_a_question(env: E
     # Staff replying to a message of the bot that is no request of theirs: as before.
     out = await env.say(BERT, "Bitte einmal neu starten.", reply_to=claimed.event_id)
     assert "!antwort" not in reply_to(out, BERT).text
+    # Once the request is with another department, the confirmation names no request she
+    # may write to any more: no hint.
+    await env.say(KOORD, "!weiterleiten 1 personal")
+    out = await env.say(LOTSIN, "ok danke", reply_to=claimed.event_id)
+    assert "!antwort 1" not in reply_to(out, LOTSIN).text
 
 
 async def test_a_reply_retried_after_a_failed_transaction_counts_once(
