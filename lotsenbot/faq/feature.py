@@ -68,6 +68,7 @@ __all__ = [
     "group_unanswered",
     "make_index",
     "open_thesaurus",
+    "too_long_to_learn",
 ]
 
 META = "de.lotsenbot.faq"
@@ -83,6 +84,16 @@ ANSWERED_TTL = timedelta(minutes=30)
 PREFILL_LIMIT = 300  # characters of a question repeated in the offered "!anfrage …"
 OPEN_ITEM_LIMIT = 200  # characters of an open question shown in "!faq offen"
 OPEN_LIST_TTL = timedelta(hours=2)
+# An open question longer than this is not learnt word for word (``!faq lernen`` asks for a
+# phrasing instead). The curated phrasings of the starter knowledge base (177 questions and
+# alternatives) have at most 13 words and 84 characters, half of them 5 words or fewer: what
+# people type to find an entry is short. A longer question mostly carries its story – who,
+# which case, what went wrong ("… dreimal vertippt … Bescheid für Herrn Müller …") – which is
+# personal data and, as an alternative, makes unrelated questions match the entry. The
+# character limit catches long words and pasted messages with few spaces.
+LEARN_MAX_WORDS = 12
+LEARN_MAX_CHARS = 120
+_QUOTES = {'"': '"', "„": "“", "“": "”", "‚": "‘", "'": "'", "»": "«", "«": "»"}
 
 MAX_SUGGESTIONS = 3
 SUGGESTION_SHARE = 0.5
@@ -228,9 +239,8 @@ class FaqFeature(Feature):
         command("faq löschen", aliases=("faq delete",), roles=COORDINATOR, args="<ID>")(
             self._delete
         )
-        command("faq lernen", aliases=("faq learn",), roles=COORDINATOR, args="<Nr> <ID>")(
-            self._learn
-        )
+        command("faq lernen", aliases=("faq learn",), roles=COORDINATOR,
+                args="<Nr> <ID> [Formulierung]")(self._learn)  # fmt: skip
         self.router.on_message(priority=10)(self._on_choice)
         self.router.on_message(priority=500)(self._on_question)
         self.router.on_reaction(self._on_reaction)
@@ -732,10 +742,20 @@ class FaqFeature(Feature):
         )  # fmt: skip
 
     async def _learn(self, ctx: Context, args: str) -> None:
-        parts = args.split()
-        if len(parts) != 2 or not parts[0].lstrip("#").isdigit():
+        """``!faq lernen <Nr> <ID> [Formulierung]``: the open question (or the coordinator's
+        phrasing of it) becomes another alternative of the entry.
+
+        A question is learnt word for word only when it is short (see :func:`too_long_to_learn`):
+        an alternative stays in the knowledge base for good, while the open question it came
+        from is deleted after the retention period, so a long one would keep its story (names,
+        case details) and make unrelated questions match the entry. For a long question the
+        coordinator gives the phrasing; only that is stored, in the entry and the audit log.
+        """
+        parts = args.split(maxsplit=2)
+        if len(parts) < 2 or not parts[0].lstrip("#").isdigit():
             raise BadArguments("faq.usage.lernen")
         number, entry_id = int(parts[0].lstrip("#")), parts[1].lower()
+        given = _unquote(" ".join(parts[2].split())) if len(parts) == 3 else ""
         listed: list[list[int]] | None = await ctx.recall_choice(OPEN_LIST)
         rows = await store.open_unanswered(ctx.conn)
         by_id = {row.id: row for row in rows}
@@ -754,7 +774,14 @@ class FaqFeature(Feature):
         old = await store.get_entry(ctx.conn, entry_id)
         if old is None:
             raise NotFound("faq.edit.not_found", id=escape(entry_id))
-        phrase = group.representative
+        question = group.representative
+        if not given and too_long_to_learn(question):
+            raise BadArguments(
+                "faq.learn.too_long", number=number, id=old.id,
+                question=escape(_excerpt(question, PREFILL_LIMIT)),
+                words=LEARN_MAX_WORDS, chars=LEARN_MAX_CHARS,
+            )  # fmt: skip
+        phrase = given or question
         known = {fold(text) for text in (old.question, *old.alternatives)}
         new = old
         if fold(phrase) not in known:
@@ -770,10 +797,15 @@ class FaqFeature(Feature):
         })  # fmt: skip
         # The list shown stays as it was, so "!faq lernen 2 …" next still means its line 2
         # (a line already learnt answers "schon erledigt").
-        ctx.reply(
-            ctx.t("faq.learn.done", phrase=escape(phrase), id=old.id, count=resolved),
-            **{META: {"learned": {"entry": old.id, "phrase": phrase, "resolved": resolved}}},
-        )
+        lines = [
+            ctx.t("faq.learn.done" if new != old else "faq.learn.known",
+                  phrase=escape(phrase), id=old.id),
+            ctx.t("faq.learn.resolved", count=resolved),
+            ctx.t("faq.learn.no_personal_data", prefix=self._prefix(ctx), id=old.id),
+        ]  # fmt: skip
+        learned = {"entry": old.id, "phrase": phrase, "resolved": resolved,
+                   "added": new != old, "given": bool(given)}  # fmt: skip
+        ctx.reply(" ".join(lines), **{META: {"learned": learned}})
 
     # -- coordinators: editing ----------------------------------------------------------------
 
@@ -974,6 +1006,19 @@ def _find_category(wanted: str, names: Sequence[str]) -> str | None:
     if scored and scored[0][0] >= 85 and (len(scored) == 1 or scored[1][0] < scored[0][0]):
         return scored[0][1]
     return None
+
+
+def too_long_to_learn(question: str) -> bool:
+    """Whether ``!faq lernen`` needs a phrasing for this open question (see LEARN_MAX_WORDS)."""
+    flat = " ".join(question.split())
+    return len(flat.split()) > LEARN_MAX_WORDS or len(flat) > LEARN_MAX_CHARS
+
+
+def _unquote(text: str) -> str:
+    """A phrasing without the quotation marks a coordinator may put around it."""
+    if len(text) >= 2 and _QUOTES.get(text[0]) == text[-1]:
+        return text[1:-1].strip()
+    return text
 
 
 def _split_first_line(args: str) -> tuple[str, str]:

@@ -30,7 +30,7 @@ from lotsenbot.core.roles import Roles
 from lotsenbot.core.services import Services
 from lotsenbot.core.types import Incoming
 from lotsenbot.faq import store
-from lotsenbot.faq.feature import META, FaqFeature, group_unanswered
+from lotsenbot.faq.feature import META, FaqFeature, group_unanswered, too_long_to_learn
 from lotsenbot.faq.kb import FaqEntry
 from lotsenbot.storage.db import Database
 from lotsenbot.storage.migrate import migrate
@@ -440,6 +440,70 @@ async def test_open_questions_are_grouped_and_learnt(env: Env) -> None:
     assert [g["count"] for g in rest.faq["open"]] == [1]
     assert (await env.one(KOORD, "!faq lernen 5 it-service")).error == "not_found"
     assert (await env.one(KOORD, "!faq lernen eins")).error == "bad_arguments"
+
+
+LONG_QUESTION = (
+    "Guten Morgen, ich habe beim Bescheid für Herrn Müller aus der Kantstraße dreimal die "
+    "Kassenzeichen vertippt und brauche den Ausdruck bis Freitag"
+)
+
+
+async def test_a_long_open_question_is_learnt_only_in_the_coordinators_words(env: Env) -> None:
+    """A rambling question learnt word for word made unrelated questions match its entry and
+    kept "Herrn Müller" in the knowledge base for good: it needs a phrasing."""
+    assert (await env.one(ANNA, LONG_QUESTION)).faq["decision"] == "none"
+    await env.one(KOORD, "!faq offen")
+    refused = await env.one(KOORD, "!faq lernen 1 it-service")
+    assert refused.error == "bad_arguments"
+    assert "dreimal die Kassenzeichen vertippt" in refused.text  # the question is shown
+    assert "`!faq lernen 1 it-service <kurze Formulierung>`" in refused.text
+    entry = await store.get_entry(env.db.conn, "it-service")
+    assert entry is not None and not any("Müller" in a for a in entry.alternatives)
+    assert len(group_unanswered(await store.open_unanswered(env.db.conn))) == 1  # still open
+
+    learnt = await env.one(KOORD, "!faq lernen 1 it-service „Kassenzeichen vertippt“")
+    assert learnt.faq["learned"] == {"entry": "it-service", "phrase": "Kassenzeichen vertippt",
+                                     "resolved": 1, "added": True, "given": True}  # fmt: skip
+    assert "„Kassenzeichen vertippt“" in learnt.text  # the stored alternative
+    assert "1 offene Frage als erledigt markiert." in learnt.text
+    assert "keine Namen" in learnt.text
+    entry = await store.get_entry(env.db.conn, "it-service")
+    assert entry is not None and entry.alternatives[-1] == "Kassenzeichen vertippt"
+    row = await env.db.fetchone("SELECT details FROM audit_log WHERE action = 'faq.learn'")
+    assert row is not None and json.loads(row[0])["phrase"] == "Kassenzeichen vertippt"
+    assert "Müller" not in row[0]  # neither in the entry nor in the audit log
+    assert await store.open_unanswered(env.db.conn) == []
+
+
+async def test_a_short_question_is_learnt_as_asked_or_in_other_words(env: Env) -> None:
+    await env.one(BERT, "Wann kommt der Weihnachtsmann?")
+    await env.one(ANNA, "Speiseplan Kantine?")  # the newer one is no. 1
+    await env.one(KOORD, "!faq offen")
+    learnt = await env.one(KOORD, "!faq lernen 1 it-service")
+    assert learnt.faq["learned"]["phrase"] == "Speiseplan Kantine?"
+    assert learnt.faq["learned"]["given"] is False
+    assert "„Speiseplan Kantine?“" in learnt.text and "keine Namen" in learnt.text
+    # A phrasing the entry has already: nothing added, the question is still done.
+    again = await env.one(KOORD, "!faq lernen 2 it-service speiseplan kantine?")
+    assert again.faq["learned"]["added"] is False and again.faq["learned"]["resolved"] == 1
+    assert "schon" in again.text
+    entry = await store.get_entry(env.db.conn, "it-service")
+    assert entry is not None and entry.alternatives.count("Speiseplan Kantine?") == 1
+
+
+@pytest.mark.parametrize(
+    ("question", "too_long"),
+    [
+        ("Speiseplan Kantine", False),
+        (" ".join(["Wort"] * 12), False),
+        (" ".join(["Wort"] * 13), True),
+        ("x" * 120, False),
+        ("x" * 121, True),
+        ("  Wo   finde\nich den   Speiseplan?  ", False),
+    ],
+)
+def test_which_questions_are_too_long_to_learn_word_for_word(question: str, too_long: bool) -> None:
+    assert too_long_to_learn(question) is too_long
 
 
 def test_grouping_puts_the_most_frequent_first() -> None:
