@@ -15,7 +15,9 @@ A label starts a field only at the beginning of a line; everything up to the nex
 belongs to it, so an answer can span paragraphs and lists. Within the answer, a line that
 looks like the label of a field given already (or, in a change, of the id) is part of the
 answer, so an answer line such as "Alternative: im Portal …" survives ``!faq ändern``.
-Alternatives and tags are separated by ``;`` or given one per line with ``-``. The parser only
+Alternatives are separated by ``;`` (as in a CSV cell) or given one per line, with or without
+``-``; a comma does not separate them, because questions contain commas ("Outlook, Teams und
+Co."). Tags, single words, are also separated by commas. The parser only
 reads the message; the rules an entry must follow are those of the import
 (:func:`lotsenbot.faq.kb.validate_records`), so a form and a file can never disagree on what a
 valid entry is.
@@ -29,11 +31,14 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
+from rapidfuzz import fuzz
+
 from lotsenbot.core.router import fold
 from lotsenbot.faq.kb import FaqEntry, ImportResult, RawRecord, validate_records
 from lotsenbot.nlp import is_stopword, normalize
 
 __all__ = [
+    "CATEGORY_SIMILARITY",
     "FIELD_ORDER",
     "LABELS",
     "Form",
@@ -41,6 +46,7 @@ __all__ = [
     "merge",
     "parse_form",
     "render_form",
+    "similar_category",
     "slug",
 ]
 
@@ -77,6 +83,10 @@ _LABEL_LINE = re.compile(r"^\s*([^\W\d_][\w ]{0,29}?)\s*:(?!//)[ \t]?(.*)$")
 _BULLET = re.compile(r"^\s*(?:[-*•–]|\d+[.)])\s+")
 _NO_DEPARTMENT = {"", "-", "–", "keine", "none"}
 _SLUG_LENGTH = 48
+CATEGORY_SIMILARITY = 85.0
+"""rapidfuzz ratio of two folded category names from which a new one looks like a misspelling
+of the other: "Arbietsplatz" and "Arbeitsplatz" score 92, "Telefon" and "Telefonie" 88, while
+the starter knowledge base's own categories score at most 58 against each other."""
 
 
 class FormError(Exception):
@@ -172,6 +182,20 @@ def merge(
     record = RawRecord(line=min(form.lines.values(), default=1), data=data,
                        field_lines=dict(form.lines))  # fmt: skip
     return validate_records([record], known_departments)
+
+
+def similar_category(name: str, others: Collection[str]) -> str | None:
+    """The existing category a new category ``name`` is probably meant to be, or None.
+
+    ``others`` are the categories other entries have. Case and umlaut spellings count as the
+    same name ("arbeitsplatz", "Arbeitsplätze" → "Arbeitsplatz"); the best match wins, among
+    equally good ones the alphabetically first, so the answer does not depend on order.
+    """
+    folded = fold(name)
+    scored = sorted((-fuzz.ratio(folded, fold(other)), other) for other in others if other != name)
+    if scored and -scored[0][0] >= CATEGORY_SIMILARITY:
+        return scored[0][1]
+    return None
 
 
 def render_form(entry: FaqEntry, labels: dict[str, str]) -> str:

@@ -48,7 +48,15 @@ from lotsenbot.core.markdown import escape
 from lotsenbot.core.router import fold
 from lotsenbot.core.types import OutMessage, Role
 from lotsenbot.faq import kb, store
-from lotsenbot.faq.editform import Form, FormError, merge, parse_form, render_form, slug
+from lotsenbot.faq.editform import (
+    Form,
+    FormError,
+    merge,
+    parse_form,
+    render_form,
+    similar_category,
+    slug,
+)
 from lotsenbot.faq.kb import FaqEntry, ImportIssue, render_issue
 from lotsenbot.faq.search import FaqIndex, SearchResult
 from lotsenbot.faq.synonyms import load_synonyms
@@ -832,9 +840,10 @@ class FaqFeature(Feature):
         await store.insert_entry(ctx.conn, entry, ctx.now, ctx.sender)
         await self._changed(ctx.conn, upsert=entry)
         await ctx.audit("faq.create", entry.id, {"old": None, "new": store.entry_snapshot(entry)})
+        notes, extra = await self._saved_notes(ctx, entry, form, category_changed=True)
         ctx.reply(
-            ctx.t("faq.edit.created", id=entry.id, prefix=self._prefix(ctx)),
-            **{META: {"edit": {"action": "created", "entry": entry.id}}},
+            "\n\n".join([ctx.t("faq.edit.created", id=entry.id, prefix=self._prefix(ctx)), *notes]),
+            **{META: {"edit": {"action": "created", "entry": entry.id, **extra}}},
         )
 
     async def _edit(self, ctx: Context, args: str) -> None:
@@ -867,10 +876,14 @@ class FaqFeature(Feature):
             "old": store.entry_snapshot(old), "new": store.entry_snapshot(new), "fields": changed,
         })  # fmt: skip
         labels = ", ".join(ctx.t(f"faq.form.label.{name}") for name in changed)
-        ctx.reply(
-            ctx.t("faq.edit.updated", id=entry_id, fields=labels),
-            **{META: {"edit": {"action": "updated", "entry": entry_id, "fields": changed}}},
+        notes, extra = await self._saved_notes(
+            ctx, new, form, category_changed=new.category != old.category
         )
+        ctx.reply(
+            "\n\n".join([ctx.t("faq.edit.updated", id=entry_id, fields=labels), *notes]),
+            **{META: {"edit": {"action": "updated", "entry": entry_id, "fields": changed,
+                               **extra}}},
+        )  # fmt: skip
 
     async def _delete(self, ctx: Context, args: str) -> None:
         entry_id = args.strip().lower()
@@ -886,6 +899,39 @@ class FaqFeature(Feature):
             ctx.t("faq.edit.deleted", id=entry_id),
             **{META: {"edit": {"action": "deleted", "entry": entry_id}}},
         )
+
+    async def _saved_notes(
+        self, ctx: Context, entry: FaqEntry, form: Form, *, category_changed: bool
+    ) -> tuple[list[str], dict[str, Any]]:
+        """What the coordinator should look at after saving, with its metadata.
+
+        A category no other entry has is named as new, and if it is close to an existing one
+        ("Arbietsplatz"), that one is offered with the command to fix it: staff would
+        otherwise see both next to each other in ``!faq``. Alternatives the form gave with a
+        comma are named too, since a comma does not separate alternatives.
+        """
+        notes: list[str] = []
+        extra: dict[str, Any] = {}
+        if category_changed:
+            counts = dict(await store.categories(ctx.conn))  # this entry saved already
+            if counts.get(entry.category, 0) <= 1:
+                similar = similar_category(entry.category, counts)
+                extra["new_category"] = {"name": entry.category, "similar": similar}
+                if similar is None:
+                    notes.append(ctx.t("faq.edit.category_new", category=escape(entry.category)))
+                else:
+                    notes.append(ctx.t(
+                        "faq.edit.category_similar", category=escape(entry.category),
+                        similar=escape(similar), prefix=self._prefix(ctx), id=entry.id,
+                        fix=similar.replace("`", "'"),
+                    ))  # fmt: skip
+        with_comma = [item for item in form.values.get("alternatives", ()) if "," in item]
+        if with_comma:
+            extra["alternatives_with_comma"] = with_comma
+            shown = ", ".join(ctx.t("faq.edit.quoted", text=escape(item)) for item in with_comma)
+            notes.append(ctx.t("faq.edit.alternative_comma", alternatives=shown,
+                               count=len(with_comma)))  # fmt: skip
+        return notes, extra
 
     def _parse(self, ctx: Context, form_text: str, *, new_entry: bool) -> Form:
         try:
@@ -918,7 +964,9 @@ class FaqFeature(Feature):
         self, ctx: Context, key: str, entry_id: str, entry: FaqEntry | None
     ) -> None:
         labels = {name: ctx.t(f"faq.form.label.{name}") for name in kb.COLUMNS}
-        blank = FaqEntry(id="x", category="…", question="…", answer="…")
+        # The blank form shows a list line for the alternatives: one per line.
+        blank = FaqEntry(id="x", category="…", question="…", answer="…", alternatives=["…"],
+                         tags=["…"])  # fmt: skip
         body = render_form(entry or blank, labels)
         fence = "`" * max(3, _longest_backtick_run(body) + 1)
         command = f"faq ändern {entry_id}" if entry is not None else "faq neu"

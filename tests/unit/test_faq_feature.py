@@ -408,6 +408,63 @@ async def test_new_and_delete(env: Env) -> None:
     assert (await env.one(BERT, "!faq löschen passwort-vergessen")).error == "permission_denied"
 
 
+async def test_a_new_category_close_to_an_existing_one_is_questioned(env: Env) -> None:
+    """ "Kategorie: Arbietsplatz" silently made a second category next to "Arbeitsplatz"."""
+    form = "!faq neu\nFrage: Wo bekomme ich einen zweiten Monitor?\nKategorie: Arbietsplatz\n"
+    created = await env.one(KOORD, form + "Antwort: Im Bestellportal.")
+    assert created.faq["edit"]["new_category"] == {"name": "Arbietsplatz",
+                                                   "similar": "Arbeitsplatz"}  # fmt: skip
+    entry_id = created.faq["edit"]["entry"]
+    assert "„Arbietsplatz“ ist eine neue Kategorie. Meinten Sie „Arbeitsplatz“?" in created.text
+    fix = f"!faq ändern {entry_id} Kategorie: Arbeitsplatz"
+    assert f"`{fix}`" in created.text
+    entry = await store.get_entry(env.db.conn, entry_id)
+    assert entry is not None and entry.category == "Arbietsplatz"  # saved all the same
+
+    fixed = await env.one(KOORD, fix)  # the command offered works as it stands
+    assert fixed.faq["edit"]["fields"] == ["category"]
+    assert "new_category" not in fixed.faq["edit"] and "neue Kategorie" not in fixed.text
+    assert "Arbietsplatz" not in [name for name, _ in await store.categories(env.db.conn)]
+
+    # A genuinely new category is named as new; a change to another entry's category is not.
+    kantine = await env.one(
+        KOORD, "!faq neu\nFrage: Speiseplan?\nKategorie: Kantine\nAntwort: Aushang."
+    )
+    assert kantine.faq["edit"]["new_category"] == {"name": "Kantine", "similar": None}
+    assert "„Kantine“ ist eine neue Kategorie." in kantine.text and "Meinten" not in kantine.text
+    moved = await env.one(KOORD, "!faq ändern it-service Kategorie: Kantine")
+    assert "new_category" not in moved.faq["edit"] and "neue Kategorie" not in moved.text
+    # Renaming the only entry of a category to a near miss of another is questioned too.
+    renamed = await env.one(KOORD, f"!faq ändern {entry_id} Kategorie: arbeitsplatz")
+    assert renamed.faq["edit"]["new_category"]["similar"] == "Arbeitsplatz"
+
+
+async def test_a_comma_does_not_separate_alternatives_and_the_reply_says_so(env: Env) -> None:
+    form = (
+        "!faq neu\nFrage: Wie bestelle ich Toner?\nAlternativen: Toner leer, Patrone leer\n"
+        "Kategorie: Drucken und Scannen\nTags: toner, drucker\nAntwort: Im Bestellportal."
+    )
+    created = await env.one(KOORD, form)
+    entry = await store.get_entry(env.db.conn, "bestelle-toner")
+    assert entry is not None
+    assert entry.alternatives == ["Toner leer, Patrone leer"]  # a question may hold a comma
+    assert entry.tags == ["toner", "drucker"]
+    assert created.faq["edit"]["alternatives_with_comma"] == ["Toner leer, Patrone leer"]
+    assert "„Toner leer, Patrone leer“ ist eine einzige Alternative" in created.text
+    assert "„;“" in created.text and "eigene Zeile" in created.text
+    changed = await env.one(
+        KOORD, "!faq ändern bestelle-toner\nAlternativen:\n- Toner leer\n- Patrone leer"
+    )
+    assert "alternatives_with_comma" not in changed.faq["edit"]
+    entry = await store.get_entry(env.db.conn, "bestelle-toner")
+    assert entry is not None and entry.alternatives == ["Toner leer", "Patrone leer"]
+    # The forms say how alternatives are separated, and the blank form shows a list line.
+    template = (await env.one(KOORD, "!faq neu")).text
+    assert "je in eine eigene Zeile" in template and "ein Komma trennt sie nicht" in template
+    assert "Alternativen:\n- …\n" in template
+    assert "je in einer eigenen Zeile" in (await env.one(KOORD, "!faq ändern bestelle-toner")).text
+
+
 async def test_open_questions_are_grouped_and_learnt(env: Env) -> None:
     for question in [
         "Wo finde ich den Speiseplan der Kantine?",

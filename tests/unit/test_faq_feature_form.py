@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from lotsenbot.faq.editform import FormError, merge, parse_form, render_form, slug
+from lotsenbot.faq.editform import (
+    FormError,
+    merge,
+    parse_form,
+    render_form,
+    similar_category,
+    slug,
+)
 from lotsenbot.faq.kb import FaqEntry
 
 DEPARTMENTS = {"it", "personal"}
@@ -149,3 +156,29 @@ def test_slug_is_short_enough_for_an_id() -> None:
     value = slug("Verwaltungsdigitalisierungsstrategie " * 5)
     assert 0 < len(value) <= 48
     assert FaqEntry(id=value, category="x", question="y", answer="z").id == value
+
+
+CATEGORIES = ["Arbeitsplatz", "Drucken und Scannen", "E-Akte", "Homeoffice", "Konto und Anmeldung"]
+
+
+@pytest.mark.parametrize(
+    ("name", "meant"),
+    [
+        ("Arbietsplatz", "Arbeitsplatz"),  # two letters swapped
+        ("arbeitsplatz", "Arbeitsplatz"),  # only the case differs
+        ("Arbeitsplätze", "Arbeitsplatz"),
+        ("Homeofice", "Homeoffice"),
+        ("E-Akten", "E-Akte"),
+        ("Kantine", None),  # genuinely new
+        ("Drucker", None),
+        ("Arbeitsplatz", None),  # not new at all
+    ],
+)
+def test_similar_category(name: str, meant: str | None) -> None:
+    assert similar_category(name, CATEGORIES) == meant
+
+
+def test_similar_category_takes_the_closest_and_ignores_order() -> None:
+    assert similar_category("Konto", ["Kontos", "Konten"]) == "Kontos"
+    assert similar_category("Konto", ["Konten", "Kontos"]) == "Kontos"
+    assert similar_category("Aaa", []) is None
