@@ -49,11 +49,13 @@ from lotsenbot.core.router import fold
 from lotsenbot.core.types import OutMessage, Role
 from lotsenbot.faq import kb, store
 from lotsenbot.faq.editform import (
+    FIELD_ORDER,
     Form,
     FormError,
     merge,
     parse_form,
     render_form,
+    shown,
     similar_category,
     slug,
 )
@@ -821,12 +823,17 @@ class FaqFeature(Feature):
         first, rest = _split_first_line(args)
         entry_id: str | None = None
         form_text = args
-        if first and len(first.split()) == 1 and not _looks_like_field(first):
-            entry_id, form_text = first.lower(), rest
-        if not form_text.strip():
+        stray: FormError | None = None
+        if first and not _looks_like_field(first):
+            form_text = rest
+            if len(first.split()) == 1:
+                entry_id = first.lower()
+            else:  # "!faq neu Mein Eintrag!": neither an id nor a field
+                stray = self._command_line_text(ctx, first, "text_after_new", example=slug(first))
+        if not form_text.strip() and stray is None:
             self._reply_template(ctx, "faq.edit.template_new", entry_id or "", None)
             return
-        form = self._parse(ctx, form_text, new_entry=True)
+        form = self._parse(ctx, form_text, new_entry=True, stray=stray)
         if entry_id is not None and form.values.get("id") not in (None, entry_id):
             raise BadArguments("faq.form.id_change")
         entry_id = entry_id or form.values.get("id")
@@ -834,9 +841,9 @@ class FaqFeature(Feature):
             existing = {entry.id for entry in await store.all_entries(ctx.conn)}
             entry_id = slug(str(form.values.get("question", "")), existing)
         entry_id = entry_id.lower()
+        entry = self._validated(ctx, None, form, entry_id)
         if await store.get_entry(ctx.conn, entry_id) is not None:
             raise Conflict("faq.edit.exists", id=escape(entry_id))
-        entry = self._validated(ctx, None, form, entry_id)
         await store.insert_entry(ctx.conn, entry, ctx.now, ctx.sender)
         await self._changed(ctx.conn, upsert=entry)
         await ctx.audit("faq.create", entry.id, {"old": None, "new": store.entry_snapshot(entry)})
@@ -856,10 +863,14 @@ class FaqFeature(Feature):
         if old is None:
             raise NotFound("faq.edit.not_found", id=escape(entry_id))
         form_text = f"{same_line}\n{rest}" if same_line.strip() else rest
-        if not form_text.strip():
+        stray: FormError | None = None
+        if same_line.strip() and not _looks_like_field(same_line):
+            form_text = rest  # "!faq ändern <ID> neue Antwort": not a field
+            stray = self._command_line_text(ctx, same_line, "text_after_edit", id=entry_id)
+        if not form_text.strip() and stray is None:
             self._reply_template(ctx, "faq.edit.template_edit", entry_id, old)
             return
-        form = self._parse(ctx, form_text, new_entry=False)
+        form = self._parse(ctx, form_text, new_entry=False, stray=stray)
         if form.values.get("id") not in (None, entry_id):
             raise BadArguments("faq.form.id_change")
         new = self._validated(ctx, old, form, entry_id)
@@ -928,36 +939,82 @@ class FaqFeature(Feature):
         with_comma = [item for item in form.values.get("alternatives", ()) if "," in item]
         if with_comma:
             extra["alternatives_with_comma"] = with_comma
-            shown = ", ".join(ctx.t("faq.edit.quoted", text=escape(item)) for item in with_comma)
-            notes.append(ctx.t("faq.edit.alternative_comma", alternatives=shown,
+            quoted = [ctx.t("faq.edit.quoted", text=escape(item)) for item in with_comma]
+            notes.append(ctx.t("faq.edit.alternative_comma", alternatives=", ".join(quoted),
                                count=len(with_comma)))  # fmt: skip
         return notes, extra
 
-    def _parse(self, ctx: Context, form_text: str, *, new_entry: bool) -> Form:
-        try:
-            line = _line_in_message(ctx.incoming.body, form_text)
-            return parse_form(form_text, line, new_entry=new_entry)
-        except FormError as exc:
-            problem = ctx.t(f"faq.form.{exc.code}", **exc.params)
-            if exc.line is not None:
-                problem = ctx.t("faq.import.location", line=exc.line, message=problem)
-            raise BadArguments("faq.form.invalid", problems=f"- {problem}") from None
+    @staticmethod
+    def _command_line_text(ctx: Context, text: str, code: str, **params: Any) -> FormError:
+        """Text after the command on its own line that is no field: said as such, since
+        "Vor dem ersten Feld steht Text" pointed at the command itself."""
+        return FormError(code, _line_in_message(ctx.incoming.body, text),
+                         {"text": shown(text), **params})  # fmt: skip
+
+    def _parse(
+        self, ctx: Context, form_text: str, *, new_entry: bool, stray: FormError | None = None
+    ) -> Form:
+        line = _line_in_message(ctx.incoming.body, form_text)
+        form = parse_form(form_text, line, new_entry=new_entry)
+        if stray is not None:
+            form.errors.insert(0, stray)
+        return form
 
     def _validated(
         self, ctx: Context, base: FaqEntry | None, form: Form, entry_id: str
     ) -> FaqEntry:
-        result = merge(base, form, self._known_departments(ctx.services.config),
-                       entry_id=entry_id)  # fmt: skip
-        if result.errors:
-            problems = "\n".join(f"- {self._issue_text(ctx, i)}" for i in result.errors)
-            raise BadArguments("faq.form.invalid", problems=problems)
+        """The entry the form makes, or every problem of the form at once, each with its
+        line: those of its shape and those of the entry's rules. A form without a single
+        field is answered with its shape problem alone ("Frage fehlt", "Antwort fehlt" …
+        would only repeat that nothing was understood)."""
+        problems = [(error.line, self._form_error_text(ctx, error)) for error in form.errors]
+        result = None
+        if form.values or not form.errors:
+            result = merge(base, form, self._known_departments(ctx.services.config),
+                           entry_id=entry_id)  # fmt: skip
+            problems += [(self._issue_line(i, form), self._issue_text(ctx, i, form))
+                         for i in result.errors]  # fmt: skip
+        if problems:
+            # By line; problems without one (a field missing altogether) last.
+            problems.sort(key=lambda item: (item[0] is None, item[0] or 0))
+            raise BadArguments("faq.form.invalid", count=len(problems),
+                               problems="\n".join(f"- {text}" for _, text in problems))  # fmt: skip
+        assert result is not None
         return result.entries[0]
 
-    def _issue_text(self, ctx: Context, issue: ImportIssue) -> str:
-        """Problems about missing fields name the form's label, not the file's field name."""
+    def _form_error_text(self, ctx: Context, error: FormError) -> str:
+        # What the coordinator wrote is shown as text, never read as Markdown.
+        params = {key: escape(value) if key in ("text", "label") else value
+                  for key, value in error.params.items()}  # fmt: skip
+        if error.code == "unknown_label":
+            names = ("id", *FIELD_ORDER)
+            params["known"] = ", ".join(ctx.t(f"faq.form.label.{name}") for name in names)
+        problem = ctx.t(f"faq.form.{error.code}", prefix=self._prefix(ctx), **params)
+        if error.line is None:
+            return problem
+        return ctx.t("faq.import.location", line=error.line, message=problem)
+
+    @staticmethod
+    def _issue_line(issue: ImportIssue, form: Form) -> int | None:
+        """The line a problem of the entry's rules is about; a field missing altogether has
+        none (the file's importer would name the entry's first line)."""
+        if issue.code == "missing_field":
+            return None
+        if issue.code in ("empty_field", "missing_answer"):
+            name = "answer" if issue.code == "missing_answer" else str(issue.params["field"])
+            return form.lines.get(name)
+        return issue.line
+
+    def _issue_text(self, ctx: Context, issue: ImportIssue, form: Form) -> str:
+        """Problems about missing fields name the form's label, not the file's field name,
+        and the line of the empty field if the form has it."""
         if issue.code in ("missing_field", "empty_field", "missing_answer"):
             name = "answer" if issue.code == "missing_answer" else str(issue.params["field"])
-            return ctx.t("faq.form.missing", label=ctx.t(f"faq.form.label.{name}"))
+            problem = ctx.t("faq.form.missing", label=ctx.t(f"faq.form.label.{name}"))
+            line = self._issue_line(issue, form)
+            if line is None:
+                return problem
+            return ctx.t("faq.import.location", line=line, message=problem)
         return render_issue(issue, ctx.t.lang)
 
     def _reply_template(

@@ -465,6 +465,43 @@ async def test_a_comma_does_not_separate_alternatives_and_the_reply_says_so(env:
     assert "je in einer eigenen Zeile" in (await env.one(KOORD, "!faq ändern bestelle-toner")).text
 
 
+async def test_form_errors_name_the_real_problem_and_come_all_at_once(env: Env) -> None:
+    # Text after "!faq neu" that is neither an id nor a field was "text before the first field".
+    before = await store.count_entries(env.db.conn)
+    wrong = await env.one(KOORD, "!faq neu Mein Eintrag!")
+    assert wrong.error == "bad_arguments"
+    assert "Vor dem ersten Feld" not in wrong.text
+    assert "Zeile 1: Nach `!faq neu` steht „Mein Eintrag!“" in wrong.text
+    assert "weder eine ID" in wrong.text and "„Frage: Mein Eintrag!“" in wrong.text
+    assert "einen Fehler" in wrong.text and wrong.text.count("\n- ") == 1  # nothing else
+    assert await store.count_entries(env.db.conn) == before  # nothing saved
+
+    # A repeated "Frage:" and an empty "Antwort:": both, each with its line.
+    both = await env.one(
+        KOORD, "!faq neu\nFrage: Wie bestelle ich Toner?\nKategorie: Drucken und Scannen\n"
+        "Frage: Toner leer?\nAbteilung: kantine\nAntwort:"
+    )  # fmt: skip
+    assert both.error == "bad_arguments"
+    problems = [line for line in both.text.splitlines() if line.startswith("- ")]
+    assert problems == [
+        "- Zeile 4: Das Feld „Frage“ steht doppelt im Formular.",
+        "- Zeile 5: Der Eintrag „bestelle-toner“ nennt die unbekannte Abteilung „kantine“."
+        " Bekannt sind: datenschutz, it.",
+        "- Zeile 6: Das Feld „Antwort“ fehlt oder ist leer.",
+    ]
+    assert both.text.startswith("Das Formular enthält 3 Fehler")
+    assert await store.get_entry(env.db.conn, "bestelle-toner") is None
+
+    # A change: text after the id that is no field says so, a typo in a label is named.
+    edit = await env.one(KOORD, "!faq ändern it-service Bitte *neue* Antwort")
+    assert "Nach `!faq ändern it-service` steht „Bitte *neue* Antwort“" in edit.text
+    assert "\\*neue\\*" in edit.markdown  # shown as typed, not as Markdown
+    typo = await env.one(KOORD, "!faq ändern it-service\nAntwrt: Neu.")
+    assert "Zeile 2: „Antwrt“ ist kein Feld des Formulars. Möglich sind: ID, Frage," in typo.text
+    entry = await store.get_entry(env.db.conn, "it-service")
+    assert entry is not None and entry.answer != "Neu."
+
+
 async def test_open_questions_are_grouped_and_learnt(env: Env) -> None:
     for question in [
         "Wo finde ich den Speiseplan der Kantine?",
