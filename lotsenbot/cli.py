@@ -431,7 +431,8 @@ async def faq_command(config: Config, args: argparse.Namespace) -> int:
             except OSError as exc:
                 print(f"{path}: kann nicht geschrieben werden ({exc.strerror})", file=sys.stderr)
                 return EXIT_ERROR
-            print(f"{len(all_entries)} Einträge nach {path} exportiert.")
+            count = len(all_entries)
+            print(f"{count} {'Eintrag' if count == 1 else 'Einträge'} nach {path} exportiert.")
             return EXIT_OK
     except SchemaTooNew as exc:
         print(str(exc), file=sys.stderr)

@@ -15,7 +15,9 @@ A label starts a field only at the beginning of a line; everything up to the nex
 belongs to it, so an answer can span paragraphs and lists. Within the answer, a line that
 looks like the label of a field given already (or, in a change, of the id) is part of the
 answer, so an answer line such as "Alternative: im Portal …" survives ``!faq ändern``.
-Alternatives and tags are separated by ``;`` or given one per line with ``-``. The parser only
+Alternatives are separated by ``;`` (as in a CSV cell) or given one per line, with or without
+``-``; a comma does not separate them, because questions contain commas ("Outlook, Teams und
+Co."). Tags, single words, are also separated by commas. The parser only
 reads the message; the rules an entry must follow are those of the import
 (:func:`lotsenbot.faq.kb.validate_records`), so a form and a file can never disagree on what a
 valid entry is.
@@ -29,11 +31,14 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
+from rapidfuzz import fuzz
+
 from lotsenbot.core.router import fold
 from lotsenbot.faq.kb import FaqEntry, ImportResult, RawRecord, validate_records
 from lotsenbot.nlp import is_stopword, normalize
 
 __all__ = [
+    "CATEGORY_SIMILARITY",
     "FIELD_ORDER",
     "LABELS",
     "Form",
@@ -41,6 +46,8 @@ __all__ = [
     "merge",
     "parse_form",
     "render_form",
+    "shown",
+    "similar_category",
     "slug",
 ]
 
@@ -77,24 +84,33 @@ _LABEL_LINE = re.compile(r"^\s*([^\W\d_][\w ]{0,29}?)\s*:(?!//)[ \t]?(.*)$")
 _BULLET = re.compile(r"^\s*(?:[-*•–]|\d+[.)])\s+")
 _NO_DEPARTMENT = {"", "-", "–", "keine", "none"}
 _SLUG_LENGTH = 48
+CATEGORY_SIMILARITY = 85.0
+"""rapidfuzz ratio of two folded category names from which a new one looks like a misspelling
+of the other: "Arbietsplatz" and "Arbeitsplatz" score 92, "Telefon" and "Telefonie" 88, while
+the starter knowledge base's own categories score at most 58 against each other."""
 
 
-class FormError(Exception):
+_SHOWN_TEXT = 60  # characters of a stray line repeated in an error
+
+
+@dataclass(frozen=True)
+class FormError:
     """A problem with the form's shape; ``code`` is a key below ``faq.form``."""
 
-    def __init__(self, code: str, line: int | None = None, **params: Any) -> None:
-        super().__init__(code)
-        self.code = code
-        self.line = line
-        self.params = params
+    code: str
+    line: int | None = None
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class Form:
-    """The fields a coordinator wrote, as entry data, with the message line of each label."""
+    """The fields a coordinator wrote, as entry data, with the message line of each label,
+    and every problem with the form's shape (the rules of an entry are checked by
+    :func:`merge`), so that all of them can be reported at once."""
 
     values: dict[str, Any] = field(default_factory=dict)
     lines: dict[str, int] = field(default_factory=dict)
+    errors: list[FormError] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.values)
@@ -104,10 +120,16 @@ def parse_form(text: str, first_line: int = 1, *, new_entry: bool = True) -> For
     """Read the labelled fields of ``text``; ``first_line`` is the message line ``text``
     starts on, so that problems point at the line the coordinator sees. ``new_entry``: an
     "ID:" line names the new entry's id anywhere; in a change (the id is fixed) an "ID:"
-    line inside the answer is the answer's text."""
+    line inside the answer is the answer's text.
+
+    Problems go to ``form.errors`` and reading goes on, so a form with three mistakes is
+    answered with three: a field given twice keeps its first value (the repeated one's lines
+    are skipped), and text before the first field is reported once, by its first line.
+    """
     form = Form()
     raw: dict[str, list[str]] = {}
     current: str | None = None
+    stray_seen = False
     for number, line in enumerate(text.splitlines(), start=first_line):
         match = _LABEL_LINE.match(line)
         name = LABELS.get(fold(match.group(1))) if match else None
@@ -117,17 +139,34 @@ def parse_form(text: str, first_line: int = 1, *, new_entry: bool = True) -> For
             name = None
         if match and name is not None:
             if name in raw:
-                raise FormError("duplicate_field", number, label=match.group(1).strip())
+                form.errors.append(
+                    FormError("duplicate_field", number, {"label": match.group(1).strip()})
+                )
+                current = None
+                stray_seen = True  # what follows belongs to the repeated field: not stray
+                continue
             current = name
             raw[name] = [match.group(2)]
             form.lines[name] = number
         elif current is not None:
             raw[current].append(line)
-        elif line.strip():
-            raise FormError("text_before_field", number)
+        elif line.strip() and not stray_seen:
+            stray_seen = True
+            if match:  # "Fragee: …" – a label the form does not know
+                form.errors.append(
+                    FormError("unknown_label", number, {"label": match.group(1).strip()})
+                )
+            else:
+                form.errors.append(FormError("text_before_field", number, {"text": shown(line)}))
     for name, lines in raw.items():
         form.values[name] = _value(name, lines)
     return form
+
+
+def shown(text: str) -> str:
+    """``text`` on one line and at most about 60 characters, to repeat it in an error."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= _SHOWN_TEXT else flat[: _SHOWN_TEXT - 1].rstrip() + "…"
 
 
 def _unfilled(value: str) -> bool:
@@ -172,6 +211,20 @@ def merge(
     record = RawRecord(line=min(form.lines.values(), default=1), data=data,
                        field_lines=dict(form.lines))  # fmt: skip
     return validate_records([record], known_departments)
+
+
+def similar_category(name: str, others: Collection[str]) -> str | None:
+    """The existing category a new category ``name`` is probably meant to be, or None.
+
+    ``others`` are the categories other entries have. Case and umlaut spellings count as the
+    same name ("arbeitsplatz", "Arbeitsplätze" → "Arbeitsplatz"); the best match wins, among
+    equally good ones the alphabetically first, so the answer does not depend on order.
+    """
+    folded = fold(name)
+    scored = sorted((-fuzz.ratio(folded, fold(other)), other) for other in others if other != name)
+    if scored and -scored[0][0] >= CATEGORY_SIMILARITY:
+        return scored[0][1]
+    return None
 
 
 def render_form(entry: FaqEntry, labels: dict[str, str]) -> str:

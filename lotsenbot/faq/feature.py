@@ -48,7 +48,17 @@ from lotsenbot.core.markdown import escape
 from lotsenbot.core.router import fold
 from lotsenbot.core.types import OutMessage, Role
 from lotsenbot.faq import kb, store
-from lotsenbot.faq.editform import Form, FormError, merge, parse_form, render_form, slug
+from lotsenbot.faq.editform import (
+    FIELD_ORDER,
+    Form,
+    FormError,
+    merge,
+    parse_form,
+    render_form,
+    shown,
+    similar_category,
+    slug,
+)
 from lotsenbot.faq.kb import FaqEntry, ImportIssue, render_issue
 from lotsenbot.faq.search import FaqIndex, SearchResult
 from lotsenbot.faq.synonyms import load_synonyms
@@ -68,6 +78,7 @@ __all__ = [
     "group_unanswered",
     "make_index",
     "open_thesaurus",
+    "too_long_to_learn",
 ]
 
 META = "de.lotsenbot.faq"
@@ -83,6 +94,16 @@ ANSWERED_TTL = timedelta(minutes=30)
 PREFILL_LIMIT = 300  # characters of a question repeated in the offered "!anfrage …"
 OPEN_ITEM_LIMIT = 200  # characters of an open question shown in "!faq offen"
 OPEN_LIST_TTL = timedelta(hours=2)
+# An open question longer than this is not learnt word for word (``!faq lernen`` asks for a
+# phrasing instead). The curated phrasings of the starter knowledge base (177 questions and
+# alternatives) have at most 13 words and 84 characters, half of them 5 words or fewer: what
+# people type to find an entry is short. A longer question mostly carries its story – who,
+# which case, what went wrong ("… dreimal vertippt … Bescheid für Herrn Müller …") – which is
+# personal data and, as an alternative, makes unrelated questions match the entry. The
+# character limit catches long words and pasted messages with few spaces.
+LEARN_MAX_WORDS = 12
+LEARN_MAX_CHARS = 120
+_QUOTES = {'"': '"', "„": "“", "“": "”", "‚": "‘", "'": "'", "»": "«", "«": "»"}
 
 MAX_SUGGESTIONS = 3
 SUGGESTION_SHARE = 0.5
@@ -228,9 +249,8 @@ class FaqFeature(Feature):
         command("faq löschen", aliases=("faq delete",), roles=COORDINATOR, args="<ID>")(
             self._delete
         )
-        command("faq lernen", aliases=("faq learn",), roles=COORDINATOR, args="<Nr> <ID>")(
-            self._learn
-        )
+        command("faq lernen", aliases=("faq learn",), roles=COORDINATOR,
+                args="<Nr> <ID> [Formulierung]")(self._learn)  # fmt: skip
         self.router.on_message(priority=10)(self._on_choice)
         self.router.on_message(priority=500)(self._on_question)
         self.router.on_reaction(self._on_reaction)
@@ -732,10 +752,20 @@ class FaqFeature(Feature):
         )  # fmt: skip
 
     async def _learn(self, ctx: Context, args: str) -> None:
-        parts = args.split()
-        if len(parts) != 2 or not parts[0].lstrip("#").isdigit():
+        """``!faq lernen <Nr> <ID> [Formulierung]``: the open question (or the coordinator's
+        phrasing of it) becomes another alternative of the entry.
+
+        A question is learnt word for word only when it is short (see :func:`too_long_to_learn`):
+        an alternative stays in the knowledge base for good, while the open question it came
+        from is deleted after the retention period, so a long one would keep its story (names,
+        case details) and make unrelated questions match the entry. For a long question the
+        coordinator gives the phrasing; only that is stored, in the entry and the audit log.
+        """
+        parts = args.split(maxsplit=2)
+        if len(parts) < 2 or not parts[0].lstrip("#").isdigit():
             raise BadArguments("faq.usage.lernen")
         number, entry_id = int(parts[0].lstrip("#")), parts[1].lower()
+        given = _unquote(" ".join(parts[2].split())) if len(parts) == 3 else ""
         listed: list[list[int]] | None = await ctx.recall_choice(OPEN_LIST)
         rows = await store.open_unanswered(ctx.conn)
         by_id = {row.id: row for row in rows}
@@ -754,7 +784,14 @@ class FaqFeature(Feature):
         old = await store.get_entry(ctx.conn, entry_id)
         if old is None:
             raise NotFound("faq.edit.not_found", id=escape(entry_id))
-        phrase = group.representative
+        question = group.representative
+        if not given and too_long_to_learn(question):
+            raise BadArguments(
+                "faq.learn.too_long", number=number, id=old.id,
+                question=escape(_excerpt(question, PREFILL_LIMIT)),
+                words=LEARN_MAX_WORDS, chars=LEARN_MAX_CHARS,
+            )  # fmt: skip
+        phrase = given or question
         known = {fold(text) for text in (old.question, *old.alternatives)}
         new = old
         if fold(phrase) not in known:
@@ -770,10 +807,15 @@ class FaqFeature(Feature):
         })  # fmt: skip
         # The list shown stays as it was, so "!faq lernen 2 …" next still means its line 2
         # (a line already learnt answers "schon erledigt").
-        ctx.reply(
-            ctx.t("faq.learn.done", phrase=escape(phrase), id=old.id, count=resolved),
-            **{META: {"learned": {"entry": old.id, "phrase": phrase, "resolved": resolved}}},
-        )
+        lines = [
+            ctx.t("faq.learn.done" if new != old else "faq.learn.known",
+                  phrase=escape(phrase), id=old.id),
+            ctx.t("faq.learn.resolved", count=resolved),
+            ctx.t("faq.learn.no_personal_data", prefix=self._prefix(ctx), id=old.id),
+        ]  # fmt: skip
+        learned = {"entry": old.id, "phrase": phrase, "resolved": resolved,
+                   "added": new != old, "given": bool(given)}  # fmt: skip
+        ctx.reply(" ".join(lines), **{META: {"learned": learned}})
 
     # -- coordinators: editing ----------------------------------------------------------------
 
@@ -781,12 +823,17 @@ class FaqFeature(Feature):
         first, rest = _split_first_line(args)
         entry_id: str | None = None
         form_text = args
-        if first and len(first.split()) == 1 and not _looks_like_field(first):
-            entry_id, form_text = first.lower(), rest
-        if not form_text.strip():
+        stray: FormError | None = None
+        if first and not _looks_like_field(first):
+            form_text = rest
+            if len(first.split()) == 1:
+                entry_id = first.lower()
+            else:  # "!faq neu Mein Eintrag!": neither an id nor a field
+                stray = self._command_line_text(ctx, first, "text_after_new", example=slug(first))
+        if not form_text.strip() and stray is None:
             self._reply_template(ctx, "faq.edit.template_new", entry_id or "", None)
             return
-        form = self._parse(ctx, form_text, new_entry=True)
+        form = self._parse(ctx, form_text, new_entry=True, stray=stray)
         if entry_id is not None and form.values.get("id") not in (None, entry_id):
             raise BadArguments("faq.form.id_change")
         entry_id = entry_id or form.values.get("id")
@@ -794,15 +841,16 @@ class FaqFeature(Feature):
             existing = {entry.id for entry in await store.all_entries(ctx.conn)}
             entry_id = slug(str(form.values.get("question", "")), existing)
         entry_id = entry_id.lower()
+        entry = self._validated(ctx, None, form, entry_id)
         if await store.get_entry(ctx.conn, entry_id) is not None:
             raise Conflict("faq.edit.exists", id=escape(entry_id))
-        entry = self._validated(ctx, None, form, entry_id)
         await store.insert_entry(ctx.conn, entry, ctx.now, ctx.sender)
         await self._changed(ctx.conn, upsert=entry)
         await ctx.audit("faq.create", entry.id, {"old": None, "new": store.entry_snapshot(entry)})
+        notes, extra = await self._saved_notes(ctx, entry, form, category_changed=True)
         ctx.reply(
-            ctx.t("faq.edit.created", id=entry.id, prefix=self._prefix(ctx)),
-            **{META: {"edit": {"action": "created", "entry": entry.id}}},
+            "\n\n".join([ctx.t("faq.edit.created", id=entry.id, prefix=self._prefix(ctx)), *notes]),
+            **{META: {"edit": {"action": "created", "entry": entry.id, **extra}}},
         )
 
     async def _edit(self, ctx: Context, args: str) -> None:
@@ -815,10 +863,14 @@ class FaqFeature(Feature):
         if old is None:
             raise NotFound("faq.edit.not_found", id=escape(entry_id))
         form_text = f"{same_line}\n{rest}" if same_line.strip() else rest
-        if not form_text.strip():
+        stray: FormError | None = None
+        if same_line.strip() and not _looks_like_field(same_line):
+            form_text = rest  # "!faq ändern <ID> neue Antwort": not a field
+            stray = self._command_line_text(ctx, same_line, "text_after_edit", id=entry_id)
+        if not form_text.strip() and stray is None:
             self._reply_template(ctx, "faq.edit.template_edit", entry_id, old)
             return
-        form = self._parse(ctx, form_text, new_entry=False)
+        form = self._parse(ctx, form_text, new_entry=False, stray=stray)
         if form.values.get("id") not in (None, entry_id):
             raise BadArguments("faq.form.id_change")
         new = self._validated(ctx, old, form, entry_id)
@@ -835,10 +887,14 @@ class FaqFeature(Feature):
             "old": store.entry_snapshot(old), "new": store.entry_snapshot(new), "fields": changed,
         })  # fmt: skip
         labels = ", ".join(ctx.t(f"faq.form.label.{name}") for name in changed)
-        ctx.reply(
-            ctx.t("faq.edit.updated", id=entry_id, fields=labels),
-            **{META: {"edit": {"action": "updated", "entry": entry_id, "fields": changed}}},
+        notes, extra = await self._saved_notes(
+            ctx, new, form, category_changed=new.category != old.category
         )
+        ctx.reply(
+            "\n\n".join([ctx.t("faq.edit.updated", id=entry_id, fields=labels), *notes]),
+            **{META: {"edit": {"action": "updated", "entry": entry_id, "fields": changed,
+                               **extra}}},
+        )  # fmt: skip
 
     async def _delete(self, ctx: Context, args: str) -> None:
         entry_id = args.strip().lower()
@@ -855,38 +911,119 @@ class FaqFeature(Feature):
             **{META: {"edit": {"action": "deleted", "entry": entry_id}}},
         )
 
-    def _parse(self, ctx: Context, form_text: str, *, new_entry: bool) -> Form:
-        try:
-            line = _line_in_message(ctx.incoming.body, form_text)
-            return parse_form(form_text, line, new_entry=new_entry)
-        except FormError as exc:
-            problem = ctx.t(f"faq.form.{exc.code}", **exc.params)
-            if exc.line is not None:
-                problem = ctx.t("faq.import.location", line=exc.line, message=problem)
-            raise BadArguments("faq.form.invalid", problems=f"- {problem}") from None
+    async def _saved_notes(
+        self, ctx: Context, entry: FaqEntry, form: Form, *, category_changed: bool
+    ) -> tuple[list[str], dict[str, Any]]:
+        """What the coordinator should look at after saving, with its metadata.
+
+        A category no other entry has is named as new, and if it is close to an existing one
+        ("Arbietsplatz"), that one is offered with the command to fix it: staff would
+        otherwise see both next to each other in ``!faq``. Alternatives the form gave with a
+        comma are named too, since a comma does not separate alternatives.
+        """
+        notes: list[str] = []
+        extra: dict[str, Any] = {}
+        if category_changed:
+            counts = dict(await store.categories(ctx.conn))  # this entry saved already
+            if counts.get(entry.category, 0) <= 1:
+                similar = similar_category(entry.category, counts)
+                extra["new_category"] = {"name": entry.category, "similar": similar}
+                if similar is None:
+                    notes.append(ctx.t("faq.edit.category_new", category=escape(entry.category)))
+                else:
+                    notes.append(ctx.t(
+                        "faq.edit.category_similar", category=escape(entry.category),
+                        similar=escape(similar), prefix=self._prefix(ctx), id=entry.id,
+                        fix=similar.replace("`", "'"),
+                    ))  # fmt: skip
+        with_comma = [item for item in form.values.get("alternatives", ()) if "," in item]
+        if with_comma:
+            extra["alternatives_with_comma"] = with_comma
+            quoted = [ctx.t("faq.edit.quoted", text=escape(item)) for item in with_comma]
+            notes.append(ctx.t("faq.edit.alternative_comma", alternatives=", ".join(quoted),
+                               count=len(with_comma)))  # fmt: skip
+        return notes, extra
+
+    @staticmethod
+    def _command_line_text(ctx: Context, text: str, code: str, **params: Any) -> FormError:
+        """Text after the command on its own line that is no field: said as such, since
+        "Vor dem ersten Feld steht Text" pointed at the command itself."""
+        return FormError(code, _line_in_message(ctx.incoming.body, text),
+                         {"text": shown(text), **params})  # fmt: skip
+
+    def _parse(
+        self, ctx: Context, form_text: str, *, new_entry: bool, stray: FormError | None = None
+    ) -> Form:
+        line = _line_in_message(ctx.incoming.body, form_text)
+        form = parse_form(form_text, line, new_entry=new_entry)
+        if stray is not None:
+            form.errors.insert(0, stray)
+        return form
 
     def _validated(
         self, ctx: Context, base: FaqEntry | None, form: Form, entry_id: str
     ) -> FaqEntry:
-        result = merge(base, form, self._known_departments(ctx.services.config),
-                       entry_id=entry_id)  # fmt: skip
-        if result.errors:
-            problems = "\n".join(f"- {self._issue_text(ctx, i)}" for i in result.errors)
-            raise BadArguments("faq.form.invalid", problems=problems)
+        """The entry the form makes, or every problem of the form at once, each with its
+        line: those of its shape and those of the entry's rules. A form without a single
+        field is answered with its shape problem alone ("Frage fehlt", "Antwort fehlt" …
+        would only repeat that nothing was understood)."""
+        problems = [(error.line, self._form_error_text(ctx, error)) for error in form.errors]
+        result = None
+        if form.values or not form.errors:
+            result = merge(base, form, self._known_departments(ctx.services.config),
+                           entry_id=entry_id)  # fmt: skip
+            problems += [(self._issue_line(i, form), self._issue_text(ctx, i, form))
+                         for i in result.errors]  # fmt: skip
+        if problems:
+            # By line; problems without one (a field missing altogether) last.
+            problems.sort(key=lambda item: (item[0] is None, item[0] or 0))
+            raise BadArguments("faq.form.invalid", count=len(problems),
+                               problems="\n".join(f"- {text}" for _, text in problems))  # fmt: skip
+        assert result is not None
         return result.entries[0]
 
-    def _issue_text(self, ctx: Context, issue: ImportIssue) -> str:
-        """Problems about missing fields name the form's label, not the file's field name."""
+    def _form_error_text(self, ctx: Context, error: FormError) -> str:
+        # What the coordinator wrote is shown as text, never read as Markdown.
+        params = {key: escape(value) if key in ("text", "label") else value
+                  for key, value in error.params.items()}  # fmt: skip
+        if error.code == "unknown_label":
+            names = ("id", *FIELD_ORDER)
+            params["known"] = ", ".join(ctx.t(f"faq.form.label.{name}") for name in names)
+        problem = ctx.t(f"faq.form.{error.code}", prefix=self._prefix(ctx), **params)
+        if error.line is None:
+            return problem
+        return ctx.t("faq.import.location", line=error.line, message=problem)
+
+    @staticmethod
+    def _issue_line(issue: ImportIssue, form: Form) -> int | None:
+        """The line a problem of the entry's rules is about; a field missing altogether has
+        none (the file's importer would name the entry's first line)."""
+        if issue.code == "missing_field":
+            return None
+        if issue.code in ("empty_field", "missing_answer"):
+            name = "answer" if issue.code == "missing_answer" else str(issue.params["field"])
+            return form.lines.get(name)
+        return issue.line
+
+    def _issue_text(self, ctx: Context, issue: ImportIssue, form: Form) -> str:
+        """Problems about missing fields name the form's label, not the file's field name,
+        and the line of the empty field if the form has it."""
         if issue.code in ("missing_field", "empty_field", "missing_answer"):
             name = "answer" if issue.code == "missing_answer" else str(issue.params["field"])
-            return ctx.t("faq.form.missing", label=ctx.t(f"faq.form.label.{name}"))
+            problem = ctx.t("faq.form.missing", label=ctx.t(f"faq.form.label.{name}"))
+            line = self._issue_line(issue, form)
+            if line is None:
+                return problem
+            return ctx.t("faq.import.location", line=line, message=problem)
         return render_issue(issue, ctx.t.lang)
 
     def _reply_template(
         self, ctx: Context, key: str, entry_id: str, entry: FaqEntry | None
     ) -> None:
         labels = {name: ctx.t(f"faq.form.label.{name}") for name in kb.COLUMNS}
-        blank = FaqEntry(id="x", category="…", question="…", answer="…")
+        # The blank form shows a list line for the alternatives: one per line.
+        blank = FaqEntry(id="x", category="…", question="…", answer="…", alternatives=["…"],
+                         tags=["…"])  # fmt: skip
         body = render_form(entry or blank, labels)
         fence = "`" * max(3, _longest_backtick_run(body) + 1)
         command = f"faq ändern {entry_id}" if entry is not None else "faq neu"
@@ -974,6 +1111,19 @@ def _find_category(wanted: str, names: Sequence[str]) -> str | None:
     if scored and scored[0][0] >= 85 and (len(scored) == 1 or scored[1][0] < scored[0][0]):
         return scored[0][1]
     return None
+
+
+def too_long_to_learn(question: str) -> bool:
+    """Whether ``!faq lernen`` needs a phrasing for this open question (see LEARN_MAX_WORDS)."""
+    flat = " ".join(question.split())
+    return len(flat.split()) > LEARN_MAX_WORDS or len(flat) > LEARN_MAX_CHARS
+
+
+def _unquote(text: str) -> str:
+    """A phrasing without the quotation marks a coordinator may put around it."""
+    if len(text) >= 2 and _QUOTES.get(text[0]) == text[-1]:
+        return text[1:-1].strip()
+    return text
 
 
 def _split_first_line(args: str) -> tuple[str, str]:

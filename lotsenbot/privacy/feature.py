@@ -34,6 +34,7 @@ from lotsenbot.core.router import fold
 from lotsenbot.core.services import Services
 from lotsenbot.core.types import Attachment, OutMessage, Role
 from lotsenbot.privacy import report as reports
+from lotsenbot.privacy.audit_summary import summarize
 from lotsenbot.privacy.store import FoundationData, recent_audit
 from lotsenbot.texts import Catalogue
 
@@ -391,16 +392,14 @@ class PrivacyFeature(Feature):
         )
         for entry in entries:
             when = datetime.fromisoformat(entry.at.replace("Z", "+00:00")).astimezone(tz)
-            details = json.dumps(entry.details, ensure_ascii=False) if entry.details else ""
-            if len(details) > 160:
-                details = details[:159] + "…"
+            summary = summarize(entry.action, entry.details, ctx.t, tz)
             action_key = f"privacy.action.{entry.action}"
             action = ctx.t(action_key) if ctx.t.has(action_key) else entry.action
             key = "privacy.protokoll.line" if entry.subject else "privacy.protokoll.line_no_subject"
             lines.append(ctx.t(
                 key, when=when.strftime("%d.%m.%Y %H:%M"), actor=people[entry.actor],
                 action=escape(action), subject=people.get(entry.subject or "", ""),
-            ) + (f" – `{details.replace('`', '')}`" if details else ""))  # fmt: skip
+            ) + (f" – {escape(summary)}" if summary else ""))  # fmt: skip
         meta = {META: {"action": "audit_log", "entries": [
             {"at": e.at, "actor": e.actor, "action": e.action, "subject": e.subject}
             for e in entries]}}  # fmt: skip

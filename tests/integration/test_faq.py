@@ -177,3 +177,47 @@ async def test_coordinator_edit_changes_the_next_answer_and_staff_may_not(
         assert audit is not None and audit[0] == coordinator.user_id
     finally:
         await runner.stop()
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_long_open_question_is_learnt_in_the_coordinators_words(
+    tmp_path: Path, synapse: Synapse, register_user: RegisterUser, make_user: MakeUser
+) -> None:
+    """`!faq lernen` refuses a long question word for word and stores the phrasing given
+    instead; the next person asking in those words gets the entry's answer."""
+    anna = await make_user("anna")
+    coordinator = await make_user("koord")
+    runner, app = await start_bot(tmp_path, synapse, register_user,
+                                  coordinators=[coordinator.user_id])  # fmt: skip
+    bot_id = app.config.matrix.user_id
+    try:
+        anna_room, koord_room = await asyncio.gather(
+            open_dm(anna, bot_id), open_dm(coordinator, bot_id)
+        )
+        question = (
+            "Guten Morgen, ich habe beim Bescheid für Herrn Müller aus der Kantstraße "
+            "dreimal die Kassenzeichen vertippt und brauche den Ausdruck bis Freitag"
+        )
+        assert faq_meta(await say(anna, anna_room, bot_id, question))["decision"] == "none"
+        listed = await say(coordinator, koord_room, bot_id, "!faq offen")
+        assert [group["count"] for group in faq_meta(listed)["open"]] == [1]
+
+        refused = await say(coordinator, koord_room, bot_id, "!faq lernen 1 it-service",
+                            key="de.lotsenbot.error")  # fmt: skip
+        assert refused.content["de.lotsenbot.error"]["code"] == "bad_arguments"
+        assert "!faq lernen 1 it-service <kurze Formulierung>" in refused.body
+
+        learnt = await say(coordinator, koord_room, bot_id,
+                           "!faq lernen 1 it-service Kassenzeichen vertippt")  # fmt: skip
+        assert faq_meta(learnt)["learned"] == {
+            "entry": "it-service", "phrase": "Kassenzeichen vertippt", "resolved": 1,
+            "added": True, "given": True,
+        }  # fmt: skip
+        assert "„Kassenzeichen vertippt“" in learnt.body
+        row = await app.db.fetchone("SELECT alternatives FROM faq_entries WHERE id = 'it-service'")
+        assert row is not None and "Kassenzeichen vertippt" in row[0] and "Müller" not in row[0]
+
+        answer = await say(anna, anna_room, bot_id, "Kassenzeichen vertippt")
+        assert faq_meta(answer)["entry"] == "it-service"
+    finally:
+        await runner.stop()

@@ -223,3 +223,12 @@ def test_cli_import_reaches_a_running_bot_index(config: Path, tmp_path: Path) ->
     assert asyncio.run(token()) == first  # nothing changed: the index stays valid
     assert run(config, "import", str(write(tmp_path, "neu.yaml", GOOD.replace("Neu", "Aus")))) == 0
     assert asyncio.run(token()) != first
+
+
+def test_export_of_one_entry_says_eintrag(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    one = GOOD.split("- id: urlaub")[0]
+    assert run(config, "import", str(write(tmp_path, "eins.yaml", one))) == 0
+    assert run(config, "export", str(tmp_path / "export.yaml")) == 0
+    assert f"1 Eintrag nach {tmp_path / 'export.yaml'} exportiert." in capsys.readouterr().out

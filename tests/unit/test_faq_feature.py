@@ -30,7 +30,7 @@ from lotsenbot.core.roles import Roles
 from lotsenbot.core.services import Services
 from lotsenbot.core.types import Incoming
 from lotsenbot.faq import store
-from lotsenbot.faq.feature import META, FaqFeature, group_unanswered
+from lotsenbot.faq.feature import META, FaqFeature, group_unanswered, too_long_to_learn
 from lotsenbot.faq.kb import FaqEntry
 from lotsenbot.storage.db import Database
 from lotsenbot.storage.migrate import migrate
@@ -408,6 +408,100 @@ async def test_new_and_delete(env: Env) -> None:
     assert (await env.one(BERT, "!faq löschen passwort-vergessen")).error == "permission_denied"
 
 
+async def test_a_new_category_close_to_an_existing_one_is_questioned(env: Env) -> None:
+    """ "Kategorie: Arbietsplatz" silently made a second category next to "Arbeitsplatz"."""
+    form = "!faq neu\nFrage: Wo bekomme ich einen zweiten Monitor?\nKategorie: Arbietsplatz\n"
+    created = await env.one(KOORD, form + "Antwort: Im Bestellportal.")
+    assert created.faq["edit"]["new_category"] == {"name": "Arbietsplatz",
+                                                   "similar": "Arbeitsplatz"}  # fmt: skip
+    entry_id = created.faq["edit"]["entry"]
+    assert "„Arbietsplatz“ ist eine neue Kategorie. Meinten Sie „Arbeitsplatz“?" in created.text
+    fix = f"!faq ändern {entry_id} Kategorie: Arbeitsplatz"
+    assert f"`{fix}`" in created.text
+    entry = await store.get_entry(env.db.conn, entry_id)
+    assert entry is not None and entry.category == "Arbietsplatz"  # saved all the same
+
+    fixed = await env.one(KOORD, fix)  # the command offered works as it stands
+    assert fixed.faq["edit"]["fields"] == ["category"]
+    assert "new_category" not in fixed.faq["edit"] and "neue Kategorie" not in fixed.text
+    assert "Arbietsplatz" not in [name for name, _ in await store.categories(env.db.conn)]
+
+    # A genuinely new category is named as new; a change to another entry's category is not.
+    kantine = await env.one(
+        KOORD, "!faq neu\nFrage: Speiseplan?\nKategorie: Kantine\nAntwort: Aushang."
+    )
+    assert kantine.faq["edit"]["new_category"] == {"name": "Kantine", "similar": None}
+    assert "„Kantine“ ist eine neue Kategorie." in kantine.text and "Meinten" not in kantine.text
+    moved = await env.one(KOORD, "!faq ändern it-service Kategorie: Kantine")
+    assert "new_category" not in moved.faq["edit"] and "neue Kategorie" not in moved.text
+    # Renaming the only entry of a category to a near miss of another is questioned too.
+    renamed = await env.one(KOORD, f"!faq ändern {entry_id} Kategorie: arbeitsplatz")
+    assert renamed.faq["edit"]["new_category"]["similar"] == "Arbeitsplatz"
+
+
+async def test_a_comma_does_not_separate_alternatives_and_the_reply_says_so(env: Env) -> None:
+    form = (
+        "!faq neu\nFrage: Wie bestelle ich Toner?\nAlternativen: Toner leer, Patrone leer\n"
+        "Kategorie: Drucken und Scannen\nTags: toner, drucker\nAntwort: Im Bestellportal."
+    )
+    created = await env.one(KOORD, form)
+    entry = await store.get_entry(env.db.conn, "bestelle-toner")
+    assert entry is not None
+    assert entry.alternatives == ["Toner leer, Patrone leer"]  # a question may hold a comma
+    assert entry.tags == ["toner", "drucker"]
+    assert created.faq["edit"]["alternatives_with_comma"] == ["Toner leer, Patrone leer"]
+    assert "„Toner leer, Patrone leer“ ist eine einzige Alternative" in created.text
+    assert "„;“" in created.text and "eigene Zeile" in created.text
+    changed = await env.one(
+        KOORD, "!faq ändern bestelle-toner\nAlternativen:\n- Toner leer\n- Patrone leer"
+    )
+    assert "alternatives_with_comma" not in changed.faq["edit"]
+    entry = await store.get_entry(env.db.conn, "bestelle-toner")
+    assert entry is not None and entry.alternatives == ["Toner leer", "Patrone leer"]
+    # The forms say how alternatives are separated, and the blank form shows a list line.
+    template = (await env.one(KOORD, "!faq neu")).text
+    assert "je in eine eigene Zeile" in template and "ein Komma trennt sie nicht" in template
+    assert "Alternativen:\n- …\n" in template
+    assert "je in einer eigenen Zeile" in (await env.one(KOORD, "!faq ändern bestelle-toner")).text
+
+
+async def test_form_errors_name_the_real_problem_and_come_all_at_once(env: Env) -> None:
+    # Text after "!faq neu" that is neither an id nor a field was "text before the first field".
+    before = await store.count_entries(env.db.conn)
+    wrong = await env.one(KOORD, "!faq neu Mein Eintrag!")
+    assert wrong.error == "bad_arguments"
+    assert "Vor dem ersten Feld" not in wrong.text
+    assert "Zeile 1: Nach `!faq neu` steht „Mein Eintrag!“" in wrong.text
+    assert "weder eine ID" in wrong.text and "„Frage: Mein Eintrag!“" in wrong.text
+    assert "einen Fehler" in wrong.text and wrong.text.count("\n- ") == 1  # nothing else
+    assert await store.count_entries(env.db.conn) == before  # nothing saved
+
+    # A repeated "Frage:" and an empty "Antwort:": both, each with its line.
+    both = await env.one(
+        KOORD, "!faq neu\nFrage: Wie bestelle ich Toner?\nKategorie: Drucken und Scannen\n"
+        "Frage: Toner leer?\nAbteilung: kantine\nAntwort:"
+    )  # fmt: skip
+    assert both.error == "bad_arguments"
+    problems = [line for line in both.text.splitlines() if line.startswith("- ")]
+    assert problems == [
+        "- Zeile 4: Das Feld „Frage“ steht doppelt im Formular.",
+        "- Zeile 5: Der Eintrag „bestelle-toner“ nennt die unbekannte Abteilung „kantine“."
+        " Bekannt sind: datenschutz, it.",
+        "- Zeile 6: Das Feld „Antwort“ fehlt oder ist leer.",
+    ]
+    assert both.text.startswith("Das Formular enthält 3 Fehler")
+    assert await store.get_entry(env.db.conn, "bestelle-toner") is None
+
+    # A change: text after the id that is no field says so, a typo in a label is named.
+    edit = await env.one(KOORD, "!faq ändern it-service Bitte *neue* Antwort")
+    assert "Nach `!faq ändern it-service` steht „Bitte *neue* Antwort“" in edit.text
+    assert "\\*neue\\*" in edit.markdown  # shown as typed, not as Markdown
+    typo = await env.one(KOORD, "!faq ändern it-service\nAntwrt: Neu.")
+    assert "Zeile 2: „Antwrt“ ist kein Feld des Formulars. Möglich sind: ID, Frage," in typo.text
+    entry = await store.get_entry(env.db.conn, "it-service")
+    assert entry is not None and entry.answer != "Neu."
+
+
 async def test_open_questions_are_grouped_and_learnt(env: Env) -> None:
     for question in [
         "Wo finde ich den Speiseplan der Kantine?",
@@ -440,6 +534,70 @@ async def test_open_questions_are_grouped_and_learnt(env: Env) -> None:
     assert [g["count"] for g in rest.faq["open"]] == [1]
     assert (await env.one(KOORD, "!faq lernen 5 it-service")).error == "not_found"
     assert (await env.one(KOORD, "!faq lernen eins")).error == "bad_arguments"
+
+
+LONG_QUESTION = (
+    "Guten Morgen, ich habe beim Bescheid für Herrn Müller aus der Kantstraße dreimal die "
+    "Kassenzeichen vertippt und brauche den Ausdruck bis Freitag"
+)
+
+
+async def test_a_long_open_question_is_learnt_only_in_the_coordinators_words(env: Env) -> None:
+    """A rambling question learnt word for word made unrelated questions match its entry and
+    kept "Herrn Müller" in the knowledge base for good: it needs a phrasing."""
+    assert (await env.one(ANNA, LONG_QUESTION)).faq["decision"] == "none"
+    await env.one(KOORD, "!faq offen")
+    refused = await env.one(KOORD, "!faq lernen 1 it-service")
+    assert refused.error == "bad_arguments"
+    assert "dreimal die Kassenzeichen vertippt" in refused.text  # the question is shown
+    assert "`!faq lernen 1 it-service <kurze Formulierung>`" in refused.text
+    entry = await store.get_entry(env.db.conn, "it-service")
+    assert entry is not None and not any("Müller" in a for a in entry.alternatives)
+    assert len(group_unanswered(await store.open_unanswered(env.db.conn))) == 1  # still open
+
+    learnt = await env.one(KOORD, "!faq lernen 1 it-service „Kassenzeichen vertippt“")
+    assert learnt.faq["learned"] == {"entry": "it-service", "phrase": "Kassenzeichen vertippt",
+                                     "resolved": 1, "added": True, "given": True}  # fmt: skip
+    assert "„Kassenzeichen vertippt“" in learnt.text  # the stored alternative
+    assert "1 offene Frage als erledigt markiert." in learnt.text
+    assert "keine Namen" in learnt.text
+    entry = await store.get_entry(env.db.conn, "it-service")
+    assert entry is not None and entry.alternatives[-1] == "Kassenzeichen vertippt"
+    row = await env.db.fetchone("SELECT details FROM audit_log WHERE action = 'faq.learn'")
+    assert row is not None and json.loads(row[0])["phrase"] == "Kassenzeichen vertippt"
+    assert "Müller" not in row[0]  # neither in the entry nor in the audit log
+    assert await store.open_unanswered(env.db.conn) == []
+
+
+async def test_a_short_question_is_learnt_as_asked_or_in_other_words(env: Env) -> None:
+    await env.one(BERT, "Wann kommt der Weihnachtsmann?")
+    await env.one(ANNA, "Speiseplan Kantine?")  # the newer one is no. 1
+    await env.one(KOORD, "!faq offen")
+    learnt = await env.one(KOORD, "!faq lernen 1 it-service")
+    assert learnt.faq["learned"]["phrase"] == "Speiseplan Kantine?"
+    assert learnt.faq["learned"]["given"] is False
+    assert "„Speiseplan Kantine?“" in learnt.text and "keine Namen" in learnt.text
+    # A phrasing the entry has already: nothing added, the question is still done.
+    again = await env.one(KOORD, "!faq lernen 2 it-service speiseplan kantine?")
+    assert again.faq["learned"]["added"] is False and again.faq["learned"]["resolved"] == 1
+    assert "schon" in again.text
+    entry = await store.get_entry(env.db.conn, "it-service")
+    assert entry is not None and entry.alternatives.count("Speiseplan Kantine?") == 1
+
+
+@pytest.mark.parametrize(
+    ("question", "too_long"),
+    [
+        ("Speiseplan Kantine", False),
+        (" ".join(["Wort"] * 12), False),
+        (" ".join(["Wort"] * 13), True),
+        ("x" * 120, False),
+        ("x" * 121, True),
+        ("  Wo   finde\nich den   Speiseplan?  ", False),
+    ],
+)
+def test_which_questions_are_too_long_to_learn_word_for_word(question: str, too_long: bool) -> None:
+    assert too_long_to_learn(question) is too_long
 
 
 def test_grouping_puts_the_most_frequent_first() -> None:

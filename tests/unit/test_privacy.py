@@ -644,6 +644,36 @@ async def test_commands_export_erase_protocol_and_roles(db: Database) -> None:
     assert bytes(private["attachment"]).startswith(b"\x89PNG")
 
 
+async def test_the_audit_log_summarises_details_instead_of_showing_json(db: Database) -> None:
+    """`!protokoll` showed ``{"old": {"id": "bot-hilfe", …`` cut off after 160 characters."""
+    h = Harness(db, make_config())
+    old = {
+        "id": "bot-hilfe",
+        "category": "Lotsennetzwerk",
+        "department": None,
+        "question": "Was kann der Bot?",
+        "alternatives": [],
+        "answer": "Alt.",
+        "tags": [],
+    }
+    details = {"old": old, "new": {**old, "answer": "Neu: *siehe* !hilfe"}, "fields": ["answer"]}
+    await db.execute(
+        "INSERT INTO audit_log (at, actor, action, subject, details) VALUES (?, ?, ?, ?, ?)",
+        (ago(hours=1), KOORD, "faq.update", "bot-hilfe", json.dumps(details)),
+    )  # fmt: skip
+    [log] = await h.say(KOORD, "!protokoll 2", room="!dm-koord:stadt.de")
+    markdown = json.loads(log["content"])["markdown"]
+    text = re.sub(r"\\(.)", r"\1", markdown)  # Markdown escapes removed
+    line = next(line for line in text.splitlines() if "FAQ-Eintrag geändert" in line)
+    assert line.endswith(" – Betreff: bot-hilfe – Antwort: „Alt.“ → „Neu: *siehe* !hilfe“")
+    assert "\\*siehe\\*" in markdown  # the answer's Markdown is shown, not applied
+    assert "{" not in markdown and "`" not in markdown
+    assert text.startswith("**Protokoll – der letzte Eintrag**")  # not "die letzten 1 Einträge"
+    # Only coordinators, as before.
+    [denied] = await h.say(ANNA, "!protokoll")
+    assert meta(denied, "de.lotsenbot.error")["code"] == "permission_denied"
+
+
 async def test_the_audit_log_and_the_per_person_report_name_people(db: Database) -> None:
     h = Harness(db, make_config({"per_person_stats": True}))
     await _two_departments(db)

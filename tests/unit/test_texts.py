@@ -145,7 +145,25 @@ def test_a_count_of_one_takes_the_singular_variant() -> None:
         assert "1 bis 1" not in catalogue(key, count=1, prefix="!"), key  # one suggestion
     assert "Anfragen Nr. 1, 3 brauchen" in catalogue("privacy.kept.open_ticket", numbers="1, 3",
                                                      count=2)  # fmt: skip
+    # FAQ counts: "1 offene Frage", not "1 offene Frage(n)".
+    assert catalogue("faq.learn.resolved", count=1) == "1 offene Frage als erledigt markiert."
+    assert catalogue("faq.learn.resolved", count=3) == "3 offene Fragen als erledigt markiert."
+    assert "einen Fehler" in catalogue("faq.form.invalid", count=1, problems="- x")
+    assert "2 Fehler" in catalogue("faq.form.invalid", count=2, problems="- x\n- y")
+    english = Catalogue("en")
+    assert english("faq.import.summary", count=1).startswith("1 error found")
+    assert english("faq.learn.resolved", count=1).startswith("1 open question marked")
+    assert "1 Datensatz" in catalogue("privacy.audit.purged", count=1)
     # Every singular variant has its plural base text.
     for lang in LANGUAGES:
         texts = load_language(lang)
         assert all(key.removesuffix("_one") in texts for key in texts if key.endswith("_one"))
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_no_text_puts_a_plural_ending_in_brackets(lang: str) -> None:
+    """ "1 offene Frage(n)" reads like a form letter: texts with a count have a singular
+    variant (``<key>_one``) instead."""
+    bracketed = re.compile(r"\w\((?:n|s|en|e|er)\)")
+    found = {key: text for key, text in load_language(lang).items() if bracketed.search(text)}
+    assert found == {}
