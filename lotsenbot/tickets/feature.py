@@ -707,8 +707,7 @@ class TicketsFeature(Feature):
             people = []
             for pilot in shown_department.pilots:
                 label = await ctx.names.label(pilot)
-                absence = absences.get(pilot)
-                if absence is not None and absence.covers(today):
+                if is_absent(pilot, absences, today):
                     # Whether, not until when: the date is the pilot's own business (only a
                     # named deputy is told it).
                     label = t("tickets.pilots.away", person=label)
@@ -958,7 +957,7 @@ class TicketsFeature(Feature):
             for department in config.departments
             if ctx.sender in department.pilots
             for pilot in department.pilots
-            if pilot != ctx.sender and not (pilot in absences and absences[pilot].covers(today))
+            if pilot != ctx.sender and not is_absent(pilot, absences, today)
         }
         key = (
             "tickets.absence.set_deputy"
