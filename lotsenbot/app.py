@@ -210,7 +210,7 @@ class App:
         even the token, so the next start fetches the same events again; False then.
         """
         assert self.transport is not None and self.services is not None
-        roles = self.services.roles
+        transport, roles = self.transport, self.services.roles
         for invite in batch.invites:
             await self._on_invite(invite.room_id, invite.inviter, invite.is_direct)
         events = [
@@ -233,7 +233,7 @@ class App:
                 renamed = {u: n for u, n in batch.names.items() if roles.is_allowed(u)}
                 await names.learn_renames(conn, renamed, now, keep_new=roles.is_team)
                 for room_id in batch.left_rooms:
-                    self.transport.forget_direct(room_id)
+                    transport.forget_direct(room_id)
                     await conn.execute("DELETE FROM dm_rooms WHERE room_id = ?", (room_id,))
                     await conn.execute(
                         "UPDATE rooms SET left_at = ? WHERE room_id = ?", (iso(now), room_id)

@@ -115,9 +115,11 @@ class Dispatcher:
         if text is None or len(incoming.body) > self.services.config.bot.max_message_length:
             return None
         found = self.table.match(text)
-        if found is None or found[0].prepare is None or not found[0].allowed_for(person.roles):
+        if found is None or not found[0].allowed_for(person.roles):
             return None
         command, args = found
+        if command.prepare is None:
+            return None
         try:
             return await command.prepare(self.services, args, now)
         except Exception as exc:

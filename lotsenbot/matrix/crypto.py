@@ -341,7 +341,12 @@ def check_chain(query: Mapping[str, Any], user_id: str, device_id: str) -> Chain
     master = _single_key((query.get("master_keys") or {}).get(user_id), "master", user_id)
     ssk_object = (query.get("self_signing_keys") or {}).get(user_id)
     ssk = _single_key(ssk_object, "self_signing", user_id)
-    ssk_valid = bool(master and ssk and verify_json(ssk_object, user_id, *master))
+    ssk_valid = bool(
+        master
+        and ssk
+        and isinstance(ssk_object, Mapping)
+        and verify_json(ssk_object, user_id, *master)
+    )
     device = ((query.get("device_keys") or {}).get(user_id) or {}).get(device_id)
     device_key = None
     device_signed = False
