@@ -3,8 +3,10 @@
 Flow of a question (any non-command text in a direct chat, ``!frage`` or a mention in a group):
 
 * confident match → the entry's answer with its question as the title and "War das
-  hilfreich?"; 👍/👎 on that message (or ``!hilfreich`` / ``!nicht-hilfreich``) is stored
-  as feedback, one verdict per person and answer;
+  hilfreich?"; 👍/👎 on that message (or ``!hilfreich`` / ``!nicht-hilfreich``, also sent
+  as a reply to an older answer) is stored as feedback, one verdict per person and answer.
+  👎 on one's own answer, the latest or an older one, offers once to pass its question on
+  to a pilot (the question's text is kept for that for a day, see ``ASKED_TTL``);
 * close call → "Meinten Sie …?" with up to three numbered entries; the next message ``1``–``3``
   picks one (kept for ten minutes as a pending choice);
 * nothing fitting → said plainly, the question is kept for the coordinators (``!faq offen``)
@@ -40,7 +42,7 @@ import yaml
 from rapidfuzz import fuzz
 
 from lotsenbot.config import Config, ConfigError
-from lotsenbot.core.clock import parse_iso
+from lotsenbot.core.clock import iso, parse_iso
 from lotsenbot.core.context import Context, audit
 from lotsenbot.core.errors import BadArguments, Conflict, NotFound
 from lotsenbot.core.feature import Feature
@@ -87,10 +89,15 @@ COORDINATOR = (Role.COORDINATOR,)
 SUGGEST = "faq.suggest"
 OFFER = "faq.offer"
 ANSWERED = "faq.answered"
+ASKED = "faq.asked"  # + ":<faq_questions.id>": the question one answer answered, see ASKED_TTL
 OPEN_LIST = "faq.open"
 SUGGEST_TTL = timedelta(minutes=10)
 OFFER_TTL = timedelta(minutes=10)
 ANSWERED_TTL = timedelta(minutes=30)
+# How long the text of an answered question is kept with the person, so that 👎 on that answer
+# (the latest or an older one) can offer to pass exactly this question on to a pilot. The
+# question log itself keeps no question text; after a day the offer asks for the question.
+ASKED_TTL = timedelta(days=1)
 PREFILL_LIMIT = 300  # characters of a question repeated in the offered "!anfrage …"
 OPEN_ITEM_LIMIT = 200  # characters of an open question shown in "!faq offen"
 OPEN_LIST_TTL = timedelta(hours=2)
@@ -444,6 +451,8 @@ class FaqFeature(Feature):
         )  # fmt: skip
         answered = {"question": question, "id": question_id, **ctx.here_and_now()}
         await ctx.remember_choice(ANSWERED, answered, ANSWERED_TTL)
+        asked = {"question": question, "offered": False, "at": iso(ctx.now)}
+        await ctx.remember_choice(f"{ASKED}:{question_id}", asked, ASKED_TTL)
         text = "\n\n".join(
             [
                 ctx.t("faq.answer.title", title=escape(entry.question)),
@@ -614,30 +623,67 @@ class FaqFeature(Feature):
         await self._feedback_command(ctx, helpful=False)
 
     async def _feedback_command(self, ctx: Context, *, helpful: bool) -> None:
-        answer = await store.last_answer(ctx.conn, ctx.room_id, ctx.sender)
+        """The verdict on the answer the message replies to (the chat's reply function on an
+        older answer), or else on the sender's last answer in this room."""
+        answer = await self._replied_answer(ctx) or await store.last_answer(
+            ctx.conn, ctx.room_id, ctx.sender
+        )
         if answer is None:
             raise NotFound("faq.feedback.nothing")
         await store.set_feedback(ctx.conn, answer.id, ctx.sender, helpful, ctx.now)
-        meta = {META: {"feedback": {"entry": answer.entry_id, "helpful": helpful}}}
+        meta: dict[str, Any] = {META: {"feedback": {"entry": answer.entry_id, "helpful": helpful}}}
         if helpful:
             ctx.reply(ctx.t("faq.feedback.thanks"), **meta)
             return
         lines = [ctx.t("faq.feedback.sorry")]
-        question = await self._offer_after_bad_answer(ctx, answer.id)
-        if question is not None:
-            lines.append(self._offer_text(ctx, question))
-            meta[META]["offer"] = True
+        offer = await self._offer_after_bad_answer(ctx, answer)
+        if offer is not None:
+            lines.append(offer[0])
+            meta[META]["offer"] = offer[1]
         ctx.reply("\n\n".join(lines), **meta)
 
-    async def _offer_after_bad_answer(self, ctx: Context, question_id: int) -> str | None:
-        """After "not helpful" on a recent answer: remember the question as an offer."""
-        answered = await ctx.recall_choice(ANSWERED)
-        if not answered or answered.get("id") != question_id or not self._can_open_tickets(ctx):
+    async def _replied_answer(self, ctx: Context) -> store.LoggedQuestion | None:
+        """The answer of this room that the message replies to, if it replies to one."""
+        replied_to = ctx.incoming.reply_to
+        if replied_to is None:
             return None
-        question = str(answered["question"])
-        offer = {"question": question, "unanswered": None, **ctx.here_and_now()}
+        answer = await store.question_for_event(ctx.conn, replied_to)
+        return answer if answer is not None and answer.room_id == ctx.room_id else None
+
+    async def _offer_after_bad_answer(
+        self, ctx: Context, answer: store.LoggedQuestion
+    ) -> tuple[str, bool | str] | None:
+        """After "not helpful" on one of the sender's own answers, the latest or an older
+        one: the text offering to pass its question on, with the offer's metadata value
+        (True: "ja" or the pre-filled ``!anfrage`` passes it on; "command": the question's
+        text is no longer kept, the person writes ``!anfrage`` herself).
+
+        Once per answer: a second 👎, or 👎 taken back and given again, offers nothing new
+        (the first offer still stands). Someone else's answer in a group room offers nothing.
+        """
+        if answer.user_id != ctx.sender or not self._can_open_tickets(ctx):
+            return None
+        kind = f"{ASKED}:{answer.id}"
+        asked = await ctx.recall_choice(kind)
+        if asked is not None and asked.get("offered"):
+            return None
+        question = asked.get("question") if asked is not None else None
+        if question is None:
+            # Answered before questions were kept per answer: the latest answer's is known.
+            answered = await ctx.recall_choice(ANSWERED)
+            if answered and answered.get("id") == answer.id:
+                question = answered["question"]
+        # Remembered as offered until the question's text would have gone (or for a day).
+        since = parse_iso(str(asked["at"])) if asked is not None else ctx.now
+        await ctx.remember_choice(
+            kind, {"question": question, "offered": True, "at": iso(since)},
+            max(since + ASKED_TTL - ctx.now, timedelta(minutes=1)),
+        )  # fmt: skip
+        if not question:
+            return ctx.t("faq.offer.text_forgotten", prefix=self._prefix(ctx)), "command"
+        offer = {"question": str(question), "unanswered": None, **ctx.here_and_now()}
         await ctx.remember_choice(OFFER, offer, OFFER_TTL)
-        return question
+        return self._offer_text(ctx, str(question)), True
 
     async def _on_reaction(self, ctx: Context) -> bool:
         """👍/👎 on an answer; other reactions and other messages are not ours."""
@@ -651,16 +697,24 @@ class FaqFeature(Feature):
         helpful = bool(_THUMBS_UP.match(key))
         await store.set_feedback(ctx.conn, answer.id, ctx.sender, helpful, ctx.now,
                                  reaction_event=incoming.event_id)  # fmt: skip
-        if not helpful and ctx.sender == answer.user_id:
-            question = await self._offer_after_bad_answer(ctx, answer.id)
-            if question is not None:
-                text = "\n\n".join([ctx.t("faq.feedback.sorry"), self._offer_text(ctx, question)])
-                mentions = () if incoming.is_direct else (ctx.sender,)
-                ctx.send_to_room(
-                    ctx.room_id,
-                    OutMessage(text, meta={META: {"offer": True}}, mentions=mentions),
-                    purpose="reply",
-                )
+        if helpful or answer.room_id != ctx.room_id:
+            return True
+        offer = await self._offer_after_bad_answer(ctx, answer)
+        if offer is not None:
+            text = "\n\n".join([ctx.t("faq.feedback.sorry"), offer[0]])
+            latest = await store.last_answer(ctx.conn, ctx.room_id, ctx.sender)
+            # An offer about an older answer replies to it, so it is clear which question
+            # it would pass on.
+            reply_to = (
+                None if latest is not None and latest.id == answer.id else incoming.relates_to
+            )
+            mentions = () if incoming.is_direct else (ctx.sender,)
+            meta = {META: {"offer": offer[1], "entry": answer.entry_id}}
+            ctx.send_to_room(
+                ctx.room_id,
+                OutMessage(text, meta=meta, mentions=mentions, reply_to=reply_to),
+                purpose="reply",
+            )
         return True
 
     async def _on_redaction(self, ctx: Context) -> bool:

@@ -493,7 +493,8 @@ class TicketsFeature(Feature):
     async def _requester_message(self, ctx: Context, ticket: Ticket, text: str) -> None:
         """A follow-up from the requester goes to whoever has the ticket now."""
         if ticket.is_closed:
-            raise Conflict("tickets.error.closed_requester", number=ticket.id)
+            await self._after_closing(ctx, ticket, text)
+            return
         _, deadlines = self._build(ctx.services.config)
         await store.add_event(ctx.conn, ticket.id, ctx.now, ctx.sender, "reply", text)
         if ticket.status == "answered":
@@ -518,6 +519,69 @@ class TicketsFeature(Feature):
         ctx.reply(
             t("tickets.reply.sent_requester", **params),
             **ticket_meta(ticket, "reply", replyable=True),
+        )
+
+    async def _after_closing(self, ctx: Context, ticket: Ticket, text: str) -> None:
+        """The requester writes to a closed request, mostly with the reply function on "Ihre
+        Anfrage #N ist erledigt": "danke, hat geklappt", or "geht doch wieder nicht".
+
+        The first such message after a resolution goes to whoever resolved the request (the
+        name the requester saw in that message), as a note that needs no action, and is kept
+        in the history like any message to the request. The request stays closed: reopening
+        is the requester's decision (``!wiedereröffnen``), and the reply says how. Later
+        messages are not passed on, so a closed request does not turn into a chat with a
+        pilot who is done with it; nor are messages to a withdrawn request, or when who
+        resolved it is no longer a pilot or coordinator. Those get the hint alone.
+        """
+        next_step = self._after_close_hint(ctx, ticket)
+        closer, written = (
+            await store.after_resolution(ctx.conn, ticket.id, ticket.requester)
+            if ticket.status == "resolved"
+            else (None, False)
+        )
+        if closer is None or closer == ctx.sender or not ctx.services.roles.is_team(closer):
+            raise Conflict(
+                "tickets.error.closed_requester",
+                number=ticket.id,
+                status=ctx.t(f"tickets.status.{ticket.status}"),
+                next=next_step,
+            )
+        who = await ctx.names.label(closer)
+        if written:
+            raise Conflict(
+                "tickets.error.closed_requester_passed", number=ticket.id, who=who, next=next_step
+            )
+        await store.add_event(
+            ctx.conn, ticket.id, ctx.now, ctx.sender, "reply", text,
+            details={"after": "resolved"},
+        )  # fmt: skip
+        t = ctx.t
+        params = {**await self._params(ctx, ticket), "who": who}
+        reopen = self._reopen_until(ctx, ticket)
+        team_hint = "tickets.closed_reply.team_hint" + ("_reopen" if reopen else "")
+        notice = "\n\n".join(
+            [t("tickets.closed_reply.to_team", **params), quote(text), t(team_hint, **params)]
+        )
+        meta = ticket_meta(ticket, "closed_reply")
+        ctx.send_to_user(closer, OutMessage(notice, meta=meta))
+        ctx.reply("\n\n".join([t("tickets.closed_reply.requester", **params), next_step]), **meta)
+
+    @staticmethod
+    def _reopen_until(ctx: Context, ticket: Ticket) -> str | None:
+        """Until when the request can be reopened (local time), or None if no longer."""
+        days = ctx.services.config.tickets.reopen_days
+        if ticket.status != "resolved" or not days or ticket.resolved_at is None:
+            return None
+        until = ticket.resolved_at + timedelta(days=days)
+        return local_time(ctx.services.config, until) if until > ctx.now else None
+
+    def _after_close_hint(self, ctx: Context, ticket: Ticket) -> str:
+        """What the requester can do about a closed request: reopen it, or ask anew."""
+        until = self._reopen_until(ctx, ticket)
+        if until is None:
+            return ctx.t("tickets.closed_reply.new", prefix=self._prefix(ctx))
+        return ctx.t(
+            "tickets.closed_reply.reopen", number=ticket.id, until=until, prefix=self._prefix(ctx)
         )
 
     async def _team_answer(self, ctx: Context, ticket: Ticket, text: str) -> None:

@@ -458,6 +458,29 @@ async def ticket_of_notice(
     return int(row["ticket_id"]) if row is not None and row["ticket_id"] is not None else None
 
 
+async def after_resolution(
+    conn: aiosqlite.Connection, ticket_id: int, requester: str
+) -> tuple[str | None, bool]:
+    """Who resolved the ticket (its latest resolution), and whether ``requester`` has written
+    to it since: the requester's first message after a resolution is passed on to who
+    resolved it, later ones are not (see the feature)."""
+    async with conn.execute(
+        "SELECT id, actor FROM ticket_events WHERE ticket_id = ? AND kind = 'resolved'"
+        " ORDER BY id DESC LIMIT 1",
+        (ticket_id,),
+    ) as cursor:
+        resolution = await cursor.fetchone()
+    if resolution is None:
+        return None, False
+    async with conn.execute(
+        "SELECT 1 FROM ticket_events WHERE ticket_id = ? AND id > ? AND kind = 'reply'"
+        " AND actor = ? LIMIT 1",
+        (ticket_id, resolution["id"], requester),
+    ) as cursor:
+        written = await cursor.fetchone() is not None
+    return resolution["actor"], written
+
+
 async def ticket_for_message(conn: aiosqlite.Connection, event_id: str) -> int | None:
     """The ticket a delivered message of the bot is about, or None.
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from nio import RoomRedactResponse
 
 from lotsenbot.app import App
 from lotsenbot.devserver import Synapse
@@ -143,6 +144,76 @@ async def test_unanswered_question_is_offered_and_passed_on_as_a_request(
         assert row is not None and tuple(row) == (question, "faq")
         unanswered = await app.db.fetchone("SELECT question, ticket_id FROM faq_unanswered")
         assert unanswered is not None and tuple(unanswered) == (question, ticket["id"])
+    finally:
+        await runner.stop()
+
+
+async def redact(person: MatrixUser, room_id: str, event_id: str) -> None:
+    response = await person.client.room_redact(room_id, event_id)
+    assert isinstance(response, RoomRedactResponse), response
+
+
+def replies_to(item: Received) -> str | None:
+    relates = item.content.get("m.relates_to") or {}
+    return (relates.get("m.in_reply_to") or {}).get("event_id")
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_thumbs_down_on_an_older_answer_offers_its_question_once(
+    tmp_path: Path, synapse: Synapse, register_user: RegisterUser, make_user: MakeUser
+) -> None:
+    """👎 on an answer that is not the person's latest offers to pass on that answer's
+    question, once; a colleague's 👎 on it in a group room offers nothing. The bot handles a
+    room's events in order, so a second offer would arrive before the answer to what follows."""
+    anna = await make_user("anna")
+    bert = await make_user("bert")
+    lotsin = await make_user("lotsin")
+    runner, app = await start_bot(tmp_path, synapse, register_user, pilots=[lotsin.user_id])
+    bot_id = app.config.matrix.user_id
+    try:
+        room = await open_dm(anna, bot_id)
+        question = "Ich habe mein Passwort vergessen"
+        older = await say(anna, room, bot_id, question)
+        latest = await say(anna, room, bot_id, "Wie richte ich die Abwesenheitsnotiz ein?")
+        assert faq_meta(older)["entry"] == "passwort-vergessen"
+        assert faq_meta(latest)["entry"] not in (None, "passwort-vergessen")
+
+        mark = anna.mark()
+        thumbs = await anna.react(room, older.event_id, "👎")
+        offer = await anna.wait_for_message(room, sender=bot_id, predicate=has(META))
+        assert faq_meta(offer) == {"offer": True, "entry": "passwort-vergessen"}
+        assert f"!anfrage {question}" in offer.body and replies_to(offer) == older.event_id
+
+        await redact(anna, room, thumbs)
+        await anna.react(room, older.event_id, "👎")
+        await anna.react(room, older.event_id, "👎🏽")
+        created = await say(anna, room, bot_id, "ja", key="de.lotsenbot.ticket")
+        assert created.content["de.lotsenbot.ticket"]["event"] == "created"
+        from_bot = [m for m in anna.messages(room, since=mark) if m.sender == bot_id]
+        assert [m.event_id for m in from_bot] == [offer.event_id, created.event_id]
+        row = await app.db.fetchone("SELECT body FROM tickets")
+        assert row is not None and row[0] == question
+
+        # A group room: Bert's 👎 on Anna's older answer is his verdict, no offer to anyone.
+        response = await anna.client.room_create(name="Team", invite=[bot_id, bert.user_id])
+        group = str(response.room_id)  # type: ignore[union-attr]
+        await anna.wait_for_join(group, bot_id, timeout=20)
+        await anna.wait_for_join(group, bert.user_id, timeout=20)
+        older = await say(anna, group, bot_id, f"!frage {question}")
+        await say(anna, group, bot_id, "!frage Wie richte ich die Abwesenheitsnotiz ein?")
+        mark = anna.mark()
+        await bert.react(group, older.event_id, "👎")
+        await anna.react(group, older.event_id, "👎")
+        offer = await anna.wait_for_message(group, sender=bot_id, predicate=has(META))
+        assert faq_meta(offer)["offer"] is True and replies_to(offer) == older.event_id
+        assert offer.content["m.mentions"] == {"user_ids": [anna.user_id]}
+        from_bot = [m for m in anna.messages(group, since=mark) if m.sender == bot_id]
+        assert [m.event_id for m in from_bot] == [offer.event_id]
+        verdicts = await app.db.fetchall(
+            "SELECT f.user_id, f.helpful FROM faq_feedback AS f JOIN faq_questions AS q"
+            " ON q.id = f.question_id WHERE q.room_id = ? ORDER BY f.user_id", (group,),
+        )  # fmt: skip
+        assert [tuple(v) for v in verdicts] == sorted([(anna.user_id, 0), (bert.user_id, 0)])
     finally:
         await runner.stop()
 

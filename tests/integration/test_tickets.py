@@ -420,6 +420,66 @@ async def test_replies_with_the_reply_function_reach_the_request(
 
 
 @pytest.mark.asyncio(loop_scope="session")
+async def test_a_thank_you_to_a_closed_request_reaches_the_pilot_once(
+    tmp_path, synapse, register_user, make_user: MakeUser
+):
+    """The requester answers "erledigt" with the reply function: the first message goes to
+    the pilot who closed the request, as a note; the request stays closed, and she is told
+    how to reopen it. A second one is not passed on. Neither becomes an FAQ question."""
+    staff = await make_user("staff")
+    pilot = await make_user("lotsin")
+    runner = await make_bot(
+        tmp_path, synapse, register_user, departments=departments(it=[pilot.user_id])
+    )
+    app = await runner.start()  # every default feature, the FAQ included
+    bot_id = app.config.matrix.user_id
+    try:
+        room = await open_dm(staff, bot_id)
+        pilot.mark()
+        created = await ask(staff, room, bot_id, f"!anfrage {IT_TEXT}", ticket_event("created"))
+        number = created.content[TICKET]["id"]
+        notice = await pilot.wait_for_message(
+            sender=bot_id, timeout=20, predicate=ticket_event("assigned", id=number)
+        )
+        pilot_room = notice.room_id
+        staff.mark()
+        await pilot.send_text(pilot_room, f"!erledigt {number} Toner getauscht")
+        resolved = await staff.wait_for_message(
+            room, sender=bot_id, predicate=ticket_event("resolved", id=number)
+        )
+
+        def from_bot(item: Received) -> bool:
+            return TICKET in item.content or "de.lotsenbot.faq" in item.content
+
+        staff.mark()
+        pilot.mark()
+        await staff.send_reply(resolved, "Danke, hat geklappt!")
+        told = await staff.wait_for_message(room, sender=bot_id, predicate=from_bot)
+        assert told.content[TICKET]["event"] == "closed_reply" and error(told) is None
+        assert f"!wiedereröffnen {number}" in told.body
+        note = await pilot.wait_for_message(
+            pilot_room, sender=bot_id, predicate=ticket_event("closed_reply", id=number)
+        )
+        assert "Danke, hat geklappt!" in note.body and note.content[TICKET]["status"] == "resolved"
+
+        staff.mark()
+        await staff.send_reply(resolved, "Und noch was: der Scanner auch nicht")
+        hint = await staff.wait_for_message(room, sender=bot_id, predicate=error)
+        assert error(hint) == "conflict" and f"!wiedereröffnen {number}" in hint.body
+        assert await reply_events(runner, number) == [(staff.user_id, "Danke, hat geklappt!")]
+        notes = await app.db.fetchall(
+            "SELECT id FROM outbox WHERE target = ? AND json_extract(content,"
+            " '$.meta.\"de.lotsenbot.ticket\".event') = 'closed_reply'",
+            (pilot.user_id,),
+        )
+        assert len(notes) == 1
+        status = await app.db.fetchone("SELECT status FROM tickets WHERE id = ?", (number,))
+        assert status is not None and status[0] == "resolved"
+    finally:
+        await runner.stop()
+
+
+@pytest.mark.asyncio(loop_scope="session")
 async def test_a_reply_to_another_message_of_the_bot_is_still_a_question(
     tmp_path, synapse, register_user, make_user: MakeUser
 ):

@@ -66,6 +66,7 @@ class Sent:
     dedup_key: str
     markdown: str
     meta: dict[str, Any]
+    reply_to: str | None = None
 
     @property
     def faq(self) -> dict[str, Any]:
@@ -114,11 +115,13 @@ class Env:
         return messages[0]
 
     async def react(self, sender: str, target_event: str, key: str) -> tuple[str, list[Sent]]:
-        event_id = f"$r{next(self._ids)}"
+        number = next(self._ids)
+        event_id = f"$r{number}"
         room = f"!dm-{ANNA[1:].split(':')[0]}:stadt.de"
         sent = await self.event(Incoming(event_id=event_id, room_id=room, sender=sender,
                                          kind="reaction", relates_to=target_event, key=key,
-                                         is_direct=True))  # fmt: skip
+                                         is_direct=True,
+                                         origin_ts=1_800_000_000_000 + number))  # fmt: skip
         return event_id, sent
 
     async def deliver(self, message: Sent, event_id: str) -> None:
@@ -136,7 +139,8 @@ class Env:
         out = []
         for row in rows:
             content = json.loads(row["content"])
-            out.append(Sent(row["target"], row["dedup_key"], content["markdown"], content["meta"]))
+            out.append(Sent(row["target"], row["dedup_key"], content["markdown"], content["meta"],
+                            content.get("reply_to")))  # fmt: skip
         return out
 
 
@@ -293,7 +297,8 @@ async def test_feedback_by_reaction_one_per_person_latest_wins(env: Env) -> None
     assert [tuple(r) for r in rows] == [(ANNA, 1, first)]
 
     second, sent = await env.react(ANNA, "$answer1", "👎️")
-    assert len(sent) == 1 and sent[0].faq == {"offer": True}  # asker: offer to pass it on
+    assert len(sent) == 1  # the asker is offered to pass it on
+    assert sent[0].faq == {"offer": True, "entry": "passwort-vergessen"}
     await env.react(BERT, "$answer1", "👍🏽")  # someone else's verdict is separate
     rows = await env.db.fetchall("SELECT user_id, helpful, reaction_event FROM faq_feedback"
                                  " ORDER BY user_id")  # fmt: skip
@@ -312,6 +317,85 @@ async def test_feedback_by_reaction_one_per_person_latest_wins(env: Env) -> None
     assert (await env.react(ANNA, "$answer1", "🎉"))[1] == []
     assert (await env.react(ANNA, "$unknown", "👍"))[1] == []
     assert [r[0] for r in await env.db.fetchall("SELECT user_id FROM faq_feedback")] == [BERT]
+
+
+async def test_thumbs_down_on_an_older_answer_offers_its_question_once(env: Env) -> None:
+    """👎 on an answer that is not the person's latest offered nothing (only the latest
+    answer's question was at hand). Now it offers that answer's question, in reply to it, once:
+    a second 👎 or one taken back and given again adds no second offer."""
+    first_question = "Ich habe mein Passwort vergessen"
+    first = await env.one(ANNA, first_question)
+    await env.deliver(first, "$older")
+    latest = await env.one(ANNA, "Wie richte ich die Abwesenheitsnotiz ein?")
+    assert latest.faq["entry"] != first.faq["entry"]
+    await env.deliver(latest, "$latest")
+
+    thumbs, sent = await env.react(ANNA, "$older", "👎")
+    assert len(sent) == 1
+    offer = sent[0]
+    assert offer.faq == {"offer": True, "entry": "passwort-vergessen"}
+    assert offer.reply_to == "$older" and f"!anfrage {first_question}" in offer.text
+    # Again with another skin tone, and taken back and given again: no second offer.
+    assert (await env.react(ANNA, "$older", "👎🏽"))[1] == []
+    await env.event(Incoming(event_id="$take-back", room_id="!dm-anna:stadt.de", sender=ANNA,
+                             kind="redaction", relates_to=thumbs, is_direct=True))  # fmt: skip
+    assert (await env.react(ANNA, "$older", "👎"))[1] == []
+    rows = await env.db.fetchall("SELECT helpful FROM faq_feedback WHERE user_id = ?", (ANNA,))
+    assert [r[0] for r in rows] == [0]
+    # "ja" passes the older answer's question on, word for word.
+    created = [m for m in await env.say(ANNA, "ja") if "de.lotsenbot.ticket" in m.meta]
+    assert created
+    (row,) = await env.db.fetchall("SELECT body, source FROM tickets")
+    assert tuple(row) == (first_question, "faq")
+
+
+async def test_an_older_answer_in_a_group_offers_only_to_its_asker(env: Env) -> None:
+    asked = await env.one(ANNA, "!frage Ich habe mein Passwort vergessen", room=GROUP,
+                          is_direct=False)  # fmt: skip
+    await env.deliver(asked, "$group-answer")
+    await env.one(ANNA, "!frage Wie richte ich die Abwesenheitsnotiz ein?", room=GROUP,
+                  is_direct=False)  # fmt: skip
+
+    async def thumbs_down(sender: str, event_id: str) -> list[Sent]:
+        return await env.event(Incoming(event_id=event_id, room_id=GROUP, sender=sender,
+                                        kind="reaction", relates_to="$group-answer",
+                                        key="👎"))  # fmt: skip
+
+    assert await thumbs_down(BERT, "$bert-down") == []  # a colleague's verdict, no offer
+    (offer,) = await thumbs_down(ANNA, "$anna-down")
+    assert offer.target == GROUP and offer.faq["offer"] is True
+    assert offer.reply_to == "$group-answer"
+    rows = await env.db.fetchall("SELECT user_id, helpful FROM faq_feedback ORDER BY user_id")
+    assert [tuple(r) for r in rows] == [(ANNA, 0), (BERT, 0)]
+
+
+async def test_an_answer_older_than_a_day_offers_a_request_without_its_text(env: Env) -> None:
+    """The question's text is kept for a day; after that the offer asks for the question."""
+    answer = await env.one(ANNA, "Ich habe mein Passwort vergessen")
+    await env.deliver(answer, "$old")
+    env.services.clock.offset = timedelta(days=1, minutes=1)
+    (offer,) = (await env.react(ANNA, "$old", "👎"))[1]
+    assert offer.faq == {"offer": "command", "entry": "passwort-vergessen"}
+    assert "!anfrage <Ihre Frage>" in offer.text and "Passwort vergessen" not in offer.text
+    assert (await env.react(ANNA, "$old", "👎🏻"))[1] == []
+    now = iso(env.services.clock.now())
+    choices = await env.db.fetchall(
+        "SELECT payload FROM pending_choices WHERE expires_at > ?", (now,)
+    )
+    assert all("Passwort" not in row[0] for row in choices)
+    assert (await env.one(ANNA, "ja")).faq == {"smalltalk": "expired"}
+
+
+async def test_not_helpful_as_a_reply_rates_that_answer(env: Env) -> None:
+    older = await env.one(ANNA, "Ich habe mein Passwort vergessen")
+    await env.deliver(older, "$first")
+    await env.one(ANNA, "Wie richte ich die Abwesenheitsnotiz ein?")
+    sorry = await env.one(ANNA, "!nicht-hilfreich", reply_to="$first")
+    assert sorry.faq["feedback"] == {"entry": "passwort-vergessen", "helpful": False}
+    assert sorry.faq["offer"] is True and "Passwort vergessen" in sorry.text
+    # Once per answer: asked again, the verdict stands and no second offer comes.
+    again = await env.one(ANNA, "!nicht-hilfreich", reply_to="$first")
+    assert "offer" not in again.faq
 
 
 async def test_feedback_commands_refer_to_the_last_answer(env: Env) -> None:

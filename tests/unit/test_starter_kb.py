@@ -14,6 +14,7 @@ import yaml
 
 from lotsenbot.faq.kb import parse_yaml
 from lotsenbot.faq.search import FaqIndex
+from lotsenbot.tickets.routing import RoutingSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,9 +47,9 @@ def figures() -> dict[str, int]:
 
 
 def test_starter_questions_are_answered(figures: dict[str, int]) -> None:
-    assert (figures["in"], figures["out"]) == (140, 20)
-    assert figures["answered"] >= 108  # 112 when written
-    assert figures["first"] >= 133  # 136
+    assert (figures["in"], figures["out"]) == (141, 20)
+    assert figures["answered"] >= 108  # 112 when written, 115 now
+    assert figures["first"] >= 133  # 136 when written, 137 now
     assert figures["wrong"] <= 1  # 0
 
 
@@ -70,3 +71,19 @@ def test_near_misses_get_no_direct_answer() -> None:
         q: index.search(q).results[0] for q in questions if index.search(q).decision == "answer"
     }
     assert not answered, answered
+
+
+def test_asking_for_a_work_phone_is_not_answered_with_the_lost_device_entry() -> None:
+    """ "Wie bekomme ich ein Diensthandy?" got "Mein Dienstgerät ist verloren gegangen …" as a
+    confident answer ("bekomme" is a stop word; "Diensthandy verloren" matches the rest word for
+    word). Now ordering comes first, as a suggestion, while a stolen phone stays with the
+    lost-device entry alone (see the README of tests/data/starter_eval)."""
+    result = parse_yaml((ROOT / "lotsenbot" / "faq" / "data" / "de.yaml").read_text("utf-8"))
+    index = FaqIndex()
+    index.build(result.entries)
+    asked = index.search("Wie bekomme ich ein Diensthandy?")
+    assert asked.results[0][0] == "geraet-bestellen"
+    stolen = index.search("Mein Diensthandy wurde mir in der Bahn geklaut")
+    assert stolen.results[0][0] == "geraet-verloren"
+    # below the routing floor: no department hint for IT
+    assert dict(stolen.results).get("geraet-bestellen", 0.0) < RoutingSettings().hint_floor

@@ -969,22 +969,92 @@ async def test_a_reply_by_someone_else_is_refused_like_the_command(env: Env) -> 
     assert "reply" not in kinds
 
 
-async def test_a_reply_to_a_closed_request_gets_the_commands_error(env: Env) -> None:
+async def test_a_reply_to_a_closed_request_reaches_who_closed_it_once(env: Env) -> None:
+    """ "danke, hat geklappt" in reply to "… hat Ihre Anfrage #1 als erledigt abgeschlossen"
+    got an error (and to other messages of the bot went to the FAQ). The first message after
+    the resolution now reaches who resolved it, as a note that needs no action; the request
+    stays closed and the requester is told how to reopen it. Later ones get the hint alone."""
     notice = only(await env.say(ANNA, f"!anfrage {IT_TEXT}"), target=LOTSIN)
-    out = await env.say(LOTSIN, "!erledigt 1 Toner getauscht")
-    resolved, confirmation = only(out, target=ANNA), reply_to(out, LOTSIN)
+    out = await env.say(KOORD, "!erledigt 1 Toner getauscht")  # someone else than the assignee
+    resolved, confirmation = only(out, target=ANNA), reply_to(out, KOORD)
     await env.deliver()
+    out = await env.say(ANNA, "Danke, hat geklappt!", reply_to=resolved.event_id)
+    relayed, told = only(out, target=KOORD, target_kind="user"), reply_to(out, ANNA)
+    assert len(out) == 2 and relayed.ticket["event"] == "closed_reply"
+    assert "replyable" not in relayed.ticket and relayed.ticket["status"] == "resolved"
+    assert "Danke, hat geklappt!" in relayed.text and "!wiedereröffnen 1" in relayed.text
+    assert told.error is None and told.ticket["event"] == "closed_reply"
+    assert "koord" in told.text and "!wiedereröffnen 1" in told.text
+    assert (await env.ticket(1)).status == "resolved"
+    events = await store.history(env.services.db.conn, 1, include_internal=False)
+    assert [(e.kind, e.actor, e.body) for e in events][-1] == (
+        "reply", ANNA, "Danke, hat geklappt!")  # fmt: skip
+    # A second message is not passed on: the hint, the same as for the command.
     out = await env.say(ANNA, "Geht doch wieder nicht", reply_to=resolved.event_id)
-    assert reply_to(out, ANNA).error == "conflict" and "wiedereröffnen 1" in out[0].text
+    assert len(out) == 1 and reply_to(out, ANNA).error == "conflict"
+    assert "!wiedereröffnen 1" in out[0].text and "koord" in out[0].text
+    assert as_seen(out) == as_seen(await env.say(ANNA, "!antwort 1 Geht doch wieder nicht"))
+    # Reopened and resolved again: the first message after that resolution goes through.
+    await env.say(ANNA, "!wiedereröffnen 1")
+    await env.say(LOTSIN, "!erledigt 1")
+    out = await env.say(ANNA, "!antwort 1 Jetzt geht es, danke")
+    assert only(out, target=LOTSIN, target_kind="user").ticket["event"] == "closed_reply"
     # The pilot's notice invited replies: one now gets the command's error.
     out = await env.say(LOTSIN, "Noch ein Hinweis", reply_to=notice.event_id)
     assert reply_to(out, LOTSIN).error == "conflict"
     assert as_seen(out) == as_seen(await env.say(LOTSIN, "!antwort 1 Noch ein Hinweis"))
     # A confirmation of the pilot's own command invites none: "danke" there is no message
     # to the requester (handled as an ordinary message, here "not understood").
-    out = await env.say(LOTSIN, "Danke!", reply_to=confirmation.event_id)
-    not_for_ticket = reply_to(out, LOTSIN)
+    out = await env.say(KOORD, "Danke!", reply_to=confirmation.event_id)
+    not_for_ticket = reply_to(out, KOORD)
     assert not_for_ticket.ticket == {} and not_for_ticket.error is None
+
+
+async def test_a_message_to_a_closed_request_that_goes_nowhere_says_what_to_do(
+    tmp_path: Path,
+) -> None:
+    """Withdrawn, or resolved by someone who is no longer a pilot: nothing is passed on, and
+    the hint names only what works (a withdrawn request cannot be reopened, nor one resolved
+    longer ago than the reopening window)."""
+    env = await build_env(tmp_path, make_config({"reopen_days": 3}))
+    try:
+        await env.say(ANNA, f"!anfrage {IT_TEXT}")
+        await env.say(ANNA, "!zurückziehen 1")
+        out = await env.say(ANNA, "!antwort 1 Danke trotzdem")
+        assert len(out) == 1 and reply_to(out, ANNA).error == "conflict"
+        assert "wiedereröffnen" not in out[0].text and "!anfrage <Text>" in out[0].text
+
+        await env.say(ANNA, f"!anfrage {IT_TEXT}")
+        await env.say(LOTSIN, "!erledigt 2")
+        env.clock.offset = timedelta(days=4)
+        out = await env.say(ANNA, "!antwort 2 Danke!")
+        assert only(out, target=LOTSIN).ticket["event"] == "closed_reply"
+        assert "wiedereröffnen" not in reply_to(out, ANNA).text
+        assert "!anfrage <Text>" in reply_to(out, ANNA).text
+    finally:
+        await env.services.db.close()
+
+    config = make_config()
+    config.departments[0].pilots.remove(LOTSIN)  # she has left the network since
+    env = await build_env(tmp_path / "later", config)
+    try:
+        await env.services.db.execute(
+            "INSERT INTO tickets (id, requester, room_id, body, source, department, assignee,"
+            " status, created_at, updated_at, resolved_at, closed_at)"
+            " VALUES (1, ?, '!dm-anna:stadt.de', 'Drucker', 'command', 'it', ?, 'resolved',"
+            " '2026-01-01T08:00:00.000Z', '2026-01-01T09:00:00.000Z',"
+            " '2026-01-01T09:00:00.000Z', '2026-01-01T09:00:00.000Z')",
+            (ANNA, LOTSIN),
+        )
+        await env.services.db.execute(
+            "INSERT INTO ticket_events (ticket_id, at, actor, kind)"
+            " VALUES (1, '2026-01-01T09:00:00.000Z', ?, 'resolved')",
+            (LOTSIN,),
+        )
+        out = await env.say(ANNA, "!antwort 1 Danke!")
+        assert len(out) == 1 and reply_to(out, ANNA).error == "conflict"
+    finally:
+        await env.services.db.close()
 
 
 async def test_a_pilots_reply_to_a_confirmation_is_not_lost_as_a_question(env: Env) -> None:
