@@ -18,6 +18,7 @@ from typing import Any, Literal
 import aiosqlite
 
 from lotsenbot.core.clock import iso, parse_iso
+from lotsenbot.core.personal_data import names_person
 from lotsenbot.meetups.capacity import Roster
 from lotsenbot.meetups.form import MeetupDraft
 from lotsenbot.meetups.ics import CalendarEntry
@@ -864,12 +865,17 @@ async def forget_person(conn: aiosqlite.Connection, user_id: str) -> int:
     total += max(cursor.rowcount, 0)
     await cursor.close()
     # The copies of announcements in the person's direct chat are known by keys that name
-    # them ("meetup:7:ann:@anna:…"); without the person the mapping has no use.
-    cursor = await conn.execute(
-        "DELETE FROM meetup_messages WHERE instr(dedup_key, ?) > 0", (user_id,)
-    )
-    total += max(cursor.rowcount, 0)
-    await cursor.close()
+    # them ("meetup:7:ann:@anna:…"); without the person the mapping has no use. Only keys
+    # naming exactly this person: "@anna:stadt.dev" still signs up with her 👍.
+    async with conn.execute(
+        "SELECT dedup_key FROM meetup_messages WHERE instr(dedup_key, ?) > 0", (user_id,)
+    ) as cursor:
+        keys = [r["dedup_key"] for r in await cursor.fetchall()]
+    for key in keys:
+        if names_person(key, user_id):
+            cursor = await conn.execute("DELETE FROM meetup_messages WHERE dedup_key = ?", (key,))
+            total += max(cursor.rowcount, 0)
+            await cursor.close()
     for meetup_id, occurrence, capacity in freed:
         await _fill_free_places(conn, meetup_id, occurrence, capacity)
     return total
