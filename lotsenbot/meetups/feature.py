@@ -10,7 +10,10 @@ How the pieces fit:
   👍 on either — found via ``outbox.event_id`` — is a sign-up.
 * Sign-ups are per date. For a series a sign-up is for its next date at the time of signing
   up; the confirmation says so. Withdrawing (``!absage``, or removing the 👍) frees the place,
-  and the first on the waiting list moves up and is told.
+  and the first on the waiting list moves up and is told. So does an erasure of a person's
+  data (``!daten-löschen``): the feature answers for its personal data itself (delegating to
+  :mod:`.personal_data`), and enqueues the same notice in the erasure's transaction, keyed
+  ``meetup:<id>:promoted:<date>:<signed up at>:<user>`` (one per place moved up into).
 * Reminders are never scheduled per person: a periodic job asks the database which confirmed
   people have a date coming up and which reminders (:mod:`.reminders`) are due, records each
   as sent or skipped, and enqueues it with the key ``rem:<meetup>:<date>:<offset s>:<user>``
@@ -36,11 +39,14 @@ from zoneinfo import ZoneInfo
 
 import aiosqlite
 
+from lotsenbot.config import PrivacyConfig
+from lotsenbot.core.clock import iso
 from lotsenbot.core.context import Context
 from lotsenbot.core.errors import BadArguments, Conflict, NotFound
 from lotsenbot.core.feature import Feature
 from lotsenbot.core.markdown import escape, quote
 from lotsenbot.core.outbox import Envelope
+from lotsenbot.core.personal_data import ErasureReport
 from lotsenbot.core.types import Attachment, OutMessage, Poll, Role
 from lotsenbot.meetups import store
 from lotsenbot.meetups.audience import Audience, parse_audience
@@ -55,6 +61,7 @@ from lotsenbot.meetups.dates import (
 )
 from lotsenbot.meetups.form import MAX_LENGTH, MeetupDraft, parse_changes, parse_meetup
 from lotsenbot.meetups.ics import build_calendar
+from lotsenbot.meetups.personal_data import MeetupsData
 from lotsenbot.meetups.recurrence import (
     Occurrence,
     OccurrenceChange,
@@ -82,6 +89,8 @@ MAX_REASON = 500
 LIST_LIMIT = 25
 # Changes that alter what a calendar file says about the meetup (capacity does not).
 CALENDAR_FIELDS = frozenset(("title", "when", "duration", "location", "link", "description"))
+
+_DATA = MeetupsData()
 
 _THUMBS_UP = re.compile("^\U0001f44d[\U0001f3fb-\U0001f3ff]?\ufe0f?$")
 _NUMBER = re.compile(r"^\s*(?:nr\.?\s*|#)?(\d{1,9})(?=\s|$)(.*)$", re.IGNORECASE | re.DOTALL)
@@ -727,29 +736,23 @@ class MeetupsFeature(Feature):
             now=ctx.now,
         )
         for person in result.promoted:
-            self._tell_promoted(ctx, meetup, person, signup.starts_at)
+            ctx.send_to_user(person, self._promotion(ctx.t, meetup, signup.starts_at))
         text = ctx.t(f"meetups.withdraw.{result.was}", title=escape(meetup.title), when=when)
         return text, self._meta(meetup.id, "withdrawn", signup.starts_at, status=result.was)
 
     @staticmethod
     def _takes_place(meetup: store.Meetup, signup: store.Signup) -> bool:
-        return not meetup.cancelled and meetup.occurrence(signup.occurrence) is not None
+        return meetup.takes_place(signup.occurrence)
 
-    def _tell_promoted(
-        self, ctx: Context, meetup: store.Meetup, person: str, starts_at: datetime
-    ) -> None:
+    def _promotion(self, t: Catalogue, meetup: store.Meetup, starts_at: datetime) -> OutMessage:
+        """The notice for someone who moved up from the waiting list into a place."""
         # With the calendar file, as a sign-up from the invitation has it: someone who
         # waited may not have imported the date (or only got the meetup by `!treffen`).
-        text = ctx.t(
-            "meetups.signup.promoted", title=escape(meetup.title), when=self._when(starts_at)
-        )
-        ctx.send_to_user(
-            person,
-            OutMessage(
-                "\n\n".join([text, ctx.t("meetups.signup.promoted_calendar")]),
-                meta=self._meta(meetup.id, "promoted", starts_at, status="confirmed"),
-                attachment=self._calendar(meetup),
-            ),
+        text = t("meetups.signup.promoted", title=escape(meetup.title), when=self._when(starts_at))
+        return OutMessage(
+            "\n\n".join([text, t("meetups.signup.promoted_calendar")]),
+            meta=self._meta(meetup.id, "promoted", starts_at, status="confirmed"),
+            attachment=self._calendar(meetup),
         )
 
     async def _on_reaction(self, ctx: Context) -> bool:
@@ -784,6 +787,41 @@ class MeetupsFeature(Feature):
         text, meta = await self._withdraw_signup(ctx, meetup, signup)
         ctx.send_to_user(incoming.sender, OutMessage(text, meta=meta))
         return True
+
+    # -- personal data (asked by the privacy feature) ----------------------------------------
+
+    async def export_person(self, conn: aiosqlite.Connection, user_id: str) -> dict[str, Any]:
+        return await _DATA.export_person(conn, user_id)
+
+    async def erase_person(
+        self, conn: aiosqlite.Connection, user_id: str, now: datetime
+    ) -> ErasureReport:
+        """Erase as :class:`MeetupsData` does, and tell whoever moved up into a place the
+        person held, as after ``!absage``: in the erasure's transaction, so the notice is
+        sent exactly when the erasure is committed, and once (its outbox key)."""
+        report, moved_up = await _DATA.erase(conn, user_id, now)
+        services = self._services
+        for signup in moved_up:
+            meetup = await self._load(conn, signup.meetup_id)
+            signed_up = signup.signed_up_at or signup.starts_at
+            key = (
+                f"meetup:{meetup.id}:promoted:{signup.occurrence}:{iso(signed_up)}:{signup.user_id}"
+            )
+            message = self._promotion(services.texts, meetup, signup.starts_at)
+            await services.outbox.enqueue(
+                conn, key, Envelope("user", signup.user_id, message, "notify")
+            )
+        return report
+
+    async def purge(
+        self, conn: aiosqlite.Connection, now: datetime, privacy: PrivacyConfig, dry_run: bool
+    ) -> dict[str, int]:
+        return await _DATA.purge(conn, now, privacy, dry_run)
+
+    async def statistics(
+        self, conn: aiosqlite.Connection, since: datetime, until: datetime, per_person: bool
+    ) -> dict[str, Any]:
+        return await _DATA.statistics(conn, since, until, per_person)
 
     # -- changing and cancelling -------------------------------------------------------------
 
@@ -904,7 +942,7 @@ class MeetupsFeature(Feature):
                 ctx.conn, meetup.id, occurrence, before, after, starts_at=starts_at, now=ctx.now
             )
             for person in promoted:
-                self._tell_promoted(ctx, meetup, person, starts_at)
+                ctx.send_to_user(person, self._promotion(ctx.t, meetup, starts_at))
 
     def _change_summary(
         self, t: Catalogue, changes: dict[str, Any], previous_start: datetime | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -22,7 +23,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from lotsenbot.config import Config
 from lotsenbot.core.clock import Clock
-from lotsenbot.core.dispatch import Dispatcher
+from lotsenbot.core.dispatch import Dispatcher, TransientError
 from lotsenbot.core.inbox import Inbox
 from lotsenbot.core.outbox import Outbox
 from lotsenbot.core.roles import Roles
@@ -34,6 +35,8 @@ from lotsenbot.meetups.dates import example_when
 from lotsenbot.meetups.feature import MeetupsFeature, reminder_interval
 from lotsenbot.meetups.form import MeetupDraft
 from lotsenbot.meetups.personal_data import MeetupsData
+from lotsenbot.meetups.recurrence import occurrence_key
+from lotsenbot.privacy.feature import PrivacyFeature
 from lotsenbot.storage.db import Database
 from lotsenbot.storage.migrate import migrate
 from lotsenbot.texts import Catalogue
@@ -804,3 +807,77 @@ async def test_moving_up_from_the_waiting_list_brings_the_calendar_file(
     more = await harness.say(COORD, f"!treffen ändern {meetup_id} Plätze: 2")
     (promoted,) = [r for r in more if meta(r)["event"] == "promoted"]
     assert (promoted["target"], promoted["attachment_name"]) == (P3, f"treffen-{meetup_id}.ics")
+
+
+async def boot_with_privacy(harness: Harness) -> None:
+    """(Re)start the bot with the privacy feature next to the meetups feature."""
+    await harness.boot()
+    services = harness.feature._services
+    privacy = PrivacyFeature()
+    privacy.services = services
+    services.features["privacy"] = privacy
+    harness.dispatcher = Dispatcher(
+        services, [harness.feature.router, privacy.router], Inbox(harness.db)
+    )
+
+
+async def test_an_erasure_that_frees_a_place_tells_who_moves_up_once(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """P1 erases their data; P2 moves up from the waiting list and gets the notice and
+    calendar file of a withdrawal. The database gives way once while the erasure is being
+    committed (as a crash would): erasure and notice are undone together, and the event,
+    handled again and once more after a restart, sends the notice exactly once."""
+    await boot_with_privacy(harness)
+    rows = await harness.say(
+        COORD, "!treffen neu\nTitel: Klein\nWann: 12.01.2027 14:00\nPlätze: 1\nZielgruppe: keine"
+    )
+    meetup_id = meta(rows[0])["id"]
+    for person in (P1, P2, P3):
+        await harness.say(person, f"!zusage {meetup_id}")
+    await harness.say(P1, "!daten-löschen")
+    erase = Incoming(
+        event_id="$loeschen",
+        sender=P1,
+        kind="message",
+        body="!daten-löschen bestätigen",
+        room_id="!dm:stadt.de",
+        is_direct=True,
+    )
+    finish = harness.dispatcher.inbox.finish
+
+    async def gives_way(*args: Any) -> None:
+        monkeypatch.setattr(harness.dispatcher.inbox, "finish", finish)
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(harness.dispatcher.inbox, "finish", gives_way)
+    with pytest.raises(TransientError):
+        await harness.dispatcher.handle(erase)
+    assert await harness.rows("meetup:%:promoted:%") == []
+    await harness.dispatcher.handle(erase)  # tried again
+    promoted = await harness.rows("meetup:%:promoted:%")
+    await boot_with_privacy(harness)
+    await harness.dispatcher.handle(erase)  # the homeserver hands the event over again
+    assert await harness.rows("meetup:%:promoted:%") == promoted
+
+    (notice,) = promoted
+    assert (notice["target_kind"], notice["target"]) == ("user", P2)
+    assert meta(notice)["event"] == "promoted"
+    assert meta(notice)["starts_at"] == "2027-01-12T14:00:00+01:00"
+    assert notice["attachment_name"] == f"treffen-{meetup_id}.ics"
+    assert "DTSTART;TZID=Europe/Berlin:20270112T140000" in await calendar_of(harness, notice)
+    assert P1 not in json.dumps(notice["content"]) and P1 not in notice["dedup_key"]
+    meetup = await store.get_meetup(harness.db.conn, meetup_id)
+    assert meetup is not None and meetup.next_occurrence(harness.clock.now()) is not None
+    occurrence = meetup.series.first_start
+    roster = await store.roster(
+        harness.db.conn, meetup_id, occurrence_key(occurrence), meetup.capacity
+    )
+    assert (roster.confirmed, roster.waitlist) == ((P2,), (P3,))
+    # Only P2 is told; P3 still waits, P1's own answer is the erasure report.
+    assert {r["target"] for r in await harness.rows("%") if meta_or_none(r) == "promoted"} == {P2}
+
+
+def meta_or_none(row: dict[str, Any]) -> str | None:
+    value = row["content"]["meta"].get(META)
+    return value.get("event") if isinstance(value, dict) else None
