@@ -744,14 +744,26 @@ class MeetupsFeature(Feature):
     def _takes_place(meetup: store.Meetup, signup: store.Signup) -> bool:
         return meetup.takes_place(signup.occurrence)
 
-    def _promotion(self, t: Catalogue, meetup: store.Meetup, starts_at: datetime) -> OutMessage:
-        """The notice for someone who moved up from the waiting list into a place."""
+    def _promotion(
+        self,
+        t: Catalogue,
+        meetup: store.Meetup,
+        starts_at: datetime,
+        summary: list[str] | None = None,
+        **extra: Any,
+    ) -> OutMessage:
+        """The notice for someone who moved up from the waiting list into a place. When
+        the same change moved them up (more places) and changed the meetup, ``summary``
+        says what else changed: one message with the date and calendar as they are now."""
         # With the calendar file, as a sign-up from the invitation has it: someone who
         # waited may not have imported the date (or only got the meetup by `!treffen`).
         text = t("meetups.signup.promoted", title=escape(meetup.title), when=self._when(starts_at))
+        parts = [text]
+        if summary:
+            parts.append("\n".join([t("meetups.signup.promoted_changed"), *summary]))
         return OutMessage(
-            "\n\n".join([text, t("meetups.signup.promoted_calendar")]),
-            meta=self._meta(meetup.id, "promoted", starts_at, status="confirmed"),
+            "\n\n".join([*parts, t("meetups.signup.promoted_calendar")]),
+            meta=self._meta(meetup.id, "promoted", starts_at, status="confirmed", **extra),
             attachment=self._calendar(meetup),
         )
 
@@ -837,6 +849,7 @@ class MeetupsFeature(Feature):
         except MeetupError as err:
             raise _bad(err) from None
         previous_start: datetime | None = None
+        promoted: dict[str, list[str]] = {}  # person → dates moved up to (more places)
         if single:
             assert occurrence is not None
             current = meetup.occurrence(occurrence)
@@ -858,9 +871,12 @@ class MeetupsFeature(Feature):
                 raise Conflict("meetups.change.series_when", id=meetup.id)
             if not meetup.is_series:
                 previous_start = meetup.series.first_start
-            if "capacity" in changes:
-                await self._apply_capacity(ctx, meetup, changes["capacity"])
+            previous_capacity = meetup.capacity
             meetup = await store.update_meetup(ctx.conn, meetup.id, changes, ctx.now)
+            # After the update, so that whoever moves up hears of the meetup as it is now
+            # (a new date, its calendar file), not as it was before this change.
+            if "capacity" in changes:
+                promoted = await self._apply_capacity(ctx, meetup, previous_capacity)
             affected = await store.signups(ctx.conn, meetup.id, after=ctx.now)
         moved = "when" in changes and previous_start not in (None, changes["when"])
         summary = self._change_summary(ctx.t, changes, previous_start if moved else None)
@@ -880,7 +896,18 @@ class MeetupsFeature(Feature):
         if moved:
             assert previous_start is not None
             extra["previous_starts_at"] = previous_start.astimezone(self.tz).isoformat()
+        for user_id, dates in promoted.items():
+            # One message each: the place, what else changed, the calendar file; instead of
+            # the change notice, which would repeat it.
+            for occurrence in dates:
+                moved_up = meetup.occurrence(occurrence)
+                assert moved_up is not None  # _apply_capacity skips dates that do not take place
+                ctx.send_to_user(
+                    user_id, self._promotion(ctx.t, meetup, moved_up.start, summary, **extra)
+                )
         for person in told:
+            if person.kind == "user" and person.target in promoted:
+                continue
             current = meetup.occurrence(person.occurrence) if person.occurrence else None
             starts = current.start if current else person.starts_at
             self._notify(
@@ -926,23 +953,27 @@ class MeetupsFeature(Feature):
         )
 
     async def _apply_capacity(
-        self, ctx: Context, meetup: store.Meetup, capacity: int | None
-    ) -> None:
-        """New capacity for every coming date; people who move up are told."""
+        self, ctx: Context, meetup: store.Meetup, previous: int | None
+    ) -> dict[str, list[str]]:
+        """The capacity of the (already updated) meetup for every coming date, whose rosters
+        still stand at the ``previous`` one; returns who moved up, for which dates (they
+        are told by the caller, together with the rest of the change)."""
         dates = {
             s.occurrence: s.starts_at
             for s in await store.signups(ctx.conn, meetup.id, after=ctx.now)
         }
+        moved_up: dict[str, list[str]] = {}
         for occurrence, starts_at in dates.items():
             if meetup.occurrence(occurrence) is None:
                 continue  # a cancelled date: nobody is to move up for it
-            before = await store.roster(ctx.conn, meetup.id, occurrence, meetup.capacity)
-            after, promoted = change_capacity(before, capacity)
+            before = await store.roster(ctx.conn, meetup.id, occurrence, previous)
+            after, promoted = change_capacity(before, meetup.capacity)
             await store.save_roster(
                 ctx.conn, meetup.id, occurrence, before, after, starts_at=starts_at, now=ctx.now
             )
             for person in promoted:
-                ctx.send_to_user(person, self._promotion(ctx.t, meetup, starts_at))
+                moved_up.setdefault(person, []).append(occurrence)
+        return moved_up
 
     def _change_summary(
         self, t: Catalogue, changes: dict[str, Any], previous_start: datetime | None = None

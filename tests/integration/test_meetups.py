@@ -142,17 +142,42 @@ async def test_announce_signup_waitlist_change_cancel(
         )
         assert promoted_file.content["filename"] == f"treffen-{meetup_id}.ics"
 
-        # A second place: p3 moves up; everyone signed up hears about the change.
-        await coordinator.send_text(desk, f"!treffen ändern {meetup_id} Plätze: 2")
+        # A second place and a new date in one change: p3 moves up and hears of both in one
+        # message, with the new date and its calendar file; p2 gets the change notice.
+        marks = {person.user_id: person.mark() for person in (p2, p3)}
+        moved, start = start, local(31, 10)
+        await coordinator.send_text(
+            desk, f"!treffen ändern {meetup_id}\nPlätze: 2\nWann: {typed(start)}"
+        )
         changed = await coordinator.wait_for_message(
             desk, sender=bot, predicate=meetup_meta("changed")
         )
-        assert changed.content[META]["notified"] == 2
-        await p3.wait_for_message(rooms[p3.user_id], sender=bot, predicate=meetup_meta("promoted"))
-        for person in (p2, p3):
-            await person.wait_for_message(
-                rooms[person.user_id], sender=bot, predicate=meetup_meta("changed")
-            )
+        # The date is in the calendar: those only invited (p1, p4) hear of it, too.
+        assert changed.content[META]["notified_by_status"] == {
+            "confirmed": 2,
+            "waitlisted": 0,
+            "invited": 2,
+        }
+        promoted = await p3.wait_for_message(
+            rooms[p3.user_id], sender=bot, predicate=meetup_meta("promoted")
+        )
+        assert promoted.content[META]["starts_at"] == start.isoformat()
+        assert promoted.content[META]["previous_starts_at"] == moved.isoformat()
+        promoted_file = await p3.wait_for_message(
+            rooms[p3.user_id],
+            sender=bot,
+            predicate=lambda item: item.msgtype == "m.file" and meetup_meta("promoted")(item),
+        )
+        assert promoted_file.content[META]["starts_at"] == start.isoformat()
+        notice = await p2.wait_for_message(
+            rooms[p2.user_id], sender=bot, predicate=meetup_meta("changed")
+        )
+        assert notice.content[META]["starts_at"] == start.isoformat()
+        await asyncio.sleep(1.0)
+        about_p3 = [m for m in p3.messages(rooms[p3.user_id], since=marks[p3.user_id])
+                    if (m.content.get(META) or {}).get("id") == meetup_id]  # fmt: skip
+        assert sorted(m.msgtype for m in about_p3) == ["m.file", "m.notice"]
+        assert all(m.content[META]["starts_at"] == start.isoformat() for m in about_p3)
 
         await coordinator.send_text(desk, f"!treffen {meetup_id}")
         details = await coordinator.wait_for_message(

@@ -273,7 +273,9 @@ async def test_change_capacity_moves_people_up_and_tells_them(harness: Harness) 
     change = await harness.say(COORD, f"!treffen ändern {meetup_id}\nPlätze: 2\nWo: Raum 2")
     events = [(r["target"], meta(r)["event"]) for r in change if r["target_kind"] == "user"]
     assert (P2, "promoted") in events
-    assert {t for t, e in events if e == "changed"} == {P1, P2, P3}
+    assert {t for t, e in events if e == "changed"} == {P1, P3}  # P2: in the promotion
+    (promoted,) = [r for r in change if meta(r)["event"] == "promoted"]
+    assert "- Ort: Raum 2" in promoted["content"]["markdown"]
     assert meta(change[-1])["fields"] == ["capacity", "location"]
     meetup = await store.get_meetup(harness.db.conn, meetup_id)
     assert meetup is not None and meetup.capacity == 2 and meetup.location == "Raum 2"
@@ -753,8 +755,9 @@ async def test_a_change_says_how_each_person_stands_and_reaches_the_invited(
     # Places are not in a calendar: only the people signed up or waiting hear of them.
     places = await harness.say(COORD, f"!treffen ändern {meetup_id} Plätze: 3")
     notices = told(places, "changed")
-    assert set(notices) == {P1, P2}
+    assert set(notices) == {P1}  # P2 moves up and hears of it in the promotion notice
     assert all(n["_row"]["attachment_name"] is None for n in notices.values())
+    assert set(told(places, "promoted")) == {P2}
     assert meta(places[-1])["notified"] == 2
 
 
@@ -881,3 +884,40 @@ async def test_an_erasure_that_frees_a_place_tells_who_moves_up_once(
 def meta_or_none(row: dict[str, Any]) -> str | None:
     value = row["content"]["meta"].get(META)
     return value.get("event") if isinstance(value, dict) else None
+
+
+async def test_more_places_and_a_new_date_at_once_tell_who_moves_up_the_new_date(
+    harness: Harness,
+) -> None:
+    """`!treffen ändern` with Plätze and Wann in one message: P3 moved up with a promotion
+    notice and calendar file naming the OLD date, then got the change notice. Now P3 gets
+    one message with the new date (and what changed), and a calendar file with the new date."""
+    rows = await harness.say(
+        COORD, "!treffen neu\nTitel: Klein\nWann: 12.01.2027 14:00\nPlätze: 1\nZielgruppe: keine"
+    )
+    meetup_id = meta(rows[0])["id"]
+    for person in (P1, P2, P3):
+        await harness.say(person, f"!zusage {meetup_id}")
+    change = await harness.say(
+        COORD, f"!treffen ändern {meetup_id}\nPlätze: 3\nWann: 13.01.2027 10:00"
+    )
+    to = {}
+    for row in change:
+        if row["target_kind"] == "user":
+            to.setdefault(row["target"], []).append(row)
+    assert set(to) == {P1, P2, P3}
+    for person in (P2, P3):
+        (message,) = to[person]  # one message (text and calendar file), not two
+        assert meta(message)["event"] == "promoted"
+        assert meta(message)["starts_at"] == "2027-01-13T10:00:00+01:00"
+        assert meta(message)["previous_starts_at"] == "2027-01-12T14:00:00+01:00"
+        text = message["content"]["markdown"]
+        assert "13. Januar 2027" in text.split("\n")[0]
+        assert "- Neuer Termin: Mittwoch, 13. Januar 2027, 10:00 Uhr" in text
+        assert "(bisher: Dienstag, 12. Januar 2027, 14:00 Uhr)" in text
+        calendar = await calendar_of(harness, message)
+        assert "DTSTART;TZID=Europe/Berlin:20270113T100000" in calendar
+        assert "20270112" not in calendar
+    (notice,) = to[P1]
+    assert (meta(notice)["event"], meta(notice)["status"]) == ("changed", "confirmed")
+    assert meta(change[-1])["notified_by_status"] == {"confirmed": 3, "waitlisted": 0, "invited": 0}
