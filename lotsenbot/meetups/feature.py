@@ -39,6 +39,8 @@ from zoneinfo import ZoneInfo
 
 import aiosqlite
 
+from lotsenbot.announcements import audience as announcements
+from lotsenbot.announcements.feature import directory
 from lotsenbot.config import PrivacyConfig
 from lotsenbot.core.clock import iso
 from lotsenbot.core.context import Context
@@ -49,7 +51,7 @@ from lotsenbot.core.outbox import Envelope
 from lotsenbot.core.personal_data import ErasureReport
 from lotsenbot.core.types import Attachment, OutMessage, Poll, Role
 from lotsenbot.meetups import store
-from lotsenbot.meetups.audience import Audience, parse_audience
+from lotsenbot.meetups.audience import SHARED_WITH_ANNOUNCEMENTS, Audience, parse_audience
 from lotsenbot.meetups.capacity import change_capacity, sign_up, withdraw
 from lotsenbot.meetups.dates import (
     MAX_DURATION,
@@ -335,6 +337,8 @@ class MeetupsFeature(Feature):
         occ = meetup.next_occurrence(ctx.now)
         assert occ is not None  # parse_meetup only accepts future starts
         count = await self.announce(ctx.conn, meetup, ctx.now)
+        invited = await store.invitations(ctx.conn, meetup_id)
+        rooms = sum(kind == "room" for kind, _ in invited)
         await ctx.audit("meetup.create", str(meetup_id), {"title": meetup.title})
         t = ctx.t
         lines = [
@@ -342,7 +346,7 @@ class MeetupsFeature(Feature):
             "",
             *self._details(t, meetup, occ),
             "",
-            self._audience_line(t, audience, count),
+            self._audience_line(t, audience, count, rooms),
         ]
         ctx.reply("\n".join(lines), **self._meta(meetup_id, "created", occ.start, recipients=count))
 
@@ -371,18 +375,32 @@ class MeetupsFeature(Feature):
                     "meetups.audience.room_unknown", room=escape(audience.target or "")
                 )
 
-    def _audience_line(self, t: Catalogue, audience: Audience, count: int) -> str:
+    def _audience_line(self, t: Catalogue, audience: Audience, count: int, rooms: int = 0) -> str:
+        """Whom the invitation went to: ``count`` recipients, ``rooms`` of them group rooms
+        (``alle``, ``räume`` and ``koordination`` can reach rooms, too)."""
         if audience.kind == "keine":
             return t("meetups.audience.none")
         if audience.kind == "raum":
             return t("meetups.audience.room", room=escape(audience.target or ""))
-        return t("meetups.audience.people", count=count)
+        line = t("meetups.audience.people", count=count - rooms)
+        return f"{line} {t('meetups.audience.rooms_too', count=rooms)}" if rooms else line
 
-    def _recipients(self, audience: Audience) -> list[tuple[str, str]]:
-        """(target kind, target) for each recipient of the announcement, from the config."""
+    async def _recipients(
+        self, conn: aiosqlite.Connection, audience: Audience
+    ) -> list[tuple[str, str]]:
+        """(target kind, target) for each recipient of the announcement: pilots from the
+        config; for ``alle``, ``räume`` and ``koordination`` whom an announcement to them
+        reaches now (people who opted out of general announcements are not invited)."""
         config = self._services.config
         if audience.kind == "keine":
             return []
+        if audience.kind in SHARED_WITH_ANNOUNCEMENTS:
+            found = announcements.expand(
+                announcements.Audience.from_key(audience.key),
+                await directory(conn, self._services),
+                important=False,
+            )
+            return [(r.kind, r.target) for r in found]
         if audience.kind == "raum":
             return [("room", audience.target or "")]
         if audience.kind == "abteilung":
@@ -414,7 +432,7 @@ class MeetupsFeature(Feature):
         )
         meta = self._meta(meetup.id, "created", occ.start)
         calendar = self._calendar(meetup)
-        recipients = self._recipients(audience)
+        recipients = await self._recipients(conn, audience)
         for kind, target in recipients:
             text_key = f"meetup:{meetup.id}:ann:{target}"
             await services.outbox.enqueue(
@@ -440,7 +458,7 @@ class MeetupsFeature(Feature):
         """Who the meetup's audience is today: pilots who have left the network or their
         department, and rooms the bot has left, are not written to about it any more."""
         audience = Audience.from_key(meetup.audience)
-        current = set(self._recipients(audience))
+        current = set(await self._recipients(conn, audience))
         if audience.kind == "raum":
             async with conn.execute(
                 "SELECT 1 FROM rooms WHERE room_id = ? AND left_at IS NULL",

@@ -22,7 +22,7 @@ import pytest
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from lotsenbot.config import Config
-from lotsenbot.core.clock import Clock
+from lotsenbot.core.clock import Clock, iso
 from lotsenbot.core.dispatch import Dispatcher, TransientError
 from lotsenbot.core.inbox import Inbox
 from lotsenbot.core.outbox import Outbox
@@ -921,3 +921,37 @@ async def test_more_places_and_a_new_date_at_once_tell_who_moves_up_the_new_date
     (notice,) = to[P1]
     assert (meta(notice)["event"], meta(notice)["status"]) == ("changed", "confirmed")
     assert meta(change[-1])["notified_by_status"] == {"confirmed": 3, "waitlisted": 0, "invited": 0}
+
+
+async def test_a_meetup_for_everyone_reaches_whom_an_announcement_to_everyone_does(
+    harness: Harness,
+) -> None:
+    """`Zielgruppe: alle` (as in `!ankündigung alle …`): everyone who has used the bot and
+    not opted out of general announcements, and the group rooms the bot is in."""
+    now = iso(harness.clock.now())
+    for person in (STAFF, P4, "@weg:stadt.de"):
+        await harness.db.execute(
+            "INSERT INTO users (user_id, first_seen, last_seen) VALUES (?, ?, ?)",
+            (person, now, now),
+        )
+    await harness.db.execute("INSERT INTO announcement_optouts VALUES ('@weg:stadt.de', ?)", (now,))
+    await harness.db.execute("INSERT INTO rooms (room_id, joined_at) VALUES ('!flur:stadt.de', ?)",
+                             (now,))  # fmt: skip
+    rows = await harness.say(
+        COORD, "!treffen neu\nTitel: Sommerfest\nWann: 12.01.2027 14:00\nZielgruppe: alle"
+    )
+    created = meta(rows[0])
+    invited = {
+        (r["target_kind"], r["target"]) for r in await harness.rows(f"meetup:{created['id']}:ann:%")
+    }
+    assert invited == {("user", STAFF), ("user", P4), ("user", COORD), ("room", "!flur:stadt.de")}
+    assert created["recipients"] == 4
+    text = rows[0]["content"]["markdown"]
+    assert "Die Ankündigung geht an 3 Personen. Dazu geht sie in 1 Gruppenraum." in text
+    meetup = await store.get_meetup(harness.db.conn, created["id"])
+    assert meetup is not None and meetup.audience == "alle"
+    coordination = await harness.say(
+        COORD, "!treffen neu\nTitel: Planung\nWann: 13.01.2027 14:00\nZielgruppe: Koordination"
+    )
+    invited = await harness.rows(f"meetup:{meta(coordination[0])['id']}:ann:%")
+    assert [(r["target_kind"], r["target"]) for r in invited] == [("user", COORD)]
