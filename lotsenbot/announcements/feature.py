@@ -449,21 +449,7 @@ class AnnouncementsFeature(Feature):
     # -- helpers -------------------------------------------------------------------------
 
     async def _directory(self, conn: aiosqlite.Connection) -> Directory:
-        """Everyone reachable right now: roles from the config, the rest from the database."""
-        services = self._services
-        config = services.config
-        roles = services.roles
-        known = [u for u in await store.known_users(conn) if roles.is_allowed(u)]
-        return Directory(
-            pilots=roles.pilots(),
-            coordinators=roles.coordinators(),
-            coordinator_room=config.bot.coordinator_room,
-            departments={d.id: (tuple(d.pilots), d.room) for d in config.departments},
-            known_users=known,
-            opted_out=await store.opted_out(conn),
-            group_rooms=await store.group_rooms(conn),
-            bot_user_id=services.bot_user_id,
-        )
+        return await directory(conn, self._services)
 
     def _message(self, announcement: store.Announcement, recipient: Recipient) -> OutMessage:
         """One recipient's copy. Nobody is mentioned: an announcement informs, it never
@@ -537,6 +523,26 @@ class AnnouncementsFeature(Feature):
     def _local(self, moment: datetime) -> str:
         local = moment.astimezone(self._services.config.bot.tz)
         return local.strftime("%d.%m.%Y %H:%M:%S" if local.second else "%d.%m.%Y %H:%M")
+
+
+async def directory(conn: aiosqlite.Connection, services: Services) -> Directory:
+    """Everyone reachable right now: roles from the config, the rest from the database.
+
+    Also what a meetup's invitation to ``alle``, ``räume`` or ``koordination`` reaches, so
+    that a word means the same people for announcements and meetups."""
+    config = services.config
+    roles = services.roles
+    known = [u for u in await store.known_users(conn) if roles.is_allowed(u)]
+    return Directory(
+        pilots=roles.pilots(),
+        coordinators=roles.coordinators(),
+        coordinator_room=config.bot.coordinator_room,
+        departments={d.id: (tuple(d.pilots), d.room) for d in config.departments},
+        known_users=known,
+        opted_out=await store.opted_out(conn),
+        group_rooms=await store.group_rooms(conn),
+        bot_user_id=services.bot_user_id,
+    )
 
 
 def _excerpt(body: str, limit: int = 60) -> str:

@@ -22,12 +22,16 @@ All methods run inside the caller's write transaction and must not commit.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import aiosqlite
+
+from lotsenbot.core.markdown import escape
 
 if TYPE_CHECKING:
     from lotsenbot.config import PrivacyConfig
@@ -152,3 +156,82 @@ async def table_exists(conn: aiosqlite.Connection, table: str) -> bool:
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
     ) as cursor:
         return await cursor.fetchone() is not None
+
+
+# -- finding a person's Matrix ID in stored text -----------------------------------------------
+
+# What, right after "@anna:stadt.de", would make it part of a longer Matrix ID: more of the
+# server name ("@anna:stadt.dev", "@anna:stadt.de.example", "@anna:stadt.de-mitte") or a
+# port ("@anna:stadt.de:8448"). A colon before a date ("…:@anna:stadt.de:2026-12-10T…" in a
+# delivery key), a full stop ending a sentence, a bracket, quote or space end the ID.
+_CONTINUES_ID = re.compile(r"[A-Za-z0-9-]|\.[A-Za-z0-9]|:\d{1,5}(?![\w-])")
+_MARKDOWN_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
+
+
+def _ends_there(text: str, end: int) -> bool:
+    """Whether a Matrix ID found in ``text`` ending at ``end`` is not the start of a longer
+    one (Markdown escapes after it, as in "stadt\\.de\\.example", are read through)."""
+    following = _MARKDOWN_ESCAPE.sub(r"\1", text[end : end + 16])
+    return _CONTINUES_ID.match(following) is None
+
+
+def _spans(text: str, user_id: str) -> Iterator[tuple[int, int]]:
+    """Where ``text`` names ``user_id`` as a whole Matrix ID, as it is or escaped for
+    Markdown (how messages show it, see :func:`lotsenbot.core.names.person_label`)."""
+    for form in dict.fromkeys((user_id, escape(user_id))):
+        start = text.find(form) if form else -1
+        while start >= 0:
+            end = start + len(form)
+            if _ends_there(text, end):
+                yield start, end
+            start = text.find(form, start + 1)
+
+
+def names_person(text: str, user_id: str) -> bool:
+    """Whether ``text`` names ``user_id`` itself, not merely an ID that begins with it.
+
+    Erasure and access must match a person exactly: a substring search for
+    "@anna:stadt.de" also finds "@anna:stadt.dev" and "@anna:stadt.de.example", and would
+    blank or export another person's messages. SQL may narrow rows down with ``instr``
+    first; this decides.
+    """
+    return next(_spans(text, user_id), None) is not None
+
+
+def content_names_person(content: str, user_id: str) -> bool:
+    """Whether a stored JSON document (an outbox message: Markdown, metadata, mentions)
+    names ``user_id`` in any of its strings; text that is not JSON is searched as it is."""
+    try:
+        document = json.loads(content)
+    except ValueError:
+        return names_person(content, user_id)
+    return any(names_person(text, user_id) for text in _strings(document))
+
+
+def _strings(value: object) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield str(key)
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def replace_person(text: str, user_id: str, replacement: str) -> str:
+    """``text`` with every whole occurrence of ``user_id`` replaced (a delivery key such as
+    "ann:7:@anna:stadt.de"); longer IDs that begin with it stay as they are."""
+    parts: list[str] = []
+    position = 0
+    start = text.find(user_id) if user_id else -1
+    while start >= 0:
+        end = start + len(user_id)
+        if _ends_there(text, end):
+            parts += [text[position:start], replacement]
+            position = end
+            start = text.find(user_id, end)
+        else:
+            start = text.find(user_id, start + 1)
+    return "".join(parts) + text[position:]

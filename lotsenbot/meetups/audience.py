@@ -1,10 +1,12 @@
 """Who hears about a new meetup: the ``Zielgruppe:`` field, read and stored as a short key.
 
-The stored key uses the same words as announcements (``lotsen``, ``abteilung:<id>``) so that
-coordinators learn one vocabulary, plus ``raum:<room id>`` for a group room the bot is in and
-``keine`` for a meetup that is only listed, not announced. Recipients are expanded from the
-configuration when the announcement is sent, never stored: a pilot who leaves the network
-is not invited again by a stale list.
+Every audience word of announcements (``lotsen``, ``koordination``, ``räume``, ``alle``, a
+department) means the same here, read by the announcements' own
+:func:`~lotsenbot.announcements.audience.resolve_audience` and stored with the same key, so
+that coordinators learn one vocabulary. Meetups add longer phrasings for the pilots and a
+department's name, ``raum:<room id>`` for one group room the bot is in, and ``keine`` for a
+meetup that is only listed, not announced. Recipients are expanded when the announcement is
+sent, never stored: a pilot who leaves the network is not invited again by a stale list.
 """
 
 from __future__ import annotations
@@ -12,12 +14,17 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
+from lotsenbot.announcements import audience as announcements
 from lotsenbot.core.router import fold
 from lotsenbot.meetups.dates import MeetupError
 
-AudienceKind = Literal["lotsen", "abteilung", "raum", "keine"]
+AudienceKind = Literal["lotsen", "abteilung", "raum", "keine", "alle", "koordination", "raeume"]
+KINDS: tuple[AudienceKind, ...] = get_args(AudienceKind)
+# Audiences whose recipients the announcements work out (people who used the bot, group
+# rooms, the coordination team), as :func:`lotsenbot.announcements.audience.expand` does.
+SHARED_WITH_ANNOUNCEMENTS = frozenset(("alle", "koordination", "raeume"))
 
 DEFAULT_AUDIENCE: AudienceKind = "lotsen"
 
@@ -51,7 +58,7 @@ class Audience:
     @classmethod
     def from_key(cls, key: str) -> Audience:
         kind, _, target = key.partition(":")
-        if kind not in ("lotsen", "abteilung", "raum", "keine"):
+        if kind not in KINDS:
             raise ValueError(f"unknown audience key {key!r}")
         return cls(kind, target or None)  # type: ignore[arg-type]
 
@@ -68,15 +75,19 @@ def parse_audience(text: str | None, departments: Iterable[tuple[str, str]]) -> 
     raw = text.strip()
     if _ROOM.match(raw):
         return Audience("raum", raw)
+    known = list(departments)
+    shared = announcements.resolve_audience(raw, [d for d, _ in known])
+    if shared is not None:
+        return Audience.from_key(shared.key)
     folded = fold(raw)
     if folded in _PILOT_WORDS:
         return Audience("lotsen")
     if folded in _NONE_WORDS:
         return Audience("keine")
     candidate = fold(_DEPARTMENT_PREFIX.sub("", raw))
-    known = list(departments)
     for department_id, name in known:
         if candidate in (fold(department_id), fold(name)):
             return Audience("abteilung", department_id)
-    choices = ", ".join(["lotsen", "keine", *(d for d, _ in known), "!raum:server"])
+    words = [spellings[0] for spellings in announcements.KEYWORDS.values()]
+    choices = ", ".join([*words, *(d for d, _ in known), "keine", "!raum:server"])
     raise MeetupError("meetups.audience.unknown", text=raw, choices=choices)

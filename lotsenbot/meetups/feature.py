@@ -10,7 +10,10 @@ How the pieces fit:
   👍 on either — found via ``outbox.event_id`` — is a sign-up.
 * Sign-ups are per date. For a series a sign-up is for its next date at the time of signing
   up; the confirmation says so. Withdrawing (``!absage``, or removing the 👍) frees the place,
-  and the first on the waiting list moves up and is told.
+  and the first on the waiting list moves up and is told. So does an erasure of a person's
+  data (``!daten-löschen``): the feature answers for its personal data itself (delegating to
+  :mod:`.personal_data`), and enqueues the same notice in the erasure's transaction, keyed
+  ``meetup:<id>:promoted:<date>:<signed up at>:<user>`` (one per place moved up into).
 * Reminders are never scheduled per person: a periodic job asks the database which confirmed
   people have a date coming up and which reminders (:mod:`.reminders`) are due, records each
   as sent or skipped, and enqueues it with the key ``rem:<meetup>:<date>:<offset s>:<user>``
@@ -36,14 +39,19 @@ from zoneinfo import ZoneInfo
 
 import aiosqlite
 
+from lotsenbot.announcements import audience as announcements
+from lotsenbot.announcements.feature import directory
+from lotsenbot.config import PrivacyConfig
+from lotsenbot.core.clock import iso
 from lotsenbot.core.context import Context
 from lotsenbot.core.errors import BadArguments, Conflict, NotFound
 from lotsenbot.core.feature import Feature
 from lotsenbot.core.markdown import escape, quote
 from lotsenbot.core.outbox import Envelope
+from lotsenbot.core.personal_data import ErasureReport
 from lotsenbot.core.types import Attachment, OutMessage, Poll, Role
 from lotsenbot.meetups import store
-from lotsenbot.meetups.audience import Audience, parse_audience
+from lotsenbot.meetups.audience import SHARED_WITH_ANNOUNCEMENTS, Audience, parse_audience
 from lotsenbot.meetups.capacity import change_capacity, sign_up, withdraw
 from lotsenbot.meetups.dates import (
     MAX_DURATION,
@@ -55,6 +63,7 @@ from lotsenbot.meetups.dates import (
 )
 from lotsenbot.meetups.form import MAX_LENGTH, MeetupDraft, parse_changes, parse_meetup
 from lotsenbot.meetups.ics import build_calendar
+from lotsenbot.meetups.personal_data import MeetupsData
 from lotsenbot.meetups.recurrence import (
     Occurrence,
     OccurrenceChange,
@@ -82,6 +91,8 @@ MAX_REASON = 500
 LIST_LIMIT = 25
 # Changes that alter what a calendar file says about the meetup (capacity does not).
 CALENDAR_FIELDS = frozenset(("title", "when", "duration", "location", "link", "description"))
+
+_DATA = MeetupsData()
 
 _THUMBS_UP = re.compile("^\U0001f44d[\U0001f3fb-\U0001f3ff]?\ufe0f?$")
 _NUMBER = re.compile(r"^\s*(?:nr\.?\s*|#)?(\d{1,9})(?=\s|$)(.*)$", re.IGNORECASE | re.DOTALL)
@@ -326,6 +337,8 @@ class MeetupsFeature(Feature):
         occ = meetup.next_occurrence(ctx.now)
         assert occ is not None  # parse_meetup only accepts future starts
         count = await self.announce(ctx.conn, meetup, ctx.now)
+        invited = await store.invitations(ctx.conn, meetup_id)
+        rooms = sum(kind == "room" for kind, _ in invited)
         await ctx.audit("meetup.create", str(meetup_id), {"title": meetup.title})
         t = ctx.t
         lines = [
@@ -333,7 +346,7 @@ class MeetupsFeature(Feature):
             "",
             *self._details(t, meetup, occ),
             "",
-            self._audience_line(t, audience, count),
+            self._audience_line(t, audience, count, rooms),
         ]
         ctx.reply("\n".join(lines), **self._meta(meetup_id, "created", occ.start, recipients=count))
 
@@ -362,18 +375,32 @@ class MeetupsFeature(Feature):
                     "meetups.audience.room_unknown", room=escape(audience.target or "")
                 )
 
-    def _audience_line(self, t: Catalogue, audience: Audience, count: int) -> str:
+    def _audience_line(self, t: Catalogue, audience: Audience, count: int, rooms: int = 0) -> str:
+        """Whom the invitation went to: ``count`` recipients, ``rooms`` of them group rooms
+        (``alle``, ``räume`` and ``koordination`` can reach rooms, too)."""
         if audience.kind == "keine":
             return t("meetups.audience.none")
         if audience.kind == "raum":
             return t("meetups.audience.room", room=escape(audience.target or ""))
-        return t("meetups.audience.people", count=count)
+        line = t("meetups.audience.people", count=count - rooms)
+        return f"{line} {t('meetups.audience.rooms_too', count=rooms)}" if rooms else line
 
-    def _recipients(self, audience: Audience) -> list[tuple[str, str]]:
-        """(target kind, target) for each recipient of the announcement, from the config."""
+    async def _recipients(
+        self, conn: aiosqlite.Connection, audience: Audience
+    ) -> list[tuple[str, str]]:
+        """(target kind, target) for each recipient of the announcement: pilots from the
+        config; for ``alle``, ``räume`` and ``koordination`` whom an announcement to them
+        reaches now (people who opted out of general announcements are not invited)."""
         config = self._services.config
         if audience.kind == "keine":
             return []
+        if audience.kind in SHARED_WITH_ANNOUNCEMENTS:
+            found = announcements.expand(
+                announcements.Audience.from_key(audience.key),
+                await directory(conn, self._services),
+                important=False,
+            )
+            return [(r.kind, r.target) for r in found]
         if audience.kind == "raum":
             return [("room", audience.target or "")]
         if audience.kind == "abteilung":
@@ -405,7 +432,7 @@ class MeetupsFeature(Feature):
         )
         meta = self._meta(meetup.id, "created", occ.start)
         calendar = self._calendar(meetup)
-        recipients = self._recipients(audience)
+        recipients = await self._recipients(conn, audience)
         for kind, target in recipients:
             text_key = f"meetup:{meetup.id}:ann:{target}"
             await services.outbox.enqueue(
@@ -431,7 +458,7 @@ class MeetupsFeature(Feature):
         """Who the meetup's audience is today: pilots who have left the network or their
         department, and rooms the bot has left, are not written to about it any more."""
         audience = Audience.from_key(meetup.audience)
-        current = set(self._recipients(audience))
+        current = set(await self._recipients(conn, audience))
         if audience.kind == "raum":
             async with conn.execute(
                 "SELECT 1 FROM rooms WHERE room_id = ? AND left_at IS NULL",
@@ -727,29 +754,35 @@ class MeetupsFeature(Feature):
             now=ctx.now,
         )
         for person in result.promoted:
-            self._tell_promoted(ctx, meetup, person, signup.starts_at)
+            ctx.send_to_user(person, self._promotion(ctx.t, meetup, signup.starts_at))
         text = ctx.t(f"meetups.withdraw.{result.was}", title=escape(meetup.title), when=when)
         return text, self._meta(meetup.id, "withdrawn", signup.starts_at, status=result.was)
 
     @staticmethod
     def _takes_place(meetup: store.Meetup, signup: store.Signup) -> bool:
-        return not meetup.cancelled and meetup.occurrence(signup.occurrence) is not None
+        return meetup.takes_place(signup.occurrence)
 
-    def _tell_promoted(
-        self, ctx: Context, meetup: store.Meetup, person: str, starts_at: datetime
-    ) -> None:
+    def _promotion(
+        self,
+        t: Catalogue,
+        meetup: store.Meetup,
+        starts_at: datetime,
+        summary: list[str] | None = None,
+        **extra: Any,
+    ) -> OutMessage:
+        """The notice for someone who moved up from the waiting list into a place. When
+        the same change moved them up (more places) and changed the meetup, ``summary``
+        says what else changed: one message with the date and calendar as they are now."""
         # With the calendar file, as a sign-up from the invitation has it: someone who
         # waited may not have imported the date (or only got the meetup by `!treffen`).
-        text = ctx.t(
-            "meetups.signup.promoted", title=escape(meetup.title), when=self._when(starts_at)
-        )
-        ctx.send_to_user(
-            person,
-            OutMessage(
-                "\n\n".join([text, ctx.t("meetups.signup.promoted_calendar")]),
-                meta=self._meta(meetup.id, "promoted", starts_at, status="confirmed"),
-                attachment=self._calendar(meetup),
-            ),
+        text = t("meetups.signup.promoted", title=escape(meetup.title), when=self._when(starts_at))
+        parts = [text]
+        if summary:
+            parts.append("\n".join([t("meetups.signup.promoted_changed"), *summary]))
+        return OutMessage(
+            "\n\n".join([*parts, t("meetups.signup.promoted_calendar")]),
+            meta=self._meta(meetup.id, "promoted", starts_at, status="confirmed", **extra),
+            attachment=self._calendar(meetup),
         )
 
     async def _on_reaction(self, ctx: Context) -> bool:
@@ -785,6 +818,41 @@ class MeetupsFeature(Feature):
         ctx.send_to_user(incoming.sender, OutMessage(text, meta=meta))
         return True
 
+    # -- personal data (asked by the privacy feature) ----------------------------------------
+
+    async def export_person(self, conn: aiosqlite.Connection, user_id: str) -> dict[str, Any]:
+        return await _DATA.export_person(conn, user_id)
+
+    async def erase_person(
+        self, conn: aiosqlite.Connection, user_id: str, now: datetime
+    ) -> ErasureReport:
+        """Erase as :class:`MeetupsData` does, and tell whoever moved up into a place the
+        person held, as after ``!absage``: in the erasure's transaction, so the notice is
+        sent exactly when the erasure is committed, and once (its outbox key)."""
+        report, moved_up = await _DATA.erase(conn, user_id, now)
+        services = self._services
+        for signup in moved_up:
+            meetup = await self._load(conn, signup.meetup_id)
+            signed_up = signup.signed_up_at or signup.starts_at
+            key = (
+                f"meetup:{meetup.id}:promoted:{signup.occurrence}:{iso(signed_up)}:{signup.user_id}"
+            )
+            message = self._promotion(services.texts, meetup, signup.starts_at)
+            await services.outbox.enqueue(
+                conn, key, Envelope("user", signup.user_id, message, "notify")
+            )
+        return report
+
+    async def purge(
+        self, conn: aiosqlite.Connection, now: datetime, privacy: PrivacyConfig, dry_run: bool
+    ) -> dict[str, int]:
+        return await _DATA.purge(conn, now, privacy, dry_run)
+
+    async def statistics(
+        self, conn: aiosqlite.Connection, since: datetime, until: datetime, per_person: bool
+    ) -> dict[str, Any]:
+        return await _DATA.statistics(conn, since, until, per_person)
+
     # -- changing and cancelling -------------------------------------------------------------
 
     async def _change(self, ctx: Context, args: str) -> None:
@@ -799,6 +867,7 @@ class MeetupsFeature(Feature):
         except MeetupError as err:
             raise _bad(err) from None
         previous_start: datetime | None = None
+        promoted: dict[str, list[str]] = {}  # person → dates moved up to (more places)
         if single:
             assert occurrence is not None
             current = meetup.occurrence(occurrence)
@@ -820,9 +889,12 @@ class MeetupsFeature(Feature):
                 raise Conflict("meetups.change.series_when", id=meetup.id)
             if not meetup.is_series:
                 previous_start = meetup.series.first_start
-            if "capacity" in changes:
-                await self._apply_capacity(ctx, meetup, changes["capacity"])
+            previous_capacity = meetup.capacity
             meetup = await store.update_meetup(ctx.conn, meetup.id, changes, ctx.now)
+            # After the update, so that whoever moves up hears of the meetup as it is now
+            # (a new date, its calendar file), not as it was before this change.
+            if "capacity" in changes:
+                promoted = await self._apply_capacity(ctx, meetup, previous_capacity)
             affected = await store.signups(ctx.conn, meetup.id, after=ctx.now)
         moved = "when" in changes and previous_start not in (None, changes["when"])
         summary = self._change_summary(ctx.t, changes, previous_start if moved else None)
@@ -842,7 +914,18 @@ class MeetupsFeature(Feature):
         if moved:
             assert previous_start is not None
             extra["previous_starts_at"] = previous_start.astimezone(self.tz).isoformat()
+        for user_id, dates in promoted.items():
+            # One message each: the place, what else changed, the calendar file; instead of
+            # the change notice, which would repeat it.
+            for occurrence in dates:
+                moved_up = meetup.occurrence(occurrence)
+                assert moved_up is not None  # _apply_capacity skips dates that do not take place
+                ctx.send_to_user(
+                    user_id, self._promotion(ctx.t, meetup, moved_up.start, summary, **extra)
+                )
         for person in told:
+            if person.kind == "user" and person.target in promoted:
+                continue
             current = meetup.occurrence(person.occurrence) if person.occurrence else None
             starts = current.start if current else person.starts_at
             self._notify(
@@ -888,23 +971,27 @@ class MeetupsFeature(Feature):
         )
 
     async def _apply_capacity(
-        self, ctx: Context, meetup: store.Meetup, capacity: int | None
-    ) -> None:
-        """New capacity for every coming date; people who move up are told."""
+        self, ctx: Context, meetup: store.Meetup, previous: int | None
+    ) -> dict[str, list[str]]:
+        """The capacity of the (already updated) meetup for every coming date, whose rosters
+        still stand at the ``previous`` one; returns who moved up, for which dates (they
+        are told by the caller, together with the rest of the change)."""
         dates = {
             s.occurrence: s.starts_at
             for s in await store.signups(ctx.conn, meetup.id, after=ctx.now)
         }
+        moved_up: dict[str, list[str]] = {}
         for occurrence, starts_at in dates.items():
             if meetup.occurrence(occurrence) is None:
                 continue  # a cancelled date: nobody is to move up for it
-            before = await store.roster(ctx.conn, meetup.id, occurrence, meetup.capacity)
-            after, promoted = change_capacity(before, capacity)
+            before = await store.roster(ctx.conn, meetup.id, occurrence, previous)
+            after, promoted = change_capacity(before, meetup.capacity)
             await store.save_roster(
                 ctx.conn, meetup.id, occurrence, before, after, starts_at=starts_at, now=ctx.now
             )
             for person in promoted:
-                self._tell_promoted(ctx, meetup, person, starts_at)
+                moved_up.setdefault(person, []).append(occurrence)
+        return moved_up
 
     def _change_summary(
         self, t: Catalogue, changes: dict[str, Any], previous_start: datetime | None = None

@@ -5,6 +5,10 @@ the meetups store's own functions (``forget_person`` moves people up from the wa
 when a place becomes free, ``purge_personal_data`` applies ``signups_days``), so the roster
 invariants stay in one place. Meetups and polls a coordinator created stay: they belong to
 the network.
+
+The running meetups feature answers for these hooks itself (it delegates here): only it can
+tell the people who move up into a place an erasure freed, with the promotion notice and
+calendar file of a withdrawal. :meth:`MeetupsData.erase` says who they are.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from lotsenbot.meetups.recurrence import occurrence_key
 from lotsenbot.meetups.store import (
     FINISHED_MEETUPS,
     STALE_POLLS,
+    Signup,
     forget_person,
     purge_personal_data,
 )
@@ -87,9 +92,17 @@ class MeetupsData:
     async def erase_person(
         self, conn: aiosqlite.Connection, user_id: str, now: datetime
     ) -> ErasureReport:
+        report, _ = await self.erase(conn, user_id, now)
+        return report
+
+    async def erase(
+        self, conn: aiosqlite.Connection, user_id: str, now: datetime
+    ) -> tuple[ErasureReport, list[Signup]]:
+        """Erase the person; also returns the sign-ups of those who moved up into a place
+        they held (see :func:`lotsenbot.meetups.store.forget_person`)."""
         report = ErasureReport()
         if not await table_exists(conn, "meetup_signups"):
-            return report
+            return report, []
         for category, table in (("signups", "meetup_signups"), ("reminders", "meetup_reminders"),
                                 ("votes", "meetup_poll_votes")):  # fmt: skip
             report.count(category, await _count(
@@ -97,7 +110,7 @@ class MeetupsData:
         report.count("invitations", await _count(
             conn, "SELECT COUNT(*) FROM meetup_invitations WHERE target_kind = 'user'"
             " AND target = ?", (user_id,)))  # fmt: skip
-        await forget_person(conn, user_id)
+        forgotten = await forget_person(conn, user_id, now)
         organised = await _count(
             conn,
             "SELECT (SELECT COUNT(*) FROM meetups WHERE created_by = ?)"
@@ -105,7 +118,7 @@ class MeetupsData:
             (user_id, user_id),
         )
         report.keep("organised", organised, "privacy.kept.meetup_organiser")
-        return report
+        return report, forgotten.moved_up
 
     async def purge(
         self, conn: aiosqlite.Connection, now: datetime, privacy: PrivacyConfig, dry_run: bool

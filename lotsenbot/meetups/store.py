@@ -18,7 +18,8 @@ from typing import Any, Literal
 import aiosqlite
 
 from lotsenbot.core.clock import iso, parse_iso
-from lotsenbot.meetups.capacity import Roster
+from lotsenbot.core.personal_data import names_person
+from lotsenbot.meetups.capacity import Roster, withdraw
 from lotsenbot.meetups.form import MeetupDraft
 from lotsenbot.meetups.ics import CalendarEntry
 from lotsenbot.meetups.recurrence import (
@@ -80,6 +81,11 @@ class Meetup:
     def occurrence(self, key: str) -> Occurrence | None:
         """The date with this identity as it stands now; None if cancelled or unknown."""
         return occurrence_of(self.series, parse_occurrence_key(key))
+
+    def takes_place(self, key: str) -> bool:
+        """Whether the date with this identity is still on (neither it nor the meetup is
+        cancelled): only then does a freed place move someone up."""
+        return not self.cancelled and self.occurrence(key) is not None
 
     def calendar_entry(self) -> CalendarEntry:
         return CalendarEntry(
@@ -363,6 +369,7 @@ class Signup:
     status: SignupStatus
     starts_at: datetime
     reaction_event_id: str | None = None
+    signed_up_at: datetime | None = None
 
 
 def _signup(row: aiosqlite.Row) -> Signup:
@@ -373,6 +380,7 @@ def _signup(row: aiosqlite.Row) -> Signup:
         row["status"],
         parse_iso(row["starts_at"]),
         row["reaction_event_id"],
+        parse_iso(row["signed_up_at"]),
     )
 
 
@@ -837,21 +845,46 @@ async def purge_personal_data(conn: aiosqlite.Connection, before: datetime) -> i
     return total
 
 
-async def forget_person(conn: aiosqlite.Connection, user_id: str) -> int:
-    """Delete everything about one person (right to erasure); returns rows deleted.
+@dataclass(frozen=True)
+class Forgotten:
+    """What :func:`forget_person` did: rows deleted, and who moved up into a freed place
+    (their sign-ups as they are now), to be told as after a withdrawal."""
+
+    deleted: int
+    moved_up: list[Signup]
+
+
+async def forget_person(conn: aiosqlite.Connection, user_id: str, now: datetime) -> Forgotten:
+    """Delete everything about one person (right to erasure).
 
     Meetups a coordinator created stay (they belong to the network, not to a person). A place
-    the person held goes to the first on the waiting list, as after a withdrawal; the person
-    moving up is not messaged here (erasure runs outside a conversation), but sees the place
-    in ``!treffen <Nr>`` and gets the reminders.
+    the person held on a date still ahead goes to the first on the waiting list, exactly as
+    after a withdrawal (:func:`lotsenbot.meetups.capacity.withdraw`); the caller tells those
+    who moved up. As with ``!absage``, a date that has begun or does not take place moves
+    nobody up: the sign-up only goes.
     """
-    async with conn.execute(
-        "SELECT s.meetup_id, s.occurrence, m.capacity FROM meetup_signups s"
-        " JOIN meetups m ON m.id = s.meetup_id WHERE s.user_id = ? AND s.status = 'confirmed'",
-        (user_id,),
-    ) as cursor:
-        freed = [(r["meetup_id"], r["occurrence"], r["capacity"]) for r in await cursor.fetchall()]
     total = 0
+    moved_up: list[Signup] = []
+    async with conn.execute(
+        "SELECT * FROM meetup_signups WHERE user_id = ? AND status = 'confirmed'"
+        " AND starts_at > ? ORDER BY starts_at, id",
+        (user_id, iso(now)),
+    ) as cursor:
+        held = [_signup(row) for row in await cursor.fetchall()]
+    for signup in held:
+        meetup = await get_meetup(conn, signup.meetup_id)
+        if meetup is None or not meetup.takes_place(signup.occurrence):
+            continue
+        before = await roster(conn, meetup.id, signup.occurrence, meetup.capacity)
+        after, result = withdraw(before, user_id)
+        await save_roster(conn, meetup.id, signup.occurrence, before, after,
+                          starts_at=signup.starts_at, now=now)  # fmt: skip
+        total += 1
+        for person in result.promoted:
+            moved_up += [
+                s for s in await signups(conn, meetup.id, occurrence=signup.occurrence)
+                if s.user_id == person
+            ]  # fmt: skip
     for table in ("meetup_signups", "meetup_reminders", "meetup_poll_votes"):
         cursor = await conn.execute(f"DELETE FROM {table} WHERE user_id = ?", (user_id,))
         total += max(cursor.rowcount, 0)
@@ -864,31 +897,15 @@ async def forget_person(conn: aiosqlite.Connection, user_id: str) -> int:
     total += max(cursor.rowcount, 0)
     await cursor.close()
     # The copies of announcements in the person's direct chat are known by keys that name
-    # them ("meetup:7:ann:@anna:…"); without the person the mapping has no use.
-    cursor = await conn.execute(
-        "DELETE FROM meetup_messages WHERE instr(dedup_key, ?) > 0", (user_id,)
-    )
-    total += max(cursor.rowcount, 0)
-    await cursor.close()
-    for meetup_id, occurrence, capacity in freed:
-        await _fill_free_places(conn, meetup_id, occurrence, capacity)
-    return total
-
-
-async def _fill_free_places(
-    conn: aiosqlite.Connection, meetup_id: int, occurrence: str, capacity: int | None
-) -> None:
-    """Move the first waiting people up into free places (keeps the roster invariant)."""
+    # them ("meetup:7:ann:@anna:…"); without the person the mapping has no use. Only keys
+    # naming exactly this person: "@anna:stadt.dev" still signs up with her 👍.
     async with conn.execute(
-        "SELECT COUNT(*) AS n FROM meetup_signups"
-        " WHERE meetup_id = ? AND occurrence = ? AND status = 'confirmed'",
-        (meetup_id, occurrence),
+        "SELECT dedup_key FROM meetup_messages WHERE instr(dedup_key, ?) > 0", (user_id,)
     ) as cursor:
-        row = await cursor.fetchone()
-    confirmed = int(row["n"]) if row else 0
-    free = -1 if capacity is None else max(0, capacity - confirmed)  # -1: no LIMIT
-    await conn.execute(
-        "UPDATE meetup_signups SET status = 'confirmed' WHERE id IN (SELECT id FROM meetup_signups"
-        " WHERE meetup_id = ? AND occurrence = ? AND status = 'waitlisted' ORDER BY id LIMIT ?)",
-        (meetup_id, occurrence, free),
-    )
+        keys = [r["dedup_key"] for r in await cursor.fetchall()]
+    for key in keys:
+        if names_person(key, user_id):
+            cursor = await conn.execute("DELETE FROM meetup_messages WHERE dedup_key = ?", (key,))
+            total += max(cursor.rowcount, 0)
+            await cursor.close()
+    return Forgotten(total, moved_up)

@@ -22,7 +22,12 @@ from lotsenbot.config import PrivacyConfig
 from lotsenbot.core import names
 from lotsenbot.core.clock import iso
 from lotsenbot.core.markdown import escape
-from lotsenbot.core.personal_data import ERASED, ErasureReport
+from lotsenbot.core.personal_data import (
+    ERASED,
+    ErasureReport,
+    content_names_person,
+    replace_person,
+)
 
 BLANK_CONTENT = json.dumps({"markdown": "", "meta": {}, "mentions": [], "reply_to": None})
 COUNTER_PREFIX = "counter:"
@@ -188,13 +193,18 @@ class FoundationData:
         )
         # Everything that merely names the person (e.g. a request forwarded to pilots) loses
         # its text, too, once delivered: their Matrix ID in the metadata, or in the text,
-        # where it stands escaped for Markdown, next to their display name.
-        naming = await _rows(
-            conn,
-            "SELECT id FROM outbox WHERE status != 'pending'"
-            " AND (instr(content, ?) > 0 OR instr(content, ?) > 0)",
-            (user_id, _in_json(escape(user_id))),
-        )
+        # where it stands escaped for Markdown, next to their display name. SQL only narrows
+        # the rows down; the ID must stand there whole ("@anna:stadt.de" is not named by a
+        # message about "@anna:stadt.dev").
+        naming = [
+            r for r in await _rows(
+                conn,
+                "SELECT id, content FROM outbox WHERE status != 'pending'"
+                " AND (instr(content, ?) > 0 OR instr(content, ?) > 0)",
+                (user_id, _in_json(escape(user_id))),
+            )
+            if content_names_person(r["content"], user_id)
+        ]  # fmt: skip
         done = sorted({m["id"] for m in messages if m["status"] != "pending"}
                       | {r["id"] for r in naming})  # fmt: skip
         pending = [m for m in messages if m["status"] == "pending"]
@@ -206,12 +216,20 @@ class FoundationData:
                 (BLANK_CONTENT, user_id, ERASED, *chunk),
             )
         # Delivery keys name their recipient ("ann:7:@anna:…"); the row id keeps them unique.
+        # Only the person's own ID goes: a copy to "@anna:stadt.dev" that names Anna keeps
+        # its key, or the counts of that announcement would lose it.
         for chunk in _chunks(done, 500):
-            await conn.execute(
-                f"UPDATE outbox SET dedup_key = replace(dedup_key, ?, ? || '#' || id)"
-                f" WHERE id IN ({_marks(chunk)}) AND instr(dedup_key, ?) > 0",
-                (user_id, ERASED, *chunk, user_id),
-            )
+            for row in await _rows(
+                conn,
+                f"SELECT id, dedup_key FROM outbox WHERE id IN ({_marks(chunk)})"
+                f" AND instr(dedup_key, ?) > 0",
+                (*chunk, user_id),
+            ):
+                key = replace_person(row["dedup_key"], user_id, f"{ERASED}#{row['id']}")
+                if key != row["dedup_key"]:
+                    await conn.execute(
+                        "UPDATE outbox SET dedup_key = ? WHERE id = ?", (key, row["id"])
+                    )
         report.count("messages", len(done))
         report.keep("messages", len(pending), "privacy.kept.pending_delivery")
         dm = await _scalar(conn, "SELECT COUNT(*) FROM dm_rooms WHERE user_id = ?", (user_id,))

@@ -142,17 +142,42 @@ async def test_announce_signup_waitlist_change_cancel(
         )
         assert promoted_file.content["filename"] == f"treffen-{meetup_id}.ics"
 
-        # A second place: p3 moves up; everyone signed up hears about the change.
-        await coordinator.send_text(desk, f"!treffen ändern {meetup_id} Plätze: 2")
+        # A second place and a new date in one change: p3 moves up and hears of both in one
+        # message, with the new date and its calendar file; p2 gets the change notice.
+        marks = {person.user_id: person.mark() for person in (p2, p3)}
+        moved, start = start, local(31, 10)
+        await coordinator.send_text(
+            desk, f"!treffen ändern {meetup_id}\nPlätze: 2\nWann: {typed(start)}"
+        )
         changed = await coordinator.wait_for_message(
             desk, sender=bot, predicate=meetup_meta("changed")
         )
-        assert changed.content[META]["notified"] == 2
-        await p3.wait_for_message(rooms[p3.user_id], sender=bot, predicate=meetup_meta("promoted"))
-        for person in (p2, p3):
-            await person.wait_for_message(
-                rooms[person.user_id], sender=bot, predicate=meetup_meta("changed")
-            )
+        # The date is in the calendar: those only invited (p1, p4) hear of it, too.
+        assert changed.content[META]["notified_by_status"] == {
+            "confirmed": 2,
+            "waitlisted": 0,
+            "invited": 2,
+        }
+        promoted = await p3.wait_for_message(
+            rooms[p3.user_id], sender=bot, predicate=meetup_meta("promoted")
+        )
+        assert promoted.content[META]["starts_at"] == start.isoformat()
+        assert promoted.content[META]["previous_starts_at"] == moved.isoformat()
+        promoted_file = await p3.wait_for_message(
+            rooms[p3.user_id],
+            sender=bot,
+            predicate=lambda item: item.msgtype == "m.file" and meetup_meta("promoted")(item),
+        )
+        assert promoted_file.content[META]["starts_at"] == start.isoformat()
+        notice = await p2.wait_for_message(
+            rooms[p2.user_id], sender=bot, predicate=meetup_meta("changed")
+        )
+        assert notice.content[META]["starts_at"] == start.isoformat()
+        await asyncio.sleep(1.0)
+        about_p3 = [m for m in p3.messages(rooms[p3.user_id], since=marks[p3.user_id])
+                    if (m.content.get(META) or {}).get("id") == meetup_id]  # fmt: skip
+        assert sorted(m.msgtype for m in about_p3) == ["m.file", "m.notice"]
+        assert all(m.content[META]["starts_at"] == start.isoformat() for m in about_p3)
 
         await coordinator.send_text(desk, f"!treffen {meetup_id}")
         details = await coordinator.wait_for_message(
@@ -342,5 +367,69 @@ async def test_poll_becomes_meetup(
             sender=bot, timeout=15, predicate=meetup_meta("created", id=meetup_id)
         )
         assert invitation.content[META]["starts_at"] == second.isoformat()
+    finally:
+        await runner.stop()
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_an_erasure_that_frees_a_place_tells_who_moves_up_once(
+    tmp_path: Path, synapse: Synapse, register_user: RegisterUser, make_user: MakeUser
+) -> None:
+    """p1 erases their data (``!daten-löschen``) and so frees their place: p2, first on the
+    waiting list, gets the notice and calendar file of a withdrawal, once, also after the
+    bot is stopped abruptly and started again."""
+    coordinator = await make_user("koord")
+    p1, p2 = await make_user("lotse"), await make_user("lotsin")
+    runner = await make_bot(
+        tmp_path,
+        synapse,
+        register_user,
+        coordinators=[coordinator.user_id],
+        pilots=[p1.user_id, p2.user_id],
+    )
+    app = await runner.start()
+    bot = app.config.matrix.user_id
+    try:
+        desk = await open_dm(coordinator, bot)
+        rooms = {p.user_id: await open_dm(p, bot) for p in (p1, p2)}
+        start = local(30, 14)
+        created = await ask(
+            coordinator, desk, bot,
+            f"!treffen neu\nTitel: Kleine Runde\nWann: {typed(start)}\nPlätze: 1\n"
+            "Zielgruppe: keine",
+            meetup_meta("created"),
+        )  # fmt: skip
+        meetup_id = created.content[META]["id"]
+        for person, status in ((p1, "confirmed"), (p2, "waitlisted")):
+            answer = await ask(person, rooms[person.user_id], bot, f"!zusage {meetup_id}",
+                               lambda m: META in m.content)  # fmt: skip
+            assert answer.content[META]["status"] == status
+
+        mark = p2.mark()
+        await ask(p1, rooms[p1.user_id], bot, "!daten-löschen")
+        erased = await ask(p1, rooms[p1.user_id], bot, "!daten-löschen bestätigen",
+                           lambda m: m.content.get("de.lotsenbot.privacy", {}).get("action")
+                           == "erased")  # fmt: skip
+        assert erased.content["de.lotsenbot.privacy"]["erased"]["meetups.signups"] == 1
+        notice = await p2.wait_for_message(
+            rooms[p2.user_id], sender=bot, predicate=meetup_meta("promoted", id=meetup_id)
+        )
+        assert notice.content[META]["starts_at"] == start.isoformat()
+        calendar = await p2.wait_for_message(
+            rooms[p2.user_id],
+            sender=bot,
+            predicate=lambda item: item.msgtype == "m.file" and meetup_meta("promoted")(item),
+        )
+        assert calendar.content["filename"] == f"treffen-{meetup_id}.ics"
+
+        await runner.kill()
+        await runner.start()
+        details = await ask(p2, rooms[p2.user_id], bot, f"!treffen {meetup_id}",
+                            meetup_meta("details"))  # fmt: skip
+        assert details.content[META]["confirmed"] == 1
+        assert details.content[META]["waitlisted"] == 0
+        await asyncio.sleep(1.0)
+        got = [m for m in p2.messages(rooms[p2.user_id], since=mark) if meetup_meta("promoted")(m)]
+        assert sorted(m.msgtype for m in got) == ["m.file", "m.notice"]
     finally:
         await runner.stop()

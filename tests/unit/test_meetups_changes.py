@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from lotsenbot.announcements import audience as announcements
 from lotsenbot.meetups.audience import Audience, parse_audience
 from lotsenbot.meetups.dates import MeetupError
 from lotsenbot.meetups.form import parse_changes
@@ -36,6 +37,11 @@ DEPARTMENTS = [("it", "IT-Service"), ("buergeramt", "Bürgeramt")]
         ("buergeramt", "abteilung:buergeramt"),
         ("!abc:stadt.de", "raum:!abc:stadt.de"),
         ("keine", "keine"),
+        ("alle", "alle"),
+        ("Alle", "alle"),
+        ("everyone", "alle"),
+        ("räume", "raeume"),
+        ("Koordination", "koordination"),
     ],
 )
 def test_audience(text: str | None, key: str) -> None:
@@ -48,7 +54,18 @@ def test_unknown_audience_lists_choices() -> None:
     with pytest.raises(MeetupError) as info:
         parse_audience("Marketing", DEPARTMENTS)
     assert info.value.code == "meetups.audience.unknown"
-    assert "buergeramt" in info.value.params["choices"]
+    assert info.value.params["choices"] == (
+        "lotsen, koordination, räume, alle, it, buergeramt, keine, !raum:server"
+    )
+
+
+@pytest.mark.parametrize(
+    "word", [word for words in announcements.KEYWORDS.values() for word in words] + ["it"]
+)
+def test_every_audience_word_of_announcements_means_the_same_for_a_meetup(word: str) -> None:
+    shared = announcements.resolve_audience(word, [d for d, _ in DEPARTMENTS])
+    assert shared is not None
+    assert parse_audience(word, DEPARTMENTS).key == shared.key
 
 
 def test_changes_whole_meetup() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,8 +22,8 @@ import pytest
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from lotsenbot.config import Config
-from lotsenbot.core.clock import Clock
-from lotsenbot.core.dispatch import Dispatcher
+from lotsenbot.core.clock import Clock, iso
+from lotsenbot.core.dispatch import Dispatcher, TransientError
 from lotsenbot.core.inbox import Inbox
 from lotsenbot.core.outbox import Outbox
 from lotsenbot.core.roles import Roles
@@ -34,6 +35,8 @@ from lotsenbot.meetups.dates import example_when
 from lotsenbot.meetups.feature import MeetupsFeature, reminder_interval
 from lotsenbot.meetups.form import MeetupDraft
 from lotsenbot.meetups.personal_data import MeetupsData
+from lotsenbot.meetups.recurrence import occurrence_key
+from lotsenbot.privacy.feature import PrivacyFeature
 from lotsenbot.storage.db import Database
 from lotsenbot.storage.migrate import migrate
 from lotsenbot.texts import Catalogue
@@ -270,7 +273,9 @@ async def test_change_capacity_moves_people_up_and_tells_them(harness: Harness) 
     change = await harness.say(COORD, f"!treffen ändern {meetup_id}\nPlätze: 2\nWo: Raum 2")
     events = [(r["target"], meta(r)["event"]) for r in change if r["target_kind"] == "user"]
     assert (P2, "promoted") in events
-    assert {t for t, e in events if e == "changed"} == {P1, P2, P3}
+    assert {t for t, e in events if e == "changed"} == {P1, P3}  # P2: in the promotion
+    (promoted,) = [r for r in change if meta(r)["event"] == "promoted"]
+    assert "- Ort: Raum 2" in promoted["content"]["markdown"]
     assert meta(change[-1])["fields"] == ["capacity", "location"]
     meetup = await store.get_meetup(harness.db.conn, meetup_id)
     assert meetup is not None and meetup.capacity == 2 and meetup.location == "Raum 2"
@@ -750,8 +755,9 @@ async def test_a_change_says_how_each_person_stands_and_reaches_the_invited(
     # Places are not in a calendar: only the people signed up or waiting hear of them.
     places = await harness.say(COORD, f"!treffen ändern {meetup_id} Plätze: 3")
     notices = told(places, "changed")
-    assert set(notices) == {P1, P2}
+    assert set(notices) == {P1}  # P2 moves up and hears of it in the promotion notice
     assert all(n["_row"]["attachment_name"] is None for n in notices.values())
+    assert set(told(places, "promoted")) == {P2}
     assert meta(places[-1])["notified"] == 2
 
 
@@ -804,3 +810,148 @@ async def test_moving_up_from_the_waiting_list_brings_the_calendar_file(
     more = await harness.say(COORD, f"!treffen ändern {meetup_id} Plätze: 2")
     (promoted,) = [r for r in more if meta(r)["event"] == "promoted"]
     assert (promoted["target"], promoted["attachment_name"]) == (P3, f"treffen-{meetup_id}.ics")
+
+
+async def boot_with_privacy(harness: Harness) -> None:
+    """(Re)start the bot with the privacy feature next to the meetups feature."""
+    await harness.boot()
+    services = harness.feature._services
+    privacy = PrivacyFeature()
+    privacy.services = services
+    services.features["privacy"] = privacy
+    harness.dispatcher = Dispatcher(
+        services, [harness.feature.router, privacy.router], Inbox(harness.db)
+    )
+
+
+async def test_an_erasure_that_frees_a_place_tells_who_moves_up_once(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """P1 erases their data; P2 moves up from the waiting list and gets the notice and
+    calendar file of a withdrawal. The database gives way once while the erasure is being
+    committed (as a crash would): erasure and notice are undone together, and the event,
+    handled again and once more after a restart, sends the notice exactly once."""
+    await boot_with_privacy(harness)
+    rows = await harness.say(
+        COORD, "!treffen neu\nTitel: Klein\nWann: 12.01.2027 14:00\nPlätze: 1\nZielgruppe: keine"
+    )
+    meetup_id = meta(rows[0])["id"]
+    for person in (P1, P2, P3):
+        await harness.say(person, f"!zusage {meetup_id}")
+    await harness.say(P1, "!daten-löschen")
+    erase = Incoming(
+        event_id="$loeschen",
+        sender=P1,
+        kind="message",
+        body="!daten-löschen bestätigen",
+        room_id="!dm:stadt.de",
+        is_direct=True,
+    )
+    finish = harness.dispatcher.inbox.finish
+
+    async def gives_way(*args: Any) -> None:
+        monkeypatch.setattr(harness.dispatcher.inbox, "finish", finish)
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(harness.dispatcher.inbox, "finish", gives_way)
+    with pytest.raises(TransientError):
+        await harness.dispatcher.handle(erase)
+    assert await harness.rows("meetup:%:promoted:%") == []
+    await harness.dispatcher.handle(erase)  # tried again
+    promoted = await harness.rows("meetup:%:promoted:%")
+    await boot_with_privacy(harness)
+    await harness.dispatcher.handle(erase)  # the homeserver hands the event over again
+    assert await harness.rows("meetup:%:promoted:%") == promoted
+
+    (notice,) = promoted
+    assert (notice["target_kind"], notice["target"]) == ("user", P2)
+    assert meta(notice)["event"] == "promoted"
+    assert meta(notice)["starts_at"] == "2027-01-12T14:00:00+01:00"
+    assert notice["attachment_name"] == f"treffen-{meetup_id}.ics"
+    assert "DTSTART;TZID=Europe/Berlin:20270112T140000" in await calendar_of(harness, notice)
+    assert P1 not in json.dumps(notice["content"]) and P1 not in notice["dedup_key"]
+    meetup = await store.get_meetup(harness.db.conn, meetup_id)
+    assert meetup is not None and meetup.next_occurrence(harness.clock.now()) is not None
+    occurrence = meetup.series.first_start
+    roster = await store.roster(
+        harness.db.conn, meetup_id, occurrence_key(occurrence), meetup.capacity
+    )
+    assert (roster.confirmed, roster.waitlist) == ((P2,), (P3,))
+    # Only P2 is told; P3 still waits, P1's own answer is the erasure report.
+    assert {r["target"] for r in await harness.rows("%") if meta_or_none(r) == "promoted"} == {P2}
+
+
+def meta_or_none(row: dict[str, Any]) -> str | None:
+    value = row["content"]["meta"].get(META)
+    return value.get("event") if isinstance(value, dict) else None
+
+
+async def test_more_places_and_a_new_date_at_once_tell_who_moves_up_the_new_date(
+    harness: Harness,
+) -> None:
+    """`!treffen ändern` with Plätze and Wann in one message: P3 moved up with a promotion
+    notice and calendar file naming the OLD date, then got the change notice. Now P3 gets
+    one message with the new date (and what changed), and a calendar file with the new date."""
+    rows = await harness.say(
+        COORD, "!treffen neu\nTitel: Klein\nWann: 12.01.2027 14:00\nPlätze: 1\nZielgruppe: keine"
+    )
+    meetup_id = meta(rows[0])["id"]
+    for person in (P1, P2, P3):
+        await harness.say(person, f"!zusage {meetup_id}")
+    change = await harness.say(
+        COORD, f"!treffen ändern {meetup_id}\nPlätze: 3\nWann: 13.01.2027 10:00"
+    )
+    to = {}
+    for row in change:
+        if row["target_kind"] == "user":
+            to.setdefault(row["target"], []).append(row)
+    assert set(to) == {P1, P2, P3}
+    for person in (P2, P3):
+        (message,) = to[person]  # one message (text and calendar file), not two
+        assert meta(message)["event"] == "promoted"
+        assert meta(message)["starts_at"] == "2027-01-13T10:00:00+01:00"
+        assert meta(message)["previous_starts_at"] == "2027-01-12T14:00:00+01:00"
+        text = message["content"]["markdown"]
+        assert "13. Januar 2027" in text.split("\n")[0]
+        assert "- Neuer Termin: Mittwoch, 13. Januar 2027, 10:00 Uhr" in text
+        assert "(bisher: Dienstag, 12. Januar 2027, 14:00 Uhr)" in text
+        calendar = await calendar_of(harness, message)
+        assert "DTSTART;TZID=Europe/Berlin:20270113T100000" in calendar
+        assert "20270112" not in calendar
+    (notice,) = to[P1]
+    assert (meta(notice)["event"], meta(notice)["status"]) == ("changed", "confirmed")
+    assert meta(change[-1])["notified_by_status"] == {"confirmed": 3, "waitlisted": 0, "invited": 0}
+
+
+async def test_a_meetup_for_everyone_reaches_whom_an_announcement_to_everyone_does(
+    harness: Harness,
+) -> None:
+    """`Zielgruppe: alle` (as in `!ankündigung alle …`): everyone who has used the bot and
+    not opted out of general announcements, and the group rooms the bot is in."""
+    now = iso(harness.clock.now())
+    for person in (STAFF, P4, "@weg:stadt.de"):
+        await harness.db.execute(
+            "INSERT INTO users (user_id, first_seen, last_seen) VALUES (?, ?, ?)",
+            (person, now, now),
+        )
+    await harness.db.execute("INSERT INTO announcement_optouts VALUES ('@weg:stadt.de', ?)", (now,))
+    await harness.db.execute("INSERT INTO rooms (room_id, joined_at) VALUES ('!flur:stadt.de', ?)",
+                             (now,))  # fmt: skip
+    rows = await harness.say(
+        COORD, "!treffen neu\nTitel: Sommerfest\nWann: 12.01.2027 14:00\nZielgruppe: alle"
+    )
+    created = meta(rows[0])
+    invited = {
+        (r["target_kind"], r["target"]) for r in await harness.rows(f"meetup:{created['id']}:ann:%")
+    }
+    assert invited == {("user", STAFF), ("user", P4), ("user", COORD), ("room", "!flur:stadt.de")}
+    assert created["recipients"] == 4
+    text = rows[0]["content"]["markdown"]
+    assert "Die Ankündigung geht an 3 Personen. Dazu geht sie in 1 Gruppenraum." in text
+    meetup = await store.get_meetup(harness.db.conn, created["id"])
+    assert meetup is not None and meetup.audience == "alle"
+    coordination = await harness.say(
+        COORD, "!treffen neu\nTitel: Planung\nWann: 13.01.2027 14:00\nZielgruppe: Koordination"
+    )
+    invited = await harness.rows(f"meetup:{meta(coordination[0])['id']}:ann:%")
+    assert [(r["target_kind"], r["target"]) for r in invited] == [("user", COORD)]

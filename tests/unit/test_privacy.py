@@ -48,6 +48,9 @@ from lotsenbot.texts import Catalogue
 BOT = "@lotsenbot:stadt.de"
 ANNA = "@anna:stadt.de"
 BERT = "@bert:stadt.de"
+# Other people whose Matrix IDs begin with Anna's: erasing or exporting Anna must not touch them.
+ANNA_DEV = "@anna:stadt.dev"
+ANNA_LONGER = "@anna:stadt.de.example"
 LOTSIN = "@lotsin:stadt.de"
 HR = "@hr:stadt.de"
 KOORD = "@koord:stadt.de"
@@ -383,6 +386,94 @@ async def test_erasure_takes_the_display_name_and_the_messages_that_show_it(
              for r in await db.fetchall("SELECT id, content FROM outbox")}  # fmt: skip
     assert texts[naming] == "" and "bert" in texts[other]
     assert "Anzeigename" in "\n".join(describe_erasure(result, Catalogue("de")))
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        (ANNA, True),
+        (f"Zuständig: {person_label(ANNA, 'Anna')}.", True),
+        (f"_{escape(ANNA)}_", True),
+        (f"rem:3:2026-12-10T13:00:00Z:3600:{ANNA}:2026-12-11T13:00:00Z", True),
+        (ANNA_DEV, False),
+        (escape(ANNA_LONGER), False),
+        (f"{ANNA}-mitte", False),
+        (f"ann:7:{ANNA}:8448", False),
+    ],
+)
+def test_a_matrix_id_is_found_whole(text: str, named: bool) -> None:
+    assert personal_data.names_person(text, ANNA) is named
+    if "\\" not in text:  # delivery keys: the plain ID is replaced, a longer one stays
+        replaced = personal_data.replace_person(text, ANNA, ERASED)
+        assert replaced == (text.replace(ANNA, ERASED) if named else text)
+
+
+async def test_erasure_matches_the_matrix_id_whole_not_ids_that_begin_with_it(
+    db: Database,
+) -> None:
+    """ "@anna:stadt.de" is a prefix of "@anna:stadt.dev" and "@anna:stadt.de.example":
+    erasing Anna must leave their delivered messages, their delivery keys and their
+    meetup announcement copies alone, and still catch every message that names Anna."""
+    copies = {}
+    for person in (ANNA, ANNA_DEV, ANNA_LONGER):
+        label = person_label(person, "Anna")
+        copies[person] = await add_outbox(db, "user", person, f"Guten Tag {label}!",
+                                          sent=ago(hours=2))  # fmt: skip
+    await db.execute("UPDATE outbox SET dedup_key = 'ann:7:' || target")
+    about = {
+        person: await add_outbox(
+            db, "user", LOTSIN, f"Neue Anfrage von {person_label(person)}.", sent=ago(hours=1)
+        )
+        for person in (ANNA, ANNA_DEV, ANNA_LONGER)
+    }
+    mentioned = {
+        person: await add_outbox(
+            db, "room", "!gruppe:stadt.de", "Hallo", sent=ago(hours=1), mentions=(person,)
+        )
+        for person in (ANNA_DEV, ANNA_LONGER)
+    }
+    async with db.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO meetups (id, title, start_local, tzid, duration_s, first_start,"
+            " created_by, created_at, updated_at) VALUES (1, 'Lotsentreffen',"
+            " '2026-12-10T14:00:00', 'Europe/Berlin', 3600, ?, ?, ?, ?)",
+            ("2026-12-10T13:00:00.000Z", KOORD, ago(days=5), ago(days=5)),
+        )
+        for person in (ANNA, ANNA_DEV, ANNA_LONGER):
+            await conn.execute("INSERT INTO meetup_messages (dedup_key, meetup_id) VALUES (?, 1)",
+                               (f"meetup:1:ann:{person}",))  # fmt: skip
+        result = await erase_person(conn, all_handlers({}), ANNA, NOW)
+
+    rows = {r["id"]: r for r in await db.fetchall("SELECT * FROM outbox")}
+    text = {row_id: json.loads(row["content"])["markdown"] for row_id, row in rows.items()}
+    assert text[copies[ANNA]] == "" and text[about[ANNA]] == ""
+    assert rows[copies[ANNA]]["dedup_key"] == f"ann:7:{ERASED}#{copies[ANNA]}"
+    for person in (ANNA_DEV, ANNA_LONGER):
+        assert person in text[copies[person]].replace("\\", "")
+        assert rows[copies[person]]["dedup_key"] == f"ann:7:{person}"
+        assert rows[copies[person]]["target"] == person
+        assert text[about[person]] != "" and text[mentioned[person]] == "Hallo"
+    assert result.erased["core.messages"] == 2
+    keys = [r[0] for r in await db.fetchall("SELECT dedup_key FROM meetup_messages ORDER BY 1")]
+    assert keys == [f"meetup:1:ann:{ANNA_LONGER}", f"meetup:1:ann:{ANNA_DEV}"]
+
+
+async def test_export_holds_nothing_of_people_whose_ids_begin_with_the_persons(
+    db: Database,
+) -> None:
+    await add_outbox(db, "user", ANNA, "Für Anna", sent=ago(hours=2))
+    for person in (ANNA_DEV, ANNA_LONGER):
+        await add_outbox(db, "user", person, f"Für {person_label(person)}", sent=ago(hours=2))
+        await add_outbox(db, "room", "!gruppe:stadt.de", f"Hallo {person_label(person)}",
+                         sent=ago(hours=1), mentions=(person,))  # fmt: skip
+        await db.execute("INSERT INTO dm_rooms VALUES (?, ?, ?)",
+                         (person, f"!dm-{len(person)}:stadt.de", ago(days=3)))  # fmt: skip
+    async with db.transaction() as conn:
+        sections = await export_person(conn, all_handlers({}), ANNA)
+    assert [m["text"] for m in sections["core"]["messages"]] == ["Für Anna"]
+    assert sections["core"]["direct_chat"] is None
+    text = json.dumps(sections, ensure_ascii=False)
+    assert "stadt.dev" not in text and "example" not in text
 
 
 # -- retention -----------------------------------------------------------------------------
