@@ -66,6 +66,7 @@ from lotsenbot.faq.search import FaqIndex, SearchResult
 from lotsenbot.faq.synonyms import load_synonyms
 from lotsenbot.nlp import SynonymError, find_mythes_de, is_stopword, normalize, tokenize
 from lotsenbot.nlp.thesaurus import DEFAULT_MYTHES_DIR
+from lotsenbot.tickets.hints import department_hints as faq_department_hints
 
 if TYPE_CHECKING:
     from lotsenbot.core.services import Services
@@ -340,23 +341,20 @@ class FaqFeature(Feature):
     ) -> list[tuple[str, float]]:
         """Departments of the FAQ entries closest to ``text`` with their scores, best first.
 
-        Only entries the FAQ would at least suggest count, and each department once (its best
-        entry): the tickets router adds hints up, and weak matches are no evidence. With
-        ``conn`` the index first catches up with changes made elsewhere (a CLI import).
+        The hints the tickets router weighs, from :func:`lotsenbot.tickets.hints.department_hints`
+        (the function ``bench/routing_eval.py`` measures, so the bot routes as measured; the
+        router decides from which score a hint counts). Departments the configuration does not
+        know are left out. With ``conn`` the index first catches up with changes made elsewhere
+        (a CLI import).
         """
         config = self.services.config if self.services is not None else None
         known = self._known_departments(config) if config is not None else None
-        hints: dict[str, float] = {}
         index = await (self._current_index(conn) if conn is not None else self._built())
-        for entry_id, score in index.rank(text, limit=5):
-            if score < index.suggest_threshold:
-                break
-            entry = index.entry(entry_id)
-            department = entry.department if entry is not None else None
-            if department is None or (known is not None and department not in known):
-                continue
-            hints.setdefault(department, score)
-        return sorted(hints.items(), key=lambda item: -item[1])
+        return [
+            (department, score)
+            for department, score in faq_department_hints(index, text)
+            if known is None or department in known
+        ]
 
     async def load_starter_kb(self) -> int:
         """Put the shipped starter knowledge base into an empty FAQ; return the entry count.

@@ -36,6 +36,7 @@ from lotsenbot.storage.db import Database
 from lotsenbot.storage.migrate import migrate
 from lotsenbot.texts import Catalogue
 from lotsenbot.tickets.feature import TicketsFeature
+from lotsenbot.tickets.hints import department_hints
 
 BOT = "@lotsenbot:stadt.de"
 ANNA = "@anna:stadt.de"
@@ -728,6 +729,19 @@ async def test_department_hints_for_tickets(env: Env) -> None:
     assert all(d in {"it", "datenschutz"} for d, _ in await env.faq.department_hints(
         "Wie beantrage ich eine Fortbildung?"))  # fmt: skip
     assert await env.faq.department_hints("Kaffeemaschine Weihnachtsfeier") == []
+
+
+async def test_department_hints_are_the_ones_the_routing_evaluation_measures(env: Env) -> None:
+    """The bot hands the router the hints of ``lotsenbot.tickets.hints.department_hints``,
+    which ``bench/routing_eval.py`` measures; the router alone decides from which score a
+    hint counts. (The bot used to drop hints under the FAQ's suggestion threshold, 0.4, so
+    "Mein Bildschirm flackert", 0.31 for the IT service, reached the router without it.)"""
+    assert env.faq.services is not None
+    known = {department.id for department in env.faq.services.config.departments}
+    for text in ("Mein Bildschirm flackert", "Mein Drucker druckt nicht", "Urlaub beantragen"):
+        measured = [h for h in department_hints(env.faq.index, text) if h[0] in known]
+        assert await env.faq.department_hints(text) == measured
+    assert [d for d, _ in await env.faq.department_hints("Mein Bildschirm flackert")] == ["it"]
 
 
 async def test_department_hints_catch_up_with_the_database(env: Env) -> None:
