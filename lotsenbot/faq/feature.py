@@ -449,8 +449,9 @@ class FaqFeature(Feature):
         )  # fmt: skip
         answered = {"question": question, "id": question_id, **ctx.here_and_now()}
         await ctx.remember_choice(ANSWERED, answered, ANSWERED_TTL)
-        asked = {"question": question, "offered": False, "at": iso(ctx.now)}
-        await ctx.remember_choice(f"{ASKED}:{question_id}", asked, ASKED_TTL)
+        if self._can_open_tickets(ctx):  # kept only where it can be passed on
+            asked = {"question": question, "offered": False, "at": iso(ctx.now)}
+            await ctx.remember_choice(f"{ASKED}:{question_id}", asked, ASKED_TTL)
         text = "\n\n".join(
             [
                 ctx.t("faq.answer.title", title=escape(entry.question)),
@@ -671,10 +672,11 @@ class FaqFeature(Feature):
             answered = await ctx.recall_choice(ANSWERED)
             if answered and answered.get("id") == answer.id:
                 question = answered["question"]
-        # Remembered as offered until the question's text would have gone (or for a day).
+        # Remembered as offered (without the text, which the offer itself now holds) until
+        # the question's text would have gone, or for a day.
         since = parse_iso(str(asked["at"])) if asked is not None else ctx.now
         await ctx.remember_choice(
-            kind, {"question": question, "offered": True, "at": iso(since)},
+            kind, {"question": None, "offered": True, "at": iso(since)},
             max(since + ASKED_TTL - ctx.now, timedelta(minutes=1)),
         )  # fmt: skip
         if not question:

@@ -259,6 +259,12 @@ async def test_offer_needs_the_tickets_feature(tmp_path: Path) -> None:
         await env.one(ANNA, "Wie funktioniert die Kaffeemaschine?")
         del env.services.features["tickets"]
         assert (await env.one(ANNA, "ja")).faq == {"offer": "unavailable"}
+        # Without requests an answered question's text is not kept for a later 👎 either.
+        assert (await env.one(ANNA, "Ich habe mein Passwort vergessen")).faq["entry"]
+        kept = await env.db.fetchall(
+            "SELECT kind FROM pending_choices WHERE kind LIKE 'faq.asked%'"
+        )
+        assert kept == []
     finally:
         await env.db.close()
 
@@ -341,6 +347,12 @@ async def test_thumbs_down_on_an_older_answer_offers_its_question_once(env: Env)
     await env.event(Incoming(event_id="$take-back", room_id="!dm-anna:stadt.de", sender=ANNA,
                              kind="redaction", relates_to=thumbs, is_direct=True))  # fmt: skip
     assert (await env.react(ANNA, "$older", "👎"))[1] == []
+    # Once offered, the marker keeps no text: the offer holds it, for ten minutes.
+    payloads = await env.db.fetchall(
+        "SELECT payload FROM pending_choices WHERE kind LIKE 'faq.asked%' AND payload LIKE ?",
+        (f"%{first_question}%",),
+    )
+    assert payloads == []
     rows = await env.db.fetchall("SELECT helpful FROM faq_feedback WHERE user_id = ?", (ANNA,))
     assert [r[0] for r in rows] == [0]
     # "ja" passes the older answer's question on, word for word.
