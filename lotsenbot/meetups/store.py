@@ -10,6 +10,7 @@ identity of a date of a series is its original start as
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -32,6 +33,8 @@ from lotsenbot.meetups.recurrence import (
     occurrence_of,
 )
 from lotsenbot.meetups.reminders import ReminderKey
+
+log = logging.getLogger(__name__)
 
 SignupStatus = Literal["confirmed", "waitlisted"]
 ReminderOutcome = Literal["sent", "started", "superseded", "not_applicable"]
@@ -875,7 +878,14 @@ async def forget_person(conn: aiosqlite.Connection, user_id: str, now: datetime)
         meetup = await get_meetup(conn, signup.meetup_id)
         if meetup is None or not meetup.takes_place(signup.occurrence):
             continue
-        before = await roster(conn, meetup.id, signup.occurrence, meetup.capacity)
+        try:
+            before = await roster(conn, meetup.id, signup.occurrence, meetup.capacity)
+        except ValueError as exc:
+            # A roster the bot would never write (changed by hand, or by an old bug) must not
+            # block an erasure: the sign-up still goes below, only nobody moves up.
+            log.warning("Treffen %s am %s: Teilnehmerliste uneinheitlich (%s); beim Löschen"
+                        " rückt niemand nach", meetup.id, signup.occurrence, exc)  # fmt: skip
+            continue
         after, result = withdraw(before, user_id)
         await save_roster(conn, meetup.id, signup.occurrence, before, after,
                           starts_at=signup.starts_at, now=now)  # fmt: skip

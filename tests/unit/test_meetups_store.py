@@ -309,6 +309,22 @@ async def test_forget_person_moves_nobody_up_for_a_date_begun_or_cancelled(
     ]
 
 
+async def test_forget_person_erases_even_from_a_roster_the_bot_would_not_write(
+    db: Database,
+) -> None:
+    """Someone waits although a place is free (a hand-edited database, an old bug): the
+    erasure still deletes the sign-up; it only moves nobody up on that date."""
+    async with db.transaction() as conn:
+        meetup = await create(conn, draft(capacity=1))
+        for person in (A, B):
+            await signup(conn, meetup, person)
+        await conn.execute("UPDATE meetups SET capacity = 3 WHERE id = ?", (meetup.id,))
+        forgotten = await store.forget_person(conn, A, NOW)
+        rows = await conn.execute_fetchall("SELECT user_id, status FROM meetup_signups")
+    assert forgotten.moved_up == []
+    assert [tuple(r) for r in rows] == [(B, "waitlisted")]
+
+
 async def test_forget_person_drops_the_keys_of_their_announcement_copies(db: Database) -> None:
     async with db.transaction() as conn:
         meetup = await create(conn)
