@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -198,14 +198,45 @@ def names_person(text: str, user_id: str) -> bool:
     return next(_spans(text, user_id), None) is not None
 
 
-def content_names_person(content: str, user_id: str) -> bool:
+def text_names_person(text: str, user_id: str, longer: Collection[str]) -> bool:
+    """Whether ``text`` names ``user_id`` anywhere except where one of ``longer`` stands,
+    the known Matrix IDs that begin with it ("@anna:stadt.dev" for "@anna:stadt.de").
+
+    For erasing text, where missing a mention is worse than blanking one message too many:
+    people write IDs run into other words ("@anna:stadt.de-Postfach", "@anna:stadt.de.Bitte"),
+    which :func:`names_person` reads as longer IDs. Here only an ID that really belongs to
+    someone else keeps the text.
+    """
+    for form in dict.fromkeys((user_id, escape(user_id))):
+        start = text.find(form) if form else -1
+        while start >= 0:
+            if not any(
+                text.startswith(other_form, start)
+                for other in longer
+                for other_form in (other, escape(other))
+            ):
+                return True
+            start = text.find(form, start + 1)
+    return False
+
+
+def content_names_person(content: str, user_id: str, longer: Collection[str] | None = None) -> bool:
     """Whether a stored JSON document (an outbox message: Markdown, metadata, mentions)
-    names ``user_id`` in any of its strings; text that is not JSON is searched as it is."""
+    names ``user_id`` in any of its strings; text that is not JSON is searched as it is.
+
+    With ``longer`` (the known IDs that begin with ``user_id``) the test is
+    :func:`text_names_person`, for erasure; without, :func:`names_person`."""
+
+    def names(text: str) -> bool:
+        if longer is None:
+            return names_person(text, user_id)
+        return text_names_person(text, user_id, longer)
+
     try:
         document = json.loads(content)
     except ValueError:
-        return names_person(content, user_id)
-    return any(names_person(text, user_id) for text in _strings(document))
+        return names(content)
+    return any(names(text) for text in _strings(document))
 
 
 def _strings(value: object) -> Iterator[str]:

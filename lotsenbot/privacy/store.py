@@ -69,6 +69,27 @@ async def direct_rooms(conn: aiosqlite.Connection, user_id: str) -> list[str]:
     return sorted({str(r[0]) for r in rows})
 
 
+# Where the bot keeps the Matrix IDs of people it knows (not only of those who wrote to it).
+_ID_COLUMNS = (
+    ("users", "user_id"),
+    ("display_names", "user_id"),
+    ("dm_rooms", "user_id"),
+    ("inbox", "sender"),
+    ("outbox", "target"),
+)
+
+
+async def _longer_ids(conn: aiosqlite.Connection, user_id: str) -> set[str]:
+    """Known Matrix IDs of other people that begin with ``user_id`` ("@anna:stadt.dev" for
+    "@anna:stadt.de"): where they stand in a text, the text is theirs, not the person's."""
+    union = " UNION ".join(
+        f"SELECT {column} FROM {table} WHERE substr({column}, 1, ?) = ? AND {column} != ?"
+        for table, column in _ID_COLUMNS
+    )
+    rows = await _rows(conn, union, (len(user_id), user_id, user_id) * len(_ID_COLUMNS))
+    return {str(r[0]) for r in rows}
+
+
 def _mentions(content: str, user_id: str) -> bool:
     try:
         return user_id in (json.loads(content).get("mentions") or [])
@@ -169,6 +190,7 @@ class FoundationData:
         self, conn: aiosqlite.Connection, user_id: str, now: datetime
     ) -> ErasureReport:
         report = ErasureReport()
+        longer = await _longer_ids(conn, user_id)  # before anything about anyone is deleted
         report.count("person", await _changes(conn, "DELETE FROM users WHERE user_id = ?",
                                               (user_id,)))  # fmt: skip
         report.count("display_name", await names.forget(conn, user_id))
@@ -194,8 +216,9 @@ class FoundationData:
         # Everything that merely names the person (e.g. a request forwarded to pilots) loses
         # its text, too, once delivered: their Matrix ID in the metadata, or in the text,
         # where it stands escaped for Markdown, next to their display name. SQL only narrows
-        # the rows down; the ID must stand there whole ("@anna:stadt.de" is not named by a
-        # message about "@anna:stadt.dev").
+        # the rows down; a text keeps its words only where a known longer ID stands
+        # ("@anna:stadt.de" is not named by a message about "@anna:stadt.dev"), not where
+        # someone ran the ID into other letters ("@anna:stadt.de-Postfach").
         naming = [
             r for r in await _rows(
                 conn,
@@ -203,7 +226,7 @@ class FoundationData:
                 " AND (instr(content, ?) > 0 OR instr(content, ?) > 0)",
                 (user_id, _in_json(escape(user_id))),
             )
-            if content_names_person(r["content"], user_id)
+            if content_names_person(r["content"], user_id, longer)
         ]  # fmt: skip
         done = sorted({m["id"] for m in messages if m["status"] != "pending"}
                       | {r["id"] for r in naming})  # fmt: skip
