@@ -1,12 +1,15 @@
 """Who hears about a new meetup: the ``Zielgruppe:`` field, read and stored as a short key.
 
 Every audience word of announcements (``lotsen``, ``koordination``, ``räume``, ``alle``, a
-department) means the same here, read by the announcements' own
+department) is read here by the announcements' own
 :func:`~lotsenbot.announcements.audience.resolve_audience` and stored with the same key, so
-that coordinators learn one vocabulary. Meetups add longer phrasings for the pilots and a
-department's name, ``raum:<room id>`` for one group room the bot is in, and ``keine`` for a
-meetup that is only listed, not announced. Recipients are expanded when the announcement is
-sent, never stored: a pilot who leaves the network is not invited again by a stale list.
+that coordinators learn one vocabulary. The first four reach the same people and rooms as an
+announcement; a department, though, means its pilots here (an announcement to a department
+also reaches its staff and room): a network meetup is for the pilots. Meetups add longer
+phrasings for the pilots and a department's name, ``raum:<room id>`` for one group room the
+bot is in, and ``keine`` for a meetup that is only listed, not announced. Recipients are
+expanded when the announcement is sent, never stored: a pilot who leaves the network is not
+invited again by a stale list.
 """
 
 from __future__ import annotations

@@ -346,7 +346,7 @@ class MeetupsFeature(Feature):
             "",
             *self._details(t, meetup, occ),
             "",
-            self._audience_line(t, audience, count, rooms),
+            self._audience_line(t, audience, count, rooms, meetup_id),
         ]
         ctx.reply("\n".join(lines), **self._meta(meetup_id, "created", occ.start, recipients=count))
 
@@ -375,13 +375,19 @@ class MeetupsFeature(Feature):
                     "meetups.audience.room_unknown", room=escape(audience.target or "")
                 )
 
-    def _audience_line(self, t: Catalogue, audience: Audience, count: int, rooms: int = 0) -> str:
+    def _audience_line(
+        self, t: Catalogue, audience: Audience, count: int, rooms: int = 0, meetup_id: int = 0
+    ) -> str:
         """Whom the invitation went to: ``count`` recipients, ``rooms`` of them group rooms
         (``alle``, ``räume`` and ``koordination`` can reach rooms, too)."""
         if audience.kind == "keine":
             return t("meetups.audience.none")
         if audience.kind == "raum":
             return t("meetups.audience.room", room=escape(audience.target or ""))
+        if count == 0:
+            return t("meetups.audience.nobody", prefix=self._prefix(), id=meetup_id)
+        if count == rooms:
+            return t("meetups.audience.rooms_only", count=rooms)
         line = t("meetups.audience.people", count=count - rooms)
         return f"{line} {t('meetups.audience.rooms_too', count=rooms)}" if rooms else line
 
@@ -433,10 +439,14 @@ class MeetupsFeature(Feature):
         meta = self._meta(meetup.id, "created", occ.start)
         calendar = self._calendar(meetup)
         recipients = await self._recipients(conn, audience)
+        # As for announcements to everyone: people invited as part of "alle" learn how to
+        # stop general announcements (which also ends such invitations); rooms do not.
+        optout = "\n\n" + t("announcements.message.footer_optout", prefix=self._prefix())
         for kind, target in recipients:
             text_key = f"meetup:{meetup.id}:ann:{target}"
+            body = text + optout if kind == "user" and audience.kind == "alle" else text
             await services.outbox.enqueue(
-                conn, text_key, Envelope(kind, target, OutMessage(text, meta=meta), "announce")
+                conn, text_key, Envelope(kind, target, OutMessage(body, meta=meta), "announce")
             )
             await store.record_message(conn, text_key, meetup.id)
             file_key = f"meetup:{meetup.id}:ics:{target}"

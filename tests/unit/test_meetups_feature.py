@@ -948,6 +948,10 @@ async def test_a_meetup_for_everyone_reaches_whom_an_announcement_to_everyone_do
     assert created["recipients"] == 4
     text = rows[0]["content"]["markdown"]
     assert "Die Ankündigung geht an 3 Personen. Dazu geht sie in 1 Gruppenraum." in text
+    # People learn how to stop general announcements, as with `!ankündigung alle`; rooms not.
+    copies = {r["target"]: r["content"]["markdown"]
+              for r in await harness.rows(f"meetup:{created['id']}:ann:%")}  # fmt: skip
+    assert "!abmelden" in copies[STAFF] and "!abmelden" not in copies["!flur:stadt.de"]
     meetup = await store.get_meetup(harness.db.conn, created["id"])
     assert meetup is not None and meetup.audience == "alle"
     coordination = await harness.say(
@@ -955,3 +959,17 @@ async def test_a_meetup_for_everyone_reaches_whom_an_announcement_to_everyone_do
     )
     invited = await harness.rows(f"meetup:{meta(coordination[0])['id']}:ann:%")
     assert [(r["target_kind"], r["target"]) for r in invited] == [("user", COORD)]
+    assert "!abmelden" not in invited[0]["content"]["markdown"]
+    # Rooms only: said so; nobody at all: a warning with what to do.
+    rooms = await harness.say(
+        COORD, "!treffen neu\nTitel: Aushang\nWann: 14.01.2027 14:00\nZielgruppe: räume"
+    )
+    assert "Die Ankündigung geht in 1 Gruppenraum." in rooms[0]["content"]["markdown"]
+    await harness.db.execute("UPDATE rooms SET left_at = ?", (now,))
+    nobody = await harness.say(
+        COORD, "!treffen neu\nTitel: Leer\nWann: 15.01.2027 14:00\nZielgruppe: räume"
+    )
+    warning = nobody[0]["content"]["markdown"]
+    assert (
+        "niemanden erreicht" in warning and f"!treffen streichen {meta(nobody[0])['id']}" in warning
+    )
