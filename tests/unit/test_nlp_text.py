@@ -21,6 +21,15 @@ def test_normalize_keeps_inner_hyphens_and_drops_loose_ones() -> None:
     ]
 
 
+def test_normalize_folds_every_accented_letter_and_dash_it_knows() -> None:
+    """The fast path (replacing only letters that occur) and Unicode decomposition agree."""
+    assert normalize("ÄàÁâãå Öòóôõø Üùúû Éèêë Íìîï Çç Ññ") == ("aaaaaa oooooo uuuu eeee iiii cc nn")
+    assert normalize("e‐Akte e‑Akte a‒b Seite–Ende Satz—Ende") == (
+        "e-akte e-akte a-b seite ende satz ende"
+    )
+    assert normalize("Crème brûlée, ẞ, Ŝ") == "creme brulee ss s"
+
+
 def test_normalize_removes_gender_markers() -> None:
     assert normalize("Lots*innen, Mitarbeiter:innen und Kolleg_innen") == (
         "lotsinnen mitarbeiterinnen und kolleginnen"
