@@ -167,7 +167,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "backup":
             return backup_data(_load(args), args.target, force=args.force)
     except ConfigError as exc:
-        print(f"Konfigurationsfehler: {exc}", file=sys.stderr)
+        for line in exc.lines():
+            print(f"Konfigurationsfehler: {line}", file=sys.stderr)
+        if len(exc.problems) > 1:
+            print(f"{len(exc.problems)} Fehler in {exc.path}.", file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return EXIT_OK

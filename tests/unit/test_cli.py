@@ -1,0 +1,92 @@
+"""The command line as admins meet it: its messages, its exit codes, and what it must not
+create on its own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lotsenbot.cli import EXIT_CONFIG, main
+from lotsenbot.config import ENV_ACCESS_TOKEN, ENV_PASSWORD, ENV_PICKLE_KEY
+
+CONFIG = """
+[matrix]
+homeserver = "https://matrix.stadt.de"
+user_id = "@lotsenbot:stadt.de"
+password = "geheim"
+
+[database]
+path = "daten/bot.db"
+"""
+
+BROKEN = """
+[matrix]
+homeserver = "matrix.stadt.de"
+user_id = "@lotsenbot:stadt.de"
+password = "geheim"
+
+[bot]
+coordinators = "@koordination:stadt.de"
+
+[tickets]
+reopen_days = "vierzehn"
+"""
+
+ONE_EACH = """
+[bot]
+coordinators = ["@koordination:stadt.de"]
+
+[[departments]]
+id = "it"
+name = "IT"
+pilots = ["@lotsin:stadt.de"]
+"""
+
+
+@pytest.fixture(autouse=True)
+def _no_secret_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (ENV_PASSWORD, ENV_ACCESS_TOKEN, ENV_PICKLE_KEY):
+        monkeypatch.delenv(name, raising=False)
+
+
+def write(tmp_path: Path, text: str, name: str = "config.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# -- configuration errors ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["check-config", "run", "migrate"])
+def test_config_errors_one_line_each(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    """``run`` reports through the same path as ``check-config``: every mistake, one line
+    with file and key, exit code 2 and no traceback."""
+    path = write(tmp_path, BROKEN)
+    assert main([command, "--config", str(path)]) == EXIT_CONFIG
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert lines == [
+        f"Konfigurationsfehler: {path}: matrix.homeserver: muss mit http:// oder https:// "
+        "beginnen, z. B. https://matrix.stadt.de",
+        f"Konfigurationsfehler: {path}: bot.coordinators: muss eine Liste in eckigen Klammern "
+        'sein, auch mit nur einem Eintrag: ["@koordination:stadt.de"] statt '
+        "„@koordination:stadt.de“",
+        f"Konfigurationsfehler: {path}: tickets.reopen_days: muss eine ganze Zahl sein "
+        "(ohne Anführungszeichen), nicht „vierzehn“",
+        f"3 Fehler in {path}.",
+    ]
+    assert "Traceback" not in captured.err
+
+
+def test_a_single_error_has_no_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, CONFIG + '[logging]\nlevel = "LAUT"\n')
+    assert main(["check-config", "--config", str(path)]) == EXIT_CONFIG
+    assert capsys.readouterr().err.splitlines() == [
+        f"Konfigurationsfehler: {path}: logging.level: „LAUT“ ist nicht erlaubt; möglich: "
+        '"DEBUG", "INFO", "WARNING" oder "ERROR"'
+    ]
