@@ -129,6 +129,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             for warning in config.warnings():
                 print(f"Hinweis: {warning}")
+            if not config.database.path.exists():
+                print(
+                    f"Hinweis: Die Datenbank {config.database.path} gibt es noch nicht. Bei "
+                    "einer neuen Installation legt sie der erste Start des Bots oder "
+                    "„lotsenbot migrate“ an; läuft der Bot schon, stimmt [database] path nicht."
+                )
             return EXIT_OK
         if args.command == "migrate":
             config = _load(args)
@@ -175,6 +181,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_OK
     return EXIT_ERROR
+
+
+def _missing_database(config: Config) -> bool:
+    """Tell the admin when the configured database does not exist (for commands that must
+    not create one: an empty new database would hide a wrong ``[database] path``)."""
+    path = config.database.path
+    if path.is_file():
+        return False
+    source = config.source or "der Konfiguration"
+    print(
+        f"Datenbank {path} nicht gefunden. Stimmt [database] path in {source}? Bei einer "
+        "neuen Installation legt der erste Start des Bots (lotsenbot run) oder "
+        "„lotsenbot migrate“ sie an.",
+        file=sys.stderr,
+    )
+    return True
 
 
 def print_commands(*, update_readme: bool) -> int:
@@ -403,6 +425,8 @@ async def faq_command(config: Config, args: argparse.Namespace) -> int:
     if args.faq_command == "export" and suffix not in (".yaml", ".yml", ".csv"):
         print(f"Unbekanntes Dateiformat „{suffix}“: .yaml, .yml oder .csv", file=sys.stderr)
         return EXIT_CONFIG
+    if _missing_database(config):
+        return EXIT_ERROR
     index = make_index(config) if args.faq_command == "ask" else None
     db = Database(config.database.path)
     await db.open()
@@ -482,8 +506,7 @@ async def purge_data(config: Config, *, dry_run: bool) -> int:
     from lotsenbot.storage.db import Database
     from lotsenbot.storage.migrate import current_version, discover
 
-    if not config.database.path.is_file():
-        print(f"Datenbank {config.database.path} nicht gefunden", file=sys.stderr)
+    if _missing_database(config):
         return EXIT_ERROR
     db = Database(config.database.path)
     await db.open()
@@ -515,6 +538,8 @@ def backup_data(config: Config, target: Path, *, force: bool) -> int:
     """Copy the database consistently while the bot runs (see docs/betrieb.md)."""
     from lotsenbot.privacy.backup import BackupError, backup_database
 
+    if _missing_database(config):
+        return EXIT_ERROR
     try:
         result = backup_database(config.database.path, target, force=force)
     except BackupError as exc:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lotsenbot.cli import EXIT_CONFIG, main
+from lotsenbot.cli import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, main
 from lotsenbot.config import ENV_ACCESS_TOKEN, ENV_PASSWORD, ENV_PICKLE_KEY
 
 CONFIG = """
@@ -90,3 +90,67 @@ def test_a_single_error_has_no_summary(tmp_path: Path, capsys: pytest.CaptureFix
         f"Konfigurationsfehler: {path}: logging.level: „LAUT“ ist nicht erlaubt; möglich: "
         '"DEBUG", "INFO", "WARNING" oder "ERROR"'
     ]
+
+
+# -- check-config ------------------------------------------------------------------------------
+
+
+def test_check_config_notes_a_database_that_does_not_exist_yet(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, CONFIG + ONE_EACH)
+    assert main(["check-config", "--config", str(path)]) == EXIT_OK  # a note, not an error
+    out = capsys.readouterr().out
+    database = tmp_path / "daten" / "bot.db"
+    assert f"Hinweis: Die Datenbank {database} gibt es noch nicht." in out
+    assert "lotsenbot migrate" in out and "[database] path" in out
+    assert not (tmp_path / "daten").exists()  # checking creates nothing
+    assert main(["migrate", "--config", str(path)]) == EXIT_OK
+    capsys.readouterr()
+    assert main(["check-config", "--config", str(path)]) == EXIT_OK
+    assert "Datenbank" not in capsys.readouterr().out
+
+
+# -- commands that need the bot's database -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["faq", "export", "export.csv"],
+        ["faq", "export", "export.yaml"],
+        ["faq", "ask", "wie ändere ich mein Passwort"],
+        ["faq", "import", "faq.yaml"],
+        ["purge", "--dry-run"],
+        ["backup", "sicherung.db"],
+    ],
+)
+def test_commands_refuse_a_missing_database(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: list[str],
+) -> None:
+    """A wrong ``[database] path`` must not quietly create an empty database (and its
+    folders) that the bot never reads, nor export or import into one."""
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, "- id: a\n  category: X\n  question: Frage\n  answer: Antwort\n", "faq.yaml")
+    path = write(tmp_path, CONFIG.replace("daten/bot.db", "falsch/bot.db"))
+    assert main([*command, "--config", str(path)]) == EXIT_ERROR
+    captured = capsys.readouterr()
+    database = tmp_path / "falsch" / "bot.db"
+    assert captured.err.startswith(f"Datenbank {database} nicht gefunden. Stimmt [database] path")
+    assert "lotsenbot migrate" in captured.err
+    assert captured.out == ""
+    assert not (tmp_path / "falsch").exists()
+    assert not (tmp_path / "export.csv").exists() and not (tmp_path / "export.yaml").exists()
+
+
+def test_migrate_creates_the_database_for_the_faq_commands(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, CONFIG)
+    assert main(["migrate", "--config", str(path)]) == EXIT_OK
+    assert (tmp_path / "daten" / "bot.db").is_file()
+    assert main(["faq", "export", str(tmp_path / "leer.yaml"), "--config", str(path)]) == EXIT_OK
+    assert "0 Einträge nach" in capsys.readouterr().out
