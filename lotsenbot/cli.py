@@ -200,14 +200,37 @@ def _missing_database(config: Config) -> bool:
 
 
 def print_commands(*, update_readme: bool) -> int:
-    from lotsenbot.core.reference import default_reference, replace_block
+    from lotsenbot.core.reference import END, START, default_reference, replace_block
 
     block = default_reference()
     if not update_readme:
         print(block, end="")
         return EXIT_OK
     readme = Path("README.md")
-    readme.write_text(replace_block(readme.read_text("utf-8"), block), "utf-8")
+    hint = (
+        "--update-readme ist für die Entwicklung gedacht und im Quellordner von lotsenbot "
+        "aufzurufen; ohne die Option gibt der Befehl die Übersicht aus."
+    )
+    try:
+        text = readme.read_text("utf-8")
+    except FileNotFoundError:
+        print(f"README.md nicht gefunden im Ordner {Path.cwd()}. {hint}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"README.md kann nicht gelesen werden ({exc}).", file=sys.stderr)
+        return EXIT_ERROR
+    if START not in text or END not in text:
+        print(
+            f"README.md im Ordner {Path.cwd()} hat keinen Bereich für die Befehlsübersicht "
+            f"({START} … {END}); nichts geändert. {hint}",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    try:
+        readme.write_text(replace_block(text, block), "utf-8")
+    except OSError as exc:
+        print(f"README.md kann nicht geschrieben werden ({exc.strerror}).", file=sys.stderr)
+        return EXIT_ERROR
     print("README.md aktualisiert.")
     return EXIT_OK
 

@@ -154,3 +154,31 @@ def test_migrate_creates_the_database_for_the_faq_commands(
     assert (tmp_path / "daten" / "bot.db").is_file()
     assert main(["faq", "export", str(tmp_path / "leer.yaml"), "--config", str(path)]) == EXIT_OK
     assert "0 Einträge nach" in capsys.readouterr().out
+
+
+# -- commands --update-readme ------------------------------------------------------------------
+
+
+def test_update_readme_outside_the_repository(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["commands", "--update-readme"]) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert err.startswith(f"README.md nicht gefunden im Ordner {tmp_path}.")
+    assert "Traceback" not in err
+    assert not (tmp_path / "README.md").exists()
+
+
+def test_update_readme_leaves_a_foreign_readme_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    readme = write(tmp_path, "# Unser Intranet\n", "README.md")
+    assert main(["commands", "--update-readme"]) == EXIT_CONFIG
+    assert "keinen Bereich für die Befehlsübersicht" in capsys.readouterr().err
+    assert readme.read_text("utf-8") == "# Unser Intranet\n"
+    readme.write_text("# Kopf\n<!-- commands:start -->\nVERALTET\n<!-- commands:end -->\nEnde\n")
+    assert main(["commands", "--update-readme"]) == EXIT_OK
+    text = readme.read_text("utf-8")
+    assert "VERALTET" not in text and "`!hilfe [Befehl]`" in text and text.endswith("Ende\n")
