@@ -123,10 +123,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "check-config":
             config = _load(args, login=True)
-            print(
-                f"{config.source}: in Ordnung – {len(config.departments)} Abteilungen, "
-                f"{len(config.bot.coordinators)} Koordinator*innen."
+            departments = _count(len(config.departments), "Abteilung", "Abteilungen")
+            coordinators = _count(
+                len(config.bot.coordinators), "Koordinatorin oder Koordinator", "Koordinator*innen"
             )
+            print(f"{config.source}: in Ordnung – {departments}, {coordinators}.")
             for warning in config.warnings():
                 print(f"Hinweis: {warning}")
             if not config.database.path.exists():
@@ -181,6 +182,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_OK
     return EXIT_ERROR
+
+
+def _count(number: int, one: str, many: str) -> str:
+    """The count with its noun in the right number: "1 Abteilung", "3 Abteilungen"."""
+    return f"{number} {one if number == 1 else many}"
 
 
 def _missing_database(config: Config) -> bool:
@@ -481,8 +487,7 @@ async def faq_command(config: Config, args: argparse.Namespace) -> int:
             except OSError as exc:
                 print(f"{path}: kann nicht geschrieben werden ({exc.strerror})", file=sys.stderr)
                 return EXIT_ERROR
-            count = len(all_entries)
-            print(f"{count} {'Eintrag' if count == 1 else 'Einträge'} nach {path} exportiert.")
+            print(f"{_count(len(all_entries), 'Eintrag', 'Einträge')} nach {path} exportiert.")
             return EXIT_OK
     except SchemaTooNew as exc:
         print(str(exc), file=sys.stderr)

@@ -95,6 +95,24 @@ def test_a_single_error_has_no_summary(tmp_path: Path, capsys: pytest.CaptureFix
 # -- check-config ------------------------------------------------------------------------------
 
 
+def test_check_config_counts_in_the_right_number(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, CONFIG + ONE_EACH)
+    (tmp_path / "daten").mkdir()
+    assert main(["migrate", "--config", str(path)]) == EXIT_OK
+    capsys.readouterr()
+    assert main(["check-config", "--config", str(path)]) == EXIT_OK
+    assert capsys.readouterr().out == (
+        f"{path}: in Ordnung – 1 Abteilung, 1 Koordinatorin oder Koordinator.\n"
+    )
+    two = ONE_EACH.replace('"@koordination:stadt.de"]', '"@k1:stadt.de", "@k2:stadt.de"]')
+    two += '[[departments]]\nid = "ba"\nname = "Bürgeramt"\npilots = ["@lotse:stadt.de"]\n'
+    write(tmp_path, CONFIG + two)
+    assert main(["check-config", "--config", str(path)]) == EXIT_OK
+    assert "in Ordnung – 2 Abteilungen, 2 Koordinator*innen." in capsys.readouterr().out
+
+
 def test_check_config_notes_a_database_that_does_not_exist_yet(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
