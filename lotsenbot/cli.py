@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
 from lotsenbot.config import Config, ConfigError, default_config_path, load_config
 from lotsenbot.logs import setup_logging
@@ -24,17 +26,118 @@ EXIT_CONFIG = 2
 EXIT_AUTH = 3
 
 
+# argparse phrases its own messages in English through gettext. These are its message
+# templates (msgids) in German; a template a Python version phrases differently is simply not
+# found and stays English, so a new Python can never break the command line.
+_ARGPARSE_DE = {
+    "usage: ": "Aufruf: ",
+    "positional arguments": "Argumente",
+    "options": "Optionen",
+    "optional arguments": "Optionen",
+    "subcommands": "Befehle",
+    "show this help message and exit": "diese Hilfe anzeigen und beenden",
+    "%(prog)s: error: %(message)s\n": "%(prog)s: Fehler: %(message)s\n",
+    "argument %(argument_name)s: %(message)s": "%(argument_name)s: %(message)s",
+    "the following arguments are required: %s": "es fehlt: %s",
+    "unrecognized arguments: %s": "unbekannte Angaben: %s",
+    "invalid choice: %(value)r (choose from %(choices)s)": (
+        "„%(value)s“ gibt es nicht (möglich: %(choices)s)"
+    ),
+    "invalid %(type)s value: %(value)r": "ungültiger Wert „%(value)s“ (erwartet: %(type)s)",
+    "expected one argument": "hier fehlt ein Wert",
+    "expected at most one argument": "höchstens ein Wert erlaubt",
+    "expected at least one argument": "mindestens ein Wert nötig",
+    "ambiguous option: %(option)s could match %(matches)s": (
+        "%(option)s ist nicht eindeutig: %(matches)s"
+    ),
+    "not allowed with argument %s": "nicht zusammen mit %s erlaubt",
+    "one of the arguments %s is required": "eine dieser Angaben ist nötig: %s",
+    "ignored explicit argument %r": "überflüssiger Wert %r",
+    "unexpected option string: %s": "unerwartete Option: %s",
+    "unknown parser %(parser_name)r (choices: %(choices)s)": (
+        "„%(parser_name)s“ gibt es nicht (möglich: %(choices)s)"
+    ),
+    "can't open '%(filename)s': %(error)s": "„%(filename)s“ lässt sich nicht öffnen: %(error)s",
+}
+_ARGPARSE_DE_PLURAL = {
+    ("expected %s argument", "expected %s arguments"): ("erwartet %s Wert", "erwartet %s Werte"),
+}
+
+
+def _gettext_de(message: str) -> str:
+    return _ARGPARSE_DE.get(message, message)
+
+
+def _ngettext_de(singular: str, plural: str, number: int) -> str:
+    one, many = _ARGPARSE_DE_PLURAL.get((singular, plural), (singular, plural))
+    return one if number == 1 else many
+
+
+@contextlib.contextmanager
+def _german_argparse() -> Iterator[None]:
+    """Let argparse speak German while one of our parsers works (restored afterwards, so
+    other parsers in the same process are not affected)."""
+    saved = {name: getattr(argparse, name) for name in ("_", "ngettext") if hasattr(argparse, name)}
+    argparse._ = _gettext_de  # type: ignore[attr-defined]
+    argparse.ngettext = _ngettext_de  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        for name in ("_", "ngettext"):
+            if name in saved:
+                setattr(argparse, name, saved[name])
+            else:
+                delattr(argparse, name)
+
+
+class GermanArgumentParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose own texts (usage, help headings, errors) are German."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        with _german_argparse():
+            super().__init__(*args, **kwargs)
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: Any = None
+    ) -> argparse.Namespace:
+        with _german_argparse():
+            return super().parse_args(args, namespace)
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: Any = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        with _german_argparse():
+            return super().parse_known_args(args, namespace)
+
+    def format_usage(self) -> str:
+        with _german_argparse():
+            return super().format_usage()
+
+    def format_help(self) -> str:
+        with _german_argparse():
+            return super().format_help()
+
+    def error(self, message: str) -> NoReturn:
+        """Usage, the German message and a pointer to the help; exit code 2 as argparse."""
+        self.print_usage(sys.stderr)
+        self.exit(
+            EXIT_CONFIG,
+            f"{self.prog}: Fehler: {message}\nHilfe: {self.prog} --help\n",
+        )
+
+
 def _add_config(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
         type=Path,
         default=None,
+        metavar="DATEI",
         help="Konfigurationsdatei (Standard: $LOTSENBOT_CONFIG, sonst ./config.toml)",
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = GermanArgumentParser(
         prog="lotsenbot",
         description="Matrix-Bot für das Netzwerk der Digitalen Lotsinnen und Lotsen.",
     )
@@ -48,21 +151,35 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", help="Lokalen Test-Homeserver mit Demo-Konten und Bot starten"
     )
-    demo.add_argument("--folder", type=Path, default=Path(".demo"), help="Arbeitsordner")
-    demo.add_argument("--port", type=int, default=8008, help="Port des Homeservers")
+    demo.add_argument(
+        "--folder", type=Path, default=Path(".demo"), metavar="ORDNER", help="Arbeitsordner"
+    )
+    demo.add_argument("--port", type=int, default=8008, metavar="PORT", help="Port des Homeservers")
     reference = commands.add_parser("commands", help="Befehlsübersicht als Markdown ausgeben")
     reference.add_argument(
         "--update-readme", action="store_true", help="README.md im aktuellen Ordner aktualisieren"
     )
     chat = commands.add_parser("chat", help="Im Terminal mit dem Demo-Bot schreiben")
-    chat.add_argument("--user", required=True, help="Demo-Konto, z. B. mitarbeiterin")
-    chat.add_argument("--folder", type=Path, default=Path(".demo"), help="Arbeitsordner der Demo")
+    chat.add_argument(
+        "--user", required=True, metavar="KONTO", help="Demo-Konto, z. B. mitarbeiterin"
+    )
+    chat.add_argument(
+        "--folder",
+        type=Path,
+        default=Path(".demo"),
+        metavar="ORDNER",
+        help="Arbeitsordner der Demo",
+    )
     route = commands.add_parser(
         "route", help="Zeigen, welcher Abteilung eine Anfrage zugeordnet würde (legt nichts an)"
     )
-    route.add_argument("text", nargs="?", help="Text der Anfrage; ohne: je Zeile von stdin")
+    route.add_argument(
+        "text", nargs="?", metavar="TEXT", help="Text der Anfrage; ohne: je Zeile von stdin"
+    )
     route.add_argument("--json", action="store_true", help="je Anfrage eine JSON-Zeile ausgeben")
-    route.add_argument("--department", help="eigene Abteilung der fragenden Person (Kürzel)")
+    route.add_argument(
+        "--department", metavar="KÜRZEL", help="eigene Abteilung der fragenden Person (Kürzel)"
+    )
     _add_config(route)
     faq = commands.add_parser("faq", help="Wissensdatenbank (FAQ) importieren, exportieren, testen")
     faq_commands = faq.add_subparsers(dest="faq_command", required=True, metavar="AKTION")

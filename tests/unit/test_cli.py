@@ -3,6 +3,7 @@ create on its own."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
@@ -200,3 +201,46 @@ def test_update_readme_leaves_a_foreign_readme_alone(
     assert main(["commands", "--update-readme"]) == EXIT_OK
     text = readme.read_text("utf-8")
     assert "VERALTET" not in text and "`!hilfe [Befehl]`" in text and text.endswith("Ende\n")
+
+
+# -- argparse in German ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        ([], "lotsenbot: Fehler: es fehlt: BEFEHL"),
+        (["starten"], "lotsenbot: Fehler: BEFEHL: „starten“ gibt es nicht (möglich: "),
+        (["run", "--bla"], "lotsenbot: Fehler: unbekannte Angaben: --bla"),
+        (["faq"], "lotsenbot faq: Fehler: es fehlt: AKTION"),
+        (["faq", "import"], "lotsenbot faq import: Fehler: es fehlt: DATEI"),
+        (["faq", "export", "x.csv", "--config"], "Fehler: --config: hier fehlt ein Wert"),
+        (["demo", "--port", "acht"], "Fehler: --port: ungültiger Wert „acht“"),
+        (["chat"], "lotsenbot chat: Fehler: es fehlt: --user"),
+    ],
+)
+def test_argparse_speaks_german(
+    capsys: pytest.CaptureFixture[str], argv: list[str], expected: str
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Aufruf: lotsenbot")
+    assert expected in err
+    assert "Hilfe: lotsenbot" in err
+    for english in ("usage:", "error:", "required", "invalid", "unrecognized", "expected"):
+        assert english not in err
+
+
+def test_help_is_german_and_argparse_is_restored(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["faq", "import", "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Aufruf: lotsenbot faq import")
+    assert "Optionen:" in out and "diese Hilfe anzeigen und beenden" in out
+    assert "--config DATEI" in out
+    # Other parsers in the same process keep argparse's own texts.
+    other = argparse.ArgumentParser(prog="anders")
+    assert other.format_usage().startswith("usage: anders")
