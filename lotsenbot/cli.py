@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
 from lotsenbot.config import Config, ConfigError, default_config_path, load_config
 from lotsenbot.logs import setup_logging
@@ -24,17 +26,118 @@ EXIT_CONFIG = 2
 EXIT_AUTH = 3
 
 
+# argparse phrases its own messages in English through gettext. These are its message
+# templates (msgids) in German; a template a Python version phrases differently is simply not
+# found and stays English, so a new Python can never break the command line.
+_ARGPARSE_DE = {
+    "usage: ": "Aufruf: ",
+    "positional arguments": "Argumente",
+    "options": "Optionen",
+    "optional arguments": "Optionen",
+    "subcommands": "Befehle",
+    "show this help message and exit": "diese Hilfe anzeigen und beenden",
+    "%(prog)s: error: %(message)s\n": "%(prog)s: Fehler: %(message)s\n",
+    "argument %(argument_name)s: %(message)s": "%(argument_name)s: %(message)s",
+    "the following arguments are required: %s": "es fehlt: %s",
+    "unrecognized arguments: %s": "unbekannte Angaben: %s",
+    "invalid choice: %(value)r (choose from %(choices)s)": (
+        "„%(value)s“ gibt es nicht (möglich: %(choices)s)"
+    ),
+    "invalid %(type)s value: %(value)r": "ungültiger Wert „%(value)s“ (erwartet: %(type)s)",
+    "expected one argument": "hier fehlt ein Wert",
+    "expected at most one argument": "höchstens ein Wert erlaubt",
+    "expected at least one argument": "mindestens ein Wert nötig",
+    "ambiguous option: %(option)s could match %(matches)s": (
+        "%(option)s ist nicht eindeutig: %(matches)s"
+    ),
+    "not allowed with argument %s": "nicht zusammen mit %s erlaubt",
+    "one of the arguments %s is required": "eine dieser Angaben ist nötig: %s",
+    "ignored explicit argument %r": "überflüssiger Wert %r",
+    "unexpected option string: %s": "unerwartete Option: %s",
+    "unknown parser %(parser_name)r (choices: %(choices)s)": (
+        "„%(parser_name)s“ gibt es nicht (möglich: %(choices)s)"
+    ),
+    "can't open '%(filename)s': %(error)s": "„%(filename)s“ lässt sich nicht öffnen: %(error)s",
+}
+_ARGPARSE_DE_PLURAL = {
+    ("expected %s argument", "expected %s arguments"): ("erwartet %s Wert", "erwartet %s Werte"),
+}
+
+
+def _gettext_de(message: str) -> str:
+    return _ARGPARSE_DE.get(message, message)
+
+
+def _ngettext_de(singular: str, plural: str, number: int) -> str:
+    one, many = _ARGPARSE_DE_PLURAL.get((singular, plural), (singular, plural))
+    return one if number == 1 else many
+
+
+@contextlib.contextmanager
+def _german_argparse() -> Iterator[None]:
+    """Let argparse speak German while one of our parsers works (restored afterwards, so
+    other parsers in the same process are not affected)."""
+    saved = {name: getattr(argparse, name) for name in ("_", "ngettext") if hasattr(argparse, name)}
+    argparse._ = _gettext_de  # type: ignore[attr-defined]
+    argparse.ngettext = _ngettext_de  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        for name in ("_", "ngettext"):
+            if name in saved:
+                setattr(argparse, name, saved[name])
+            else:
+                delattr(argparse, name)
+
+
+class GermanArgumentParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose own texts (usage, help headings, errors) are German."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        with _german_argparse():
+            super().__init__(*args, **kwargs)
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: Any = None
+    ) -> argparse.Namespace:
+        with _german_argparse():
+            return super().parse_args(args, namespace)
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: Any = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        with _german_argparse():
+            return super().parse_known_args(args, namespace)
+
+    def format_usage(self) -> str:
+        with _german_argparse():
+            return super().format_usage()
+
+    def format_help(self) -> str:
+        with _german_argparse():
+            return super().format_help()
+
+    def error(self, message: str) -> NoReturn:
+        """Usage, the German message and a pointer to the help; exit code 2 as argparse."""
+        self.print_usage(sys.stderr)
+        self.exit(
+            EXIT_CONFIG,
+            f"{self.prog}: Fehler: {message}\nHilfe: {self.prog} --help\n",
+        )
+
+
 def _add_config(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
         type=Path,
         default=None,
+        metavar="DATEI",
         help="Konfigurationsdatei (Standard: $LOTSENBOT_CONFIG, sonst ./config.toml)",
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = GermanArgumentParser(
         prog="lotsenbot",
         description="Matrix-Bot für das Netzwerk der Digitalen Lotsinnen und Lotsen.",
     )
@@ -48,21 +151,35 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", help="Lokalen Test-Homeserver mit Demo-Konten und Bot starten"
     )
-    demo.add_argument("--folder", type=Path, default=Path(".demo"), help="Arbeitsordner")
-    demo.add_argument("--port", type=int, default=8008, help="Port des Homeservers")
+    demo.add_argument(
+        "--folder", type=Path, default=Path(".demo"), metavar="ORDNER", help="Arbeitsordner"
+    )
+    demo.add_argument("--port", type=int, default=8008, metavar="PORT", help="Port des Homeservers")
     reference = commands.add_parser("commands", help="Befehlsübersicht als Markdown ausgeben")
     reference.add_argument(
         "--update-readme", action="store_true", help="README.md im aktuellen Ordner aktualisieren"
     )
     chat = commands.add_parser("chat", help="Im Terminal mit dem Demo-Bot schreiben")
-    chat.add_argument("--user", required=True, help="Demo-Konto, z. B. mitarbeiterin")
-    chat.add_argument("--folder", type=Path, default=Path(".demo"), help="Arbeitsordner der Demo")
+    chat.add_argument(
+        "--user", required=True, metavar="KONTO", help="Demo-Konto, z. B. mitarbeiterin"
+    )
+    chat.add_argument(
+        "--folder",
+        type=Path,
+        default=Path(".demo"),
+        metavar="ORDNER",
+        help="Arbeitsordner der Demo",
+    )
     route = commands.add_parser(
         "route", help="Zeigen, welcher Abteilung eine Anfrage zugeordnet würde (legt nichts an)"
     )
-    route.add_argument("text", nargs="?", help="Text der Anfrage; ohne: je Zeile von stdin")
+    route.add_argument(
+        "text", nargs="?", metavar="TEXT", help="Text der Anfrage; ohne: je Zeile von stdin"
+    )
     route.add_argument("--json", action="store_true", help="je Anfrage eine JSON-Zeile ausgeben")
-    route.add_argument("--department", help="eigene Abteilung der fragenden Person (Kürzel)")
+    route.add_argument(
+        "--department", metavar="KÜRZEL", help="eigene Abteilung der fragenden Person (Kürzel)"
+    )
     _add_config(route)
     faq = commands.add_parser("faq", help="Wissensdatenbank (FAQ) importieren, exportieren, testen")
     faq_commands = faq.add_subparsers(dest="faq_command", required=True, metavar="AKTION")
@@ -123,12 +240,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "check-config":
             config = _load(args, login=True)
-            print(
-                f"{config.source}: in Ordnung – {len(config.departments)} Abteilungen, "
-                f"{len(config.bot.coordinators)} Koordinator*innen."
+            departments = _count(len(config.departments), "Abteilung", "Abteilungen")
+            coordinators = _count(
+                len(config.bot.coordinators), "Koordinatorin oder Koordinator", "Koordinator*innen"
             )
+            print(f"{config.source}: in Ordnung – {departments}, {coordinators}.")
             for warning in config.warnings():
                 print(f"Hinweis: {warning}")
+            if not config.database.path.exists():
+                print(
+                    f"Hinweis: Die Datenbank {config.database.path} gibt es noch nicht. Bei "
+                    "einer neuen Installation legt sie der erste Start des Bots oder "
+                    "„lotsenbot migrate“ an; läuft der Bot schon, stimmt [database] path nicht."
+                )
             return EXIT_OK
         if args.command == "migrate":
             config = _load(args)
@@ -167,22 +291,69 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "backup":
             return backup_data(_load(args), args.target, force=args.force)
     except ConfigError as exc:
-        print(f"Konfigurationsfehler: {exc}", file=sys.stderr)
+        for line in exc.lines():
+            print(f"Konfigurationsfehler: {line}", file=sys.stderr)
+        if len(exc.problems) > 1:
+            print(f"{len(exc.problems)} Fehler in {exc.path}.", file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return EXIT_OK
     return EXIT_ERROR
 
 
+def _count(number: int, one: str, many: str) -> str:
+    """The count with its noun in the right number: "1 Abteilung", "3 Abteilungen"."""
+    return f"{number} {one if number == 1 else many}"
+
+
+def _missing_database(config: Config) -> bool:
+    """Tell the admin when the configured database does not exist (for commands that must
+    not create one: an empty new database would hide a wrong ``[database] path``)."""
+    path = config.database.path
+    if path.is_file():
+        return False
+    source = config.source or "der Konfiguration"
+    print(
+        f"Datenbank {path} nicht gefunden. Stimmt [database] path in {source}? Bei einer "
+        "neuen Installation legt der erste Start des Bots (lotsenbot run) oder "
+        "„lotsenbot migrate“ sie an.",
+        file=sys.stderr,
+    )
+    return True
+
+
 def print_commands(*, update_readme: bool) -> int:
-    from lotsenbot.core.reference import default_reference, replace_block
+    from lotsenbot.core.reference import END, START, default_reference, replace_block
 
     block = default_reference()
     if not update_readme:
         print(block, end="")
         return EXIT_OK
     readme = Path("README.md")
-    readme.write_text(replace_block(readme.read_text("utf-8"), block), "utf-8")
+    hint = (
+        "--update-readme ist für die Entwicklung gedacht und im Quellordner von lotsenbot "
+        "aufzurufen; ohne die Option gibt der Befehl die Übersicht aus."
+    )
+    try:
+        text = readme.read_text("utf-8")
+    except FileNotFoundError:
+        print(f"README.md nicht gefunden im Ordner {Path.cwd()}. {hint}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"README.md kann nicht gelesen werden ({exc}).", file=sys.stderr)
+        return EXIT_ERROR
+    if START not in text or END not in text:
+        print(
+            f"README.md im Ordner {Path.cwd()} hat keinen Bereich für die Befehlsübersicht "
+            f"({START} … {END}); nichts geändert. {hint}",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    try:
+        readme.write_text(replace_block(text, block), "utf-8")
+    except OSError as exc:
+        print(f"README.md kann nicht geschrieben werden ({exc.strerror}).", file=sys.stderr)
+        return EXIT_ERROR
     print("README.md aktualisiert.")
     return EXIT_OK
 
@@ -400,6 +571,8 @@ async def faq_command(config: Config, args: argparse.Namespace) -> int:
     if args.faq_command == "export" and suffix not in (".yaml", ".yml", ".csv"):
         print(f"Unbekanntes Dateiformat „{suffix}“: .yaml, .yml oder .csv", file=sys.stderr)
         return EXIT_CONFIG
+    if _missing_database(config):
+        return EXIT_ERROR
     index = make_index(config) if args.faq_command == "ask" else None
     db = Database(config.database.path)
     await db.open()
@@ -431,8 +604,7 @@ async def faq_command(config: Config, args: argparse.Namespace) -> int:
             except OSError as exc:
                 print(f"{path}: kann nicht geschrieben werden ({exc.strerror})", file=sys.stderr)
                 return EXIT_ERROR
-            count = len(all_entries)
-            print(f"{count} {'Eintrag' if count == 1 else 'Einträge'} nach {path} exportiert.")
+            print(f"{_count(len(all_entries), 'Eintrag', 'Einträge')} nach {path} exportiert.")
             return EXIT_OK
     except SchemaTooNew as exc:
         print(str(exc), file=sys.stderr)
@@ -479,8 +651,7 @@ async def purge_data(config: Config, *, dry_run: bool) -> int:
     from lotsenbot.storage.db import Database
     from lotsenbot.storage.migrate import current_version, discover
 
-    if not config.database.path.is_file():
-        print(f"Datenbank {config.database.path} nicht gefunden", file=sys.stderr)
+    if _missing_database(config):
         return EXIT_ERROR
     db = Database(config.database.path)
     await db.open()
@@ -512,6 +683,8 @@ def backup_data(config: Config, target: Path, *, force: bool) -> int:
     """Copy the database consistently while the bot runs (see docs/betrieb.md)."""
     from lotsenbot.privacy.backup import BackupError, backup_database
 
+    if _missing_database(config):
+        return EXIT_ERROR
     try:
         result = backup_database(config.database.path, target, force=force)
     except BackupError as exc:

@@ -1,16 +1,18 @@
 """Configuration: pydantic models of ``config.toml`` and one load function.
 
 The key names are a stable interface: municipalities keep their config files across upgrades,
-so keys are only ever added, never renamed. Every problem is reported as one
-:class:`ConfigError` naming the file, the key and what is wrong; the CLI turns it into exit
-code 2 instead of a traceback.
+so keys are only ever added, never renamed. Problems are reported as one :class:`ConfigError`
+that lists every mistake found, each with the file, the key and what is wrong in German; the
+CLI prints one line per mistake and exits with code 2 instead of a traceback.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
+from collections.abc import Sequence
 from datetime import time
 from pathlib import Path
 from typing import Annotated, Literal
@@ -25,12 +27,14 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from lotsenbot.core.durations import parse_duration
 
 MATRIX_ID = re.compile(r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-]+(:\d+)?$")
 ROOM_ID = re.compile(r"^!.+:[A-Za-z0-9.\-]+(:\d+)?$")
 DEPARTMENT_ID = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,39}$")
+DURATION_PATTERN = r"^\s*\d+\s*[smhd]\s*$"
 
 ENV_PASSWORD = "LOTSENBOT_MATRIX_PASSWORD"
 ENV_ACCESS_TOKEN = "LOTSENBOT_MATRIX_ACCESS_TOKEN"
@@ -39,14 +43,32 @@ ENV_CONFIG = "LOTSENBOT_CONFIG"
 
 
 class ConfigError(Exception):
-    """A configuration problem, already phrased for the admin who has to fix it."""
+    """Configuration problems, already phrased for the admin who has to fix them.
 
-    def __init__(self, path: Path | str, key: str | None, problem: str) -> None:
+    ``key`` and ``problem`` are the first problem; ``problems`` holds all of them (key or
+    None, problem), in file order, and :meth:`lines` gives one "file: key: problem" line
+    each.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        key: str | None,
+        problem: str,
+        *,
+        more: Sequence[tuple[str | None, str]] = (),
+    ) -> None:
         self.path = str(path)
         self.key = key
         self.problem = problem
-        where = f"{self.path}: {key}: " if key else f"{self.path}: "
-        super().__init__(where + problem)
+        self.problems: list[tuple[str | None, str]] = [(key, problem), *more]
+        super().__init__("\n".join(self.lines()))
+
+    def lines(self) -> list[str]:
+        return [
+            f"{self.path}: {key}: {problem}" if key else f"{self.path}: {problem}"
+            for key, problem in self.problems
+        ]
 
 
 def _check_user_id(value: str) -> str:
@@ -82,7 +104,7 @@ class MatrixConfig(_Section):
     # encrypted, as Element and BundesMessenger do for direct chats.
     encrypt_direct_chats: bool = True
     # How long a room key may take before the sender hears that a message was unreadable.
-    undecryptable_notice_after: str = Field(default="60s", pattern=r"^\s*\d+\s*[smhd]\s*$")
+    undecryptable_notice_after: str = Field(default="60s", pattern=DURATION_PATTERN)
 
     @field_validator("homeserver")
     @classmethod
@@ -256,7 +278,7 @@ class DepartmentConfig(_Section):
         return _check_room_id(value) if value else None
 
 
-Duration = Annotated[str, Field(pattern=r"^\s*\d+\s*[smhd]\s*$")]
+Duration = Annotated[str, Field(pattern=DURATION_PATTERN)]
 
 
 class TicketsConfig(_Section):
@@ -345,14 +367,15 @@ class Config(_Section):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     source: Path | None = Field(default=None, exclude=True)
 
-    @model_validator(mode="after")
-    def _unique_departments(self) -> Config:
+    @field_validator("departments")
+    @classmethod
+    def _unique_departments(cls, value: list[DepartmentConfig]) -> list[DepartmentConfig]:
         seen: set[str] = set()
-        for dep in self.departments:
+        for dep in value:
             if dep.id in seen:
                 raise ValueError(f"Abteilungs-ID „{dep.id}“ kommt doppelt vor")
             seen.add(dep.id)
-        return self
+        return value
 
     def warnings(self) -> list[str]:
         """What is allowed but probably not meant (``check-config`` shows it, ``run`` logs
@@ -399,6 +422,110 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts)
 
 
+SECRET_KEYS = frozenset({"password", "access_token", "pickle_key"})
+"""Keys whose values never appear in an error message (the console may be shared or logged)."""
+
+
+def _shown(value: object) -> str:
+    """A value as the admin wrote it in the file, shortened for one line."""
+    if isinstance(value, str):
+        text = f"„{value}“"
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, dict):
+        return "einen Abschnitt"
+    elif isinstance(value, list):
+        text = json.dumps(value, ensure_ascii=False, default=str)
+    else:
+        text = str(value)
+    return text if len(text) <= 60 else text[:57] + "…"
+
+
+def _section_header(key: str) -> str:
+    """How the section at ``key`` is written in TOML: [bot] or [[departments]]."""
+    name = re.sub(r"\[\d+\]", "", key)
+    return f"[[{name}]]" if key.endswith("]") else f"[{name}]"
+
+
+def _choices(expected: str) -> str:
+    """pydantic's "'de' or 'en'" as '"de" oder "en"'."""
+    values = re.findall(r"'([^']*)'", expected)
+    if not values:
+        return expected
+    quoted = [f'"{value}"' for value in values]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} oder {quoted[-1]}"
+
+
+def _problem(error: ErrorDetails) -> str:
+    """The German message for one pydantic error, by its ``type`` and ``ctx``.
+
+    The types are those the models of this file can raise for values TOML can hold; anything
+    else still names the value and pydantic's own message, marked as technical.
+    """
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    loc = error["loc"]
+    secret = bool(loc) and loc[-1] in SECRET_KEYS
+    value = "" if secret else _shown(error.get("input"))
+    got = "" if secret else f", nicht {value}"
+    if kind in ("value_error", "assertion_error") and "error" in ctx:
+        return str(ctx["error"])  # our own validators already speak German
+    if kind == "missing":
+        return "fehlt (Pflichtangabe)"
+    if kind == "extra_forbidden":
+        return "unbekannter Schlüssel (Tippfehler? Siehe config.example.toml)"
+    if kind == "string_type":
+        return f'muss ein Text in Anführungszeichen sein, z. B. "…"{got}'
+    if kind == "string_too_short":
+        minimum = ctx.get("min_length", 1)
+        if minimum == 1:
+            return "darf nicht leer sein"
+        return f"muss mindestens {minimum} Zeichen lang sein{got}"
+    if kind == "string_too_long":
+        return f"darf höchstens {ctx.get('max_length')} Zeichen lang sein{got}"
+    if kind == "string_pattern_mismatch":
+        if ctx.get("pattern") == DURATION_PATTERN:
+            return (
+                f"ungültige Dauer {value}: erwartet wird eine Zahl mit der Einheit s, m, h "
+                'oder d, z. B. "90s", "4h", "2d"'
+            )
+        return f"{value} hat nicht die erwartete Form (siehe config.example.toml)"
+    if kind in ("int_type", "int_parsing"):
+        return f"muss eine ganze Zahl sein (ohne Anführungszeichen){got}"
+    if kind == "int_from_float":
+        return f"muss eine ganze Zahl sein (ohne Nachkommastellen){got}"
+    if kind == "int_parsing_size":
+        return f"die Zahl {value} ist zu groß"
+    if kind in ("bool_type", "bool_parsing"):
+        return f"muss true oder false sein (klein geschrieben, ohne Anführungszeichen){got}"
+    if kind == "list_type":
+        if isinstance(error.get("input"), str) and not secret:
+            example = json.dumps([error.get("input")], ensure_ascii=False)
+            return (
+                "muss eine Liste in eckigen Klammern sein, auch mit nur einem Eintrag: "
+                f"{example} statt {value}"
+            )
+        return f'muss eine Liste in eckigen Klammern sein, z. B. ["…", "…"]{got}'
+    if kind in ("literal_error", "enum"):
+        return f"{value} ist nicht erlaubt; möglich: {_choices(str(ctx.get('expected', '')))}"
+    if kind == "greater_than_equal":
+        return f"muss mindestens {ctx.get('ge')} sein{got}"
+    if kind == "greater_than":
+        return f"muss größer als {ctx.get('gt')} sein{got}"
+    if kind == "less_than_equal":
+        return f"darf höchstens {ctx.get('le')} sein{got}"
+    if kind == "less_than":
+        return f"muss kleiner als {ctx.get('lt')} sein{got}"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        header = _section_header(_location(loc)) if loc else "[…]"
+        return f"muss ein Abschnitt {header} mit eigenen Schlüsseln sein, kein einzelner Wert"
+    if kind == "path_type":
+        return f'muss ein Pfad in Anführungszeichen sein, z. B. "/var/lib/lotsenbot"{got}'
+    message = error["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    shown = "ungültiger Wert" if secret else f"ungültiger Wert {value}"
+    return f"{shown} (technische Meldung: {message})"
+
+
 def _resolve(base: Path, value: Path) -> Path:
     return value if value.is_absolute() else (base / value).resolve()
 
@@ -437,21 +564,9 @@ def load_config(path: Path | str, *, login: bool = True) -> Config:
     try:
         config = Config.model_validate(data, context={"login": login})
     except ValidationError as exc:
-        error = exc.errors()[0]
-        key = _location(error["loc"]) or None
-        message = error["msg"]
-        message = message.removeprefix("Value error, ")
-        if error["type"] == "missing":
-            message = "fehlt (Pflichtangabe)"
-        elif error["type"] == "extra_forbidden":
-            message = "unbekannter Schlüssel (Tippfehler? Siehe config.example.toml)"
-        elif error["type"] == "string_pattern_mismatch" and "Duration" not in message:
-            value = error.get("input")
-            message = f'ungültiger Wert {value!r}: erwartet z. B. "90s", "4h", "2d"'
-        extra = len(exc.errors()) - 1
-        if extra:
-            message += f" (und {extra} weitere Fehler)"
-        raise ConfigError(path, key, message) from None
+        problems = [(_location(error["loc"]) or None, _problem(error)) for error in exc.errors()]
+        (key, problem), *more = problems
+        raise ConfigError(path, key, problem, more=more) from None
 
     base = path.resolve().parent
     matrix_cfg = config.matrix.model_copy(

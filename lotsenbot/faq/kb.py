@@ -351,9 +351,8 @@ def parse_csv(text: str, known_departments: Collection[str] | None = None) -> Im
         if not any(cell.strip() for cell in row):
             continue
         if len(row) != len(columns):
-            errors.append(
-                ImportIssue("csv_row_length", start, {"found": len(row), "expected": len(columns)})
-            )
+            params = {"found": len(row), "expected": len(columns), "delimiter": delimiter}
+            errors.append(ImportIssue("csv_row_length", start, params))
             continue
         data: dict[str, Any] = {}
         for name, cell in zip(columns, row, strict=True):

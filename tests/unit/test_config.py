@@ -303,6 +303,7 @@ def test_duplicate_department_ids(tmp_path: Path) -> None:
         '[[departments]]\nid = "it"\nname = "IT"\n[[departments]]\nid = "it"\nname = "IT 2"\n'
     )
     error = load_error(tmp_path, text)
+    assert error.key == "departments"
     assert "„it“" in error.problem
     assert "doppelt" in error.problem
 
@@ -367,9 +368,107 @@ def test_config_error_string_has_file_and_key(tmp_path: Path) -> None:
     assert str(error).startswith(f"{path}: logging.level: ")
 
 
-def test_several_errors_are_counted(tmp_path: Path) -> None:
-    error = load_error(tmp_path, MINIMAL_MATRIX + '[bot]\ntimezone = "X/Y"\nstate = "XY"\n')
-    assert "1 weitere" in error.problem
+MANY_MISTAKES = """
+[matrix]
+homeserver = "matrix.stadt.de"
+user_id = "@lotsenbot:stadt.de"
+password = "geheim"
+cross_signing = "ja"
+
+[bot]
+coordinators = "@koordination:stadt.de"
+max_message_length = 1000.5
+timezone = "X/Y"
+
+[tickets]
+reopen_days = "vierzehn"
+
+[privacy]
+feedback_days = 0
+
+[logging]
+level = "LAUT"
+"""
+
+ENGLISH = re.compile(r"\b(Input|should|valid|Field|required|permitted|Value error|String)\b")
+
+
+def test_every_error_is_reported_with_its_key(tmp_path: Path) -> None:
+    """Nine mistakes, nine problems: the admin fixes them in one go, not one per run."""
+    error = load_error(tmp_path, MANY_MISTAKES)
+    keys = [key for key, _ in error.problems]
+    assert keys == [
+        "matrix.homeserver",
+        "matrix.cross_signing",
+        "bot.timezone",
+        "bot.coordinators",
+        "bot.max_message_length",
+        "tickets.reopen_days",
+        "privacy.feedback_days",
+        "logging.level",
+    ]
+    assert (error.key, error.problem) == error.problems[0]
+    lines = str(error).splitlines()
+    assert lines == error.lines() and len(lines) == len(keys)
+    path = str(tmp_path / "config.toml")
+    for line, key in zip(lines, keys, strict=True):
+        assert line.startswith(f"{path}: {key}: ")
+        assert not ENGLISH.search(line), line
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "expected"),
+    [
+        ('[tickets]\nreopen_days = "vierzehn"\n', "tickets.reopen_days",
+         "muss eine ganze Zahl sein (ohne Anführungszeichen), nicht „vierzehn“"),
+        ("[tickets]\nreopen_days = -1\n", "tickets.reopen_days", "mindestens 0 sein, nicht -1"),
+        ("[tickets]\nreopen_days = 400\n", "tickets.reopen_days", "darf höchstens 365 sein"),
+        ('[bot]\ncoordinators = "@k:stadt.de"\n', "bot.coordinators",
+         '["@k:stadt.de"] statt „@k:stadt.de“'),
+        ("[bot]\ncoordinators = 5\n", "bot.coordinators", "Liste in eckigen Klammern"),
+        ('[logging]\nlevel = "LAUT"\n', "logging.level",
+         '„LAUT“ ist nicht erlaubt; möglich: "DEBUG", "INFO", "WARNING" oder "ERROR"'),
+        ('cross_signing = "ja"\n', "matrix.cross_signing", "muss true oder false sein"),
+        ("[bot]\nmax_message_length = 1000.5\n", "bot.max_message_length",
+         "ohne Nachkommastellen), nicht 1000.5"),
+        ('[bot]\nprefix = ""\n', "bot.prefix", "darf nicht leer sein"),
+        ('[bot]\nprefix = "!!!!"\n', "bot.prefix", "darf höchstens 3 Zeichen lang sein"),
+        ("[bot]\nprefix = 1\n", "bot.prefix", "muss ein Text in Anführungszeichen sein"),
+        ("[bot]\nlanguage = 5\n", "bot.language", 'möglich: "de" oder "en"'),
+        ('bot = "x"\n', "bot", "muss ein Abschnitt [bot] mit eigenen Schlüsseln sein"),
+        ('[bot]\noffice_hours = "8-16"\n', "bot.office_hours", "Abschnitt [bot.office_hours]"),
+        ('departments = ["it"]\n', "departments[1]", "Abschnitt [[departments]]"),
+        ("[database]\npath = 5\n", "database.path", "muss ein Pfad in Anführungszeichen sein"),
+        ('[meetups]\nreminders = "24h"\n', "meetups.reminders", '["24h"] statt „24h“'),
+        ('undecryptable_notice_after = "1 Minute"\n', "matrix.undecryptable_notice_after",
+         "ungültige Dauer „1 Minute“"),
+        ("[tickets]\nreopen_days = 1979-05-27\n", "tickets.reopen_days", "ganze Zahl"),
+    ],
+)  # fmt: skip
+def test_pydantic_errors_are_german(tmp_path: Path, text: str, key: str, expected: str) -> None:
+    # Top-level keys go before [matrix]; keys of [matrix] and other sections after it.
+    top_level = text.startswith(("bot =", "departments ="))
+    error = load_error(tmp_path, text + MINIMAL_MATRIX if top_level else MINIMAL_MATRIX + text)
+    assert (error.key, len(error.problems)) == (key, 1), error.problems
+    assert expected in error.problem
+    assert not ENGLISH.search(error.problem), error.problem
+
+
+def test_secrets_never_appear_in_error_messages(tmp_path: Path) -> None:
+    text = MINIMAL_MATRIX.replace('password = "geheim"', "password = 987654321")
+    error = load_error(tmp_path, text + 'pickle_key = ["schluessel-xyz"]\n')
+    assert [key for key, _ in error.problems] == ["matrix.password", "matrix.pickle_key"]
+    assert "987654321" not in str(error) and "schluessel-xyz" not in str(error)
+    assert "Text in Anführungszeichen" in error.problem
+
+
+def test_unexpected_error_types_still_name_value_and_problem() -> None:
+    from lotsenbot.config import _problem
+
+    error: Any = {"type": "neu", "loc": ("bot", "x"), "msg": "Something odd", "input": "v"}
+    assert _problem(error) == "ungültiger Wert „v“ (technische Meldung: Something odd)"
+    error["loc"] = ("matrix", "password")
+    assert "„v“" not in _problem(error)
 
 
 def test_file_problems_have_no_key(tmp_path: Path) -> None:

@@ -61,8 +61,10 @@ GOOD = """\
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
+    """A configuration whose database exists: the faq commands never create one."""
     path = tmp_path / "config.toml"
     path.write_text(CONFIG, encoding="utf-8")
+    assert main(["migrate", "--config", str(path)]) == 0
     return path
 
 

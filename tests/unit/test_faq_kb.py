@@ -164,8 +164,20 @@ def test_csv_rows_report_their_starting_line() -> None:
         ("missing_answer", 6),
     ]
     assert render_issue(result.errors[1]) == (
-        "Zeile 5: Die Zeile hat 3 statt 4 Spalten. Steht ein Komma im Text ohne Anführungszeichen?"
+        "Zeile 5: Die Zeile hat 3 statt 4 Spalten. Die Datei trennt die Spalten mit „,“: "
+        "Steht ein „,“ im Text ohne Anführungszeichen?"
     )
+
+
+def test_csv_row_length_names_the_delimiter_of_the_file() -> None:
+    """German Excel writes semicolons; the hint must not talk about commas then."""
+    text = 'id;category;question;answer;tags\na;X;F;A;"passwort; konto"\nb;X;F;A;passwort; konto\n'
+    result = parse_csv(text, DEPARTMENTS)
+    assert _codes(result.errors) == [("csv_row_length", 3)]
+    rendered = render_issue(result.errors[0])
+    assert "mit „;“" in rendered and "Steht ein „;“ im Text" in rendered
+    assert "Komma" not in rendered and "„,“" not in rendered
+    assert "“;”" in render_issue(result.errors[0], "en")
 
 
 def test_yaml_and_csv_export_round_trip() -> None:
