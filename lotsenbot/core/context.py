@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +55,7 @@ class Context:
         return () if self.incoming.is_direct else (self.incoming.sender,)
 
     def reply(self, markdown: str, /, **meta: Any) -> None:
-        """Answer in the room the event came from."""
+        """Answer in the room the event came from, in its thread if it was sent in one."""
         self.outgoing.append(
             Envelope(
                 "room",
@@ -65,6 +65,7 @@ class Context:
                     meta=meta,
                     mentions=self._mentions_for_reply(),
                     reply_to=None if self.incoming.is_direct else self.incoming.event_id,
+                    thread_root=self.incoming.thread_root,
                 ),
             )
         )
@@ -86,6 +87,8 @@ class Context:
         self.reply(self.t("core.answered_privately"))
 
     def reply_message(self, message: OutMessage) -> None:
+        if message.thread_root is None and self.incoming.thread_root is not None:
+            message = replace(message, thread_root=self.incoming.thread_root)
         self.outgoing.append(Envelope("room", self.incoming.room_id, message))
 
     def send_to_user(self, user_id: str, message: OutMessage, purpose: str = "notify") -> None:

@@ -10,6 +10,7 @@ leaves the event pending, to be tried again.
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 from collections.abc import Iterable
@@ -179,7 +180,9 @@ class Dispatcher:
         if not body:
             return False
         text = self._command_text(body)
-        if text is None and not (incoming.is_direct or incoming.mentions_bot):
+        if text is None and not (
+            incoming.is_direct or incoming.mentions_bot or await _continues_thread(ctx)
+        ):
             return False  # colleagues talking in a group room, long or short
         limit = self.services.config.bot.max_message_length
         if len(incoming.body) > limit:
@@ -310,6 +313,30 @@ async def _first(results: Iterable[object]) -> bool:
         if await awaitable:  # type: ignore[misc]
             return True
     return False
+
+
+async def _continues_thread(ctx: Context) -> bool:
+    """Whether a message in a thread answers the bot: written in the thread right below the
+    bot's message to this person (the client names the thread's latest event as the
+    fallback reply), as "1" or "ja" below "Meinten Sie …?" in the thread of the question.
+    The main timeline's equivalent is the reply function, which mentions the bot; in a
+    thread one simply writes on. A colleague writing below the bot's answer to someone
+    else, or anyone after another message in the thread, is not talking to the bot."""
+    incoming = ctx.incoming
+    if incoming.thread_latest is None:
+        return False
+    async with ctx.conn.execute(
+        "SELECT content FROM outbox WHERE event_id = ? AND room_id = ? AND target_kind = 'room'",
+        (incoming.thread_latest, incoming.room_id),
+    ) as cursor:
+        row = await cursor.fetchone()
+    if row is None:
+        return False
+    try:
+        mentions = json.loads(row[0]).get("mentions") or []
+    except (ValueError, AttributeError):
+        return False
+    return incoming.sender in mentions
 
 
 def _nobody(user_id: str) -> Person:

@@ -35,6 +35,10 @@ class Incoming:
     mentions_bot: bool = False
     relates_to: str | None = None  # reacted-to, redacted, edited or poll-start event
     reply_to: str | None = None  # the event a message answers with the client's reply
+    # A message inside a thread: the thread's root event, and the thread's latest event
+    # before it that the client named as the fallback ``m.in_reply_to`` (no chosen reply).
+    thread_root: str | None = None
+    thread_latest: str | None = None
     key: str | None = None  # reaction key
     answers: tuple[str, ...] = ()  # poll answer ids
     origin_ts: int = 0  # ms since the epoch
@@ -77,6 +81,9 @@ class OutMessage:
     ``markdown`` is rendered to sanitised HTML by the transport. ``meta`` becomes the
     structured ``de.lotsenbot.*`` keys of the event content. ``mentions`` are the only
     people the message may notify; nothing ever notifies a whole room.
+
+    ``thread_root`` puts the message into that thread (a reply to a message in a thread
+    stays in it).
     """
 
     markdown: str
@@ -86,6 +93,7 @@ class OutMessage:
     attachment: Attachment | None = None
     poll: Poll | None = None
     ends_poll: str | None = None  # event id of a poll this message closes (MSC3381 end)
+    thread_root: str | None = None
 
     def to_json(self) -> str:
         data: dict[str, Any] = {
@@ -102,6 +110,8 @@ class OutMessage:
             }
         if self.ends_poll is not None:
             data["ends_poll"] = self.ends_poll
+        if self.thread_root is not None:
+            data["thread_root"] = self.thread_root
         return json.dumps(data, ensure_ascii=False)
 
     @classmethod
@@ -119,4 +129,5 @@ class OutMessage:
             attachment=attachment,
             poll=poll,
             ends_poll=data.get("ends_poll"),
+            thread_root=data.get("thread_root"),
         )

@@ -80,11 +80,32 @@ def message_content(message: OutMessage) -> dict[str, Any]:
         "formatted_body": html,
         "m.mentions": {"user_ids": sorted(set(message.mentions))},
     }
-    if message.reply_to:
-        content["m.relates_to"] = {"m.in_reply_to": {"event_id": message.reply_to}}
+    relation = relates_to(message)
+    if relation is not None:
+        content["m.relates_to"] = relation
     for key, value in message.meta.items():
         content[key] = value
     return content
+
+
+def relates_to(message: OutMessage) -> dict[str, Any] | None:
+    """The ``m.relates_to`` of a message: a reply, and with ``thread_root`` its thread.
+
+    A message in a thread relates to the thread's root with ``rel_type: m.thread``, so that
+    clients show it there. Its ``m.in_reply_to`` is the message it answers, marked
+    ``is_falling_back: false`` because it really replies to it; without one (a direct chat,
+    where the bot does not quote) it names the thread root as the fallback for clients that
+    know no threads, marked ``is_falling_back: true``."""
+    if message.thread_root:
+        return {
+            "rel_type": "m.thread",
+            "event_id": message.thread_root,
+            "is_falling_back": message.reply_to is None,
+            "m.in_reply_to": {"event_id": message.reply_to or message.thread_root},
+        }
+    if message.reply_to:
+        return {"m.in_reply_to": {"event_id": message.reply_to}}
+    return None
 
 
 def poll_content(message: OutMessage) -> dict[str, Any]:

@@ -652,6 +652,7 @@ class MatrixTransport:
         mentions_bot = self._mentions_me(content, body)
         if isinstance(relates.get("m.in_reply_to"), dict):
             body, formatted = strip_reply_fallback(body, formatted)
+        root, latest = thread_of(relates)
         return Incoming(
             kind="message",
             body=body,
@@ -659,6 +660,8 @@ class MatrixTransport:
             msgtype=msgtype,
             mentions_bot=mentions_bot,
             reply_to=replied_to(relates),
+            thread_root=root,
+            thread_latest=latest,
             **base,
         )
 
@@ -948,6 +951,25 @@ class MatrixTransport:
         """Close the connection; the device stays logged in (never logout on shutdown)."""
         await self.late.store.close()
         await self.client.close()
+
+
+def _event_id(value: Any) -> str | None:
+    valid = isinstance(value, str) and value.startswith("$") and len(value) <= 255
+    return value if valid else None
+
+
+def thread_of(relates: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The thread a message was sent in: its root event, and the thread's latest event the
+    client named as the fallback reply (``is_falling_back``) if it did; (None, None) for a
+    message in the main timeline."""
+    if relates.get("rel_type") != "m.thread":
+        return None, None
+    root = _event_id(relates.get("event_id"))
+    if root is None:
+        return None, None
+    reply = relates.get("m.in_reply_to")
+    fallback = relates.get("is_falling_back") is True and isinstance(reply, dict)
+    return root, _event_id(reply.get("event_id")) if fallback and isinstance(reply, dict) else None
 
 
 def replied_to(relates: dict[str, Any]) -> str | None:

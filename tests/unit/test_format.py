@@ -214,3 +214,26 @@ def test_poll_end_refers_to_the_start() -> None:
 def test_plain_text_body() -> None:
     assert plain_text("**Wichtig:** bitte \\[nicht\\] löschen") == "Wichtig: bitte [nicht] löschen"
     assert plain_text("*kursiv* und 2 * 3 * 4") == "kursiv und 2 * 3 * 4"
+
+
+def test_a_reply_to_a_message_in_a_thread_stays_in_the_thread() -> None:
+    """Found in an exploratory test: an answer to "!frage …" asked in a thread carried only
+    ``m.in_reply_to`` and showed up in the main timeline. In a thread it relates to the
+    thread root (``m.thread``) and really replies to the question (not a fallback)."""
+    content = message_content(OutMessage("Antwort", reply_to="$frage", thread_root="$wurzel"))
+    assert content["m.relates_to"] == {
+        "rel_type": "m.thread",
+        "event_id": "$wurzel",
+        "is_falling_back": False,
+        "m.in_reply_to": {"event_id": "$frage"},
+    }
+    # No quoted reply (a direct chat): the thread root is the fallback for clients without
+    # threads, marked as such.
+    content = message_content(OutMessage("Antwort", thread_root="$wurzel"))
+    assert content["m.relates_to"] == {
+        "rel_type": "m.thread",
+        "event_id": "$wurzel",
+        "is_falling_back": True,
+        "m.in_reply_to": {"event_id": "$wurzel"},
+    }
+    assert "m.relates_to" not in message_content(OutMessage("Später, ohne Bezug"))

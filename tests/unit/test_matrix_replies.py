@@ -124,3 +124,31 @@ async def test_a_pending_reply_is_replayed_with_its_replied_to_event(db: Databas
         assert await inbox.accept(conn, [incoming], now) == []  # seen: not stored twice
     [pending] = await inbox.pending(now)
     assert pending.incoming == incoming
+
+
+def test_a_message_in_a_thread_names_its_thread(tmp_path: Path) -> None:
+    """Element writes in a thread with ``rel_type: m.thread`` to the root and, for clients
+    without threads, the thread's latest event as ``m.in_reply_to`` marked
+    ``is_falling_back``: that is no chosen reply, but it says what the message follows."""
+    t = transport(tmp_path)
+    typed_on = {"msgtype": "m.text", "body": "1", "m.mentions": {},
+                "m.relates_to": {"rel_type": "m.thread", "event_id": "$wurzel",
+                                 "is_falling_back": True,
+                                 "m.in_reply_to": {"event_id": NOTICE}}}  # fmt: skip
+    incoming = parse(t, typed_on)
+    assert (incoming.thread_root, incoming.thread_latest, incoming.reply_to) == (
+        "$wurzel", NOTICE, None
+    )  # fmt: skip
+    chosen = {**typed_on, "m.relates_to": {**typed_on["m.relates_to"], "is_falling_back": False}}
+    incoming = parse(t, chosen)
+    assert (incoming.thread_root, incoming.thread_latest, incoming.reply_to) == (
+        "$wurzel", None, NOTICE
+    )  # fmt: skip
+    first = {"msgtype": "m.text", "body": "!frage Drucker?",
+             "m.relates_to": {"rel_type": "m.thread", "event_id": "$wurzel"}}  # fmt: skip
+    assert (parse(t, first).thread_root, parse(t, first).thread_latest) == ("$wurzel", None)
+    for broken in ({"rel_type": "m.thread"}, {"rel_type": "m.thread", "event_id": "kein-id"}):
+        incoming = parse(t, {"msgtype": "m.text", "body": "x", "m.relates_to": broken})
+        assert (incoming.thread_root, incoming.thread_latest) == (None, None)
+    # The thread travels with the event through the inbox.
+    assert Incoming.from_json(parse(t, typed_on).to_json()).thread_latest == NOTICE

@@ -1,0 +1,108 @@
+"""Group rooms through a real Synapse: threads, deleted questions, and the bot's name.
+
+Found in an exploratory test: an answer to a question asked in a thread landed in the main
+timeline, and "1" or "ja" typed on in the thread went unanswered; a deleted question stayed
+word for word in the bot's reply and in ``!faq offen``; and "Lotsenbot, wie …?" without a
+pill went unanswered because Element sends ``m.mentions`` with every message.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lotsenbot.devserver import Synapse
+from tests.integration.conftest import MakeUser, RegisterUser
+from tests.integration.helpers import MatrixUser, Received
+from tests.integration.test_faq import META, faq_meta, has, start_bot
+
+TICKET = "de.lotsenbot.ticket"
+
+
+async def group_room(owner: MatrixUser, bot_id: str, *others: MatrixUser) -> str:
+    response = await owner.client.room_create(
+        name="Team Bürgeramt", invite=[bot_id, *(o.user_id for o in others)]
+    )
+    room = str(response.room_id)  # type: ignore[union-attr]
+    for member in (bot_id, *(o.user_id for o in others)):
+        await owner.wait_for_join(room, member, timeout=20)
+    return room
+
+
+async def in_thread(person: MatrixUser, room: str, root: str, latest: str, body: str) -> str:
+    """Typed in a thread, the way Element sends it: no chosen reply, the thread's latest
+    event as the fallback for clients without threads, no one picked as a mention."""
+    return await person.send(room, "m.room.message", {
+        "msgtype": "m.text", "body": body, "m.mentions": {},
+        "m.relates_to": {"rel_type": "m.thread", "event_id": root, "is_falling_back": True,
+                         "m.in_reply_to": {"event_id": latest}},
+    })  # fmt: skip
+
+
+def relation(item: Received) -> dict[str, Any]:
+    value = item.content.get("m.relates_to")
+    return value if isinstance(value, dict) else {}
+
+
+def threaded(root: str, answered: str) -> dict[str, Any]:
+    return {"rel_type": "m.thread", "event_id": root, "is_falling_back": False,
+            "m.in_reply_to": {"event_id": answered}}  # fmt: skip
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_question_in_a_thread_is_answered_in_the_thread(
+    tmp_path: Path, synapse: Synapse, register_user: RegisterUser, make_user: MakeUser
+) -> None:
+    """The answer relates to the thread root and replies to the question; "1" and "ja"
+    typed on below the bot's message in the thread are taken up as in the main timeline
+    with the reply function. A colleague typing below the bot's answer to someone else is
+    not talking to the bot. Messages about the request that are no replies stay out of the
+    thread."""
+    anna = await make_user("anna")
+    bert = await make_user("bert")
+    koord = await make_user("koord")
+    runner, app = await start_bot(tmp_path, synapse, register_user, coordinators=[koord.user_id])
+    bot_id = app.config.matrix.user_id
+    try:
+        room = await group_room(anna, bot_id, bert)
+        root = await anna.send_text(room, "Kurze Frage zum Passwort, kennt sich jemand aus?")
+        anna.mark()
+        asked = await in_thread(anna, room, root, root, "!frage Passwort")
+        suggestion = await anna.wait_for_message(room, sender=bot_id, predicate=has(META))
+        assert faq_meta(suggestion)["decision"] == "suggest"
+        assert relation(suggestion) == threaded(root, asked)
+        first = faq_meta(suggestion)["suggestions"][0]
+
+        anna.mark()
+        pick = await in_thread(anna, room, root, suggestion.event_id, "1")
+        answer = await anna.wait_for_message(room, sender=bot_id, predicate=has(META))
+        assert (faq_meta(answer)["decision"], faq_meta(answer)["entry"]) == ("picked", first)
+        assert relation(answer) == threaded(root, pick)
+
+        # Bert below the bot's answer to Anna: colleagues' talk. Anna's next question in
+        # the thread comes after it; the bot handles a room's events in order, so an answer
+        # to Bert would come first.
+        anna.mark()
+        await in_thread(bert, room, root, answer.event_id, "Wie ändere ich es denn am Handy?")
+        question = "!frage Wie funktioniert die Kaffeemaschine im dritten Stock?"
+        unanswered = await in_thread(anna, room, root, answer.event_id, question)
+        offer = await anna.wait_for_message(room, sender=bot_id, predicate=has(META))
+        assert faq_meta(offer)["offer"] is True and relation(offer) == threaded(root, unanswered)
+
+        koord.mark()
+        anna.mark()
+        yes = await in_thread(anna, room, root, offer.event_id, "ja")
+        created = await anna.wait_for_message(room, sender=bot_id, predicate=has(TICKET))
+        assert created.content[TICKET]["event"] == "created"
+        assert relation(created) == threaded(root, yes)
+        # The coordinators' notice about the new request is no reply: not in any thread.
+        notice = await koord.wait_for_message(sender=bot_id, predicate=has(TICKET), timeout=30)
+        assert notice.content[TICKET]["id"] == created.content[TICKET]["id"]
+        assert "m.relates_to" not in notice.content
+        from_bot = [m.event_id for m in anna.messages(room) if m.sender == bot_id]
+        assert from_bot == [suggestion.event_id, answer.event_id, offer.event_id,
+                            created.event_id]  # fmt: skip
+    finally:
+        await runner.stop()
