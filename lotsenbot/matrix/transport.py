@@ -649,7 +649,7 @@ class MatrixTransport:
         formatted = formatted if isinstance(formatted, str) else None
         # Addressed as written: a reply to the bot quoting it names the bot, as it always did
         # for clients that send no m.mentions.
-        mentions_bot = self._mentions_me(content, body)
+        mentions_bot = self._mentions_me(room_id, content, body)
         if isinstance(relates.get("m.in_reply_to"), dict):
             body, formatted = strip_reply_fallback(body, formatted)
         root, latest = thread_of(relates)
@@ -675,13 +675,30 @@ class MatrixTransport:
             return None
         return user.display_name or ""
 
-    def _mentions_me(self, content: dict[str, Any], body: str) -> bool:
+    def _mentions_me(self, room_id: str, content: dict[str, Any], body: str) -> bool:
+        """Whether the message is addressed to the bot.
+
+        Intentional mentions (``m.mentions``, Matrix 1.7) name the bot when it was picked
+        as a pill or the message replies to it. Clients send ``m.mentions`` with every
+        message, also when someone simply typed the bot's name, so a message that begins
+        by addressing the bot by name counts as well (:func:`addresses`). Clients that send
+        no ``m.mentions`` at all are read as before: the Matrix ID anywhere, or the
+        localpart at the start."""
+        localpart = self.user_id[1:].split(":", 1)[0]
         mentions = content.get("m.mentions")
         if isinstance(mentions, dict):
             ids = mentions.get("user_ids")
-            return isinstance(ids, list) and self.user_id in ids
-        localpart = self.user_id[1:].split(":", 1)[0]
-        return self.user_id in body or body.lower().startswith(localpart.lower())
+            if isinstance(ids, list) and self.user_id in ids:
+                return True
+        elif self.user_id in body or body.lower().startswith(localpart.lower()):
+            return True
+        return addresses(body, [self.user_id, localpart, self._own_name(room_id)])
+
+    def _own_name(self, room_id: str) -> str:
+        """The bot's display name in the room, as people see (and type) it; "" if unknown."""
+        room = self.client.rooms.get(room_id)
+        user = room.users.get(self.user_id) if room is not None else None
+        return (user.display_name or "") if user is not None else ""
 
     # -- rooms -----------------------------------------------------------------------------
 
@@ -970,6 +987,28 @@ def thread_of(relates: dict[str, Any]) -> tuple[str | None, str | None]:
     reply = relates.get("m.in_reply_to")
     fallback = relates.get("is_falling_back") is True and isinstance(reply, dict)
     return root, _event_id(reply.get("event_id")) if fallback and isinstance(reply, dict) else None
+
+
+# Greetings that may come before the bot's name ("Hallo Lotsenbot, …").
+_GREETING = r"(?:(?:hallo|hi|hey|moin|servus|guten\s+(?:morgen|tag|abend)|liebe[rs]?)\s+)?"
+
+
+def addresses(body: str, names: list[str]) -> bool:
+    """Whether ``body`` begins by addressing someone called one of ``names``.
+
+    "@lotsenbot wie …", "Lotsenbot, wie …", "Hallo Lotsenbot: …" or the name alone do;
+    "Lotsenbot ist heute langsam" (a sentence about the bot) and a name later in the
+    sentence do not. Without an "@", the name must be set off by a comma, colon, dash or
+    an end mark, the way one addresses a person in writing. Case does not matter."""
+    text = body.lstrip()
+    for name in sorted({n.strip() for n in names if n and n.strip()}, key=len, reverse=True):
+        escaped = re.escape(name.lstrip("@"))
+        # "@name" then anything but a word character; a bare name needs a separator.
+        at = rf"@{escaped}(?![\w.-]|:[\w.-])"
+        bare = rf"{_GREETING}{escaped}\s*(?:[,:;!?]|[-–—](?!\w)|$)"
+        if re.match(rf"(?:{at}|{bare})", text, re.IGNORECASE):
+            return True
+    return False
 
 
 def replied_to(relates: dict[str, Any]) -> str | None:

@@ -8,6 +8,7 @@ pill went unanswered because Element sends ``m.mentions`` with every message.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 from lotsenbot.devserver import Synapse
 from tests.integration.conftest import MakeUser, RegisterUser
 from tests.integration.helpers import MatrixUser, Received
-from tests.integration.test_faq import META, faq_meta, has, start_bot
+from tests.integration.test_faq import META, eventually, faq_meta, has, start_bot
 
 TICKET = "de.lotsenbot.ticket"
 
@@ -104,5 +105,40 @@ async def test_a_question_in_a_thread_is_answered_in_the_thread(
         from_bot = [m.event_id for m in anna.messages(room) if m.sender == bot_id]
         assert from_bot == [suggestion.event_id, answer.event_id, offer.event_id,
                             created.event_id]  # fmt: skip
+    finally:
+        await runner.stop()
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_addressing_the_bot_by_name_counts_despite_an_empty_m_mentions(
+    tmp_path: Path, synapse: Synapse, register_user: RegisterUser, make_user: MakeUser
+) -> None:
+    """Element sends ``m.mentions: {}`` when the name was typed without a pill. A message
+    that begins with the bot's name and a comma is for the bot; one that talks about the bot
+    is not."""
+    anna = await make_user("anna")
+    bert = await make_user("bert")
+    runner, app = await start_bot(tmp_path, synapse, register_user)
+    bot_id = app.config.matrix.user_id
+    name = bot_id[1:].split(":", 1)[0].capitalize()  # Synapse's default display name
+    try:
+        room = await group_room(anna, bot_id, bert)
+        anna.mark()
+        for body in (f"{name} ist heute aber schnell", f"Frag doch {name}, der weiß das"):
+            await bert.send(room, "m.room.message",
+                            {"msgtype": "m.text", "body": body, "m.mentions": {}})  # fmt: skip
+        await anna.send(room, "m.room.message", {
+            "msgtype": "m.text", "body": f"{name}, wie ändere ich mein Passwort?",
+            "m.mentions": {},
+        })  # fmt: skip
+        answer = await anna.wait_for_message(room, sender=bot_id, predicate=has(META))
+        assert faq_meta(answer)["decision"] in ("answer", "suggest")
+        assert answer.content["m.mentions"] == {"user_ids": [anna.user_id]}
+
+        async def quiet() -> bool:
+            return len([m for m in anna.messages(room) if m.sender == bot_id]) == 1
+
+        await asyncio.sleep(1.0)
+        assert await eventually(quiet, timeout=2)
     finally:
         await runner.stop()
