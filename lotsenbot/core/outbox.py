@@ -83,6 +83,20 @@ class Outbox:
         self._wake.clear()
 
 
+async def replies_in_room(conn: aiosqlite.Connection, event_id: str, room_id: str) -> list[str]:
+    """Dedup keys of the bot's messages into ``room_id`` that answered the event
+    ``event_id`` (the dispatcher keys them "evt:<event id>:<n>"), sent or still waiting,
+    for taking them back with a redaction (``OutMessage.redacts``). Messages to a person's
+    direct chat are not among them, nor redactions themselves."""
+    async with conn.execute(
+        "SELECT dedup_key, content FROM outbox WHERE dedup_key >= ? AND dedup_key < ?"
+        " AND target_kind = 'room' AND target = ? AND status != 'failed' ORDER BY id",
+        (f"evt:{event_id}:", f"evt:{event_id};", room_id),
+    ) as cursor:
+        rows = await cursor.fetchall()
+    return [str(row[0]) for row in rows if not OutMessage.from_json(row[1]).redacts]
+
+
 def backoff(attempt: int, base: float = 1.0, cap: float = 300.0) -> timedelta:
     """Exponential backoff for transient failures: 1 s, 2 s, 4 s … capped."""
     return timedelta(seconds=min(cap, base * (2 ** max(0, attempt - 1))))

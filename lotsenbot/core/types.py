@@ -83,7 +83,9 @@ class OutMessage:
     people the message may notify; nothing ever notifies a whole room.
 
     ``thread_root`` puts the message into that thread (a reply to a message in a thread
-    stays in it).
+    stays in it). ``redacts`` makes the row no message at all but the redaction of the
+    bot's own earlier message, named by its outbox dedup key: the sender looks up what it
+    became (see :mod:`lotsenbot.matrix.sender`); ``markdown`` is then the reason shown.
     """
 
     markdown: str
@@ -94,6 +96,7 @@ class OutMessage:
     poll: Poll | None = None
     ends_poll: str | None = None  # event id of a poll this message closes (MSC3381 end)
     thread_root: str | None = None
+    redacts: str | None = None  # dedup key of the bot's own message to redact
 
     def to_json(self) -> str:
         data: dict[str, Any] = {
@@ -112,6 +115,8 @@ class OutMessage:
             data["ends_poll"] = self.ends_poll
         if self.thread_root is not None:
             data["thread_root"] = self.thread_root
+        if self.redacts is not None:
+            data["redacts"] = self.redacts
         return json.dumps(data, ensure_ascii=False)
 
     @classmethod
@@ -130,4 +135,5 @@ class OutMessage:
             poll=poll,
             ends_poll=data.get("ends_poll"),
             thread_root=data.get("thread_root"),
+            redacts=data.get("redacts"),
         )

@@ -47,6 +47,7 @@ from lotsenbot.core.context import Context, audit
 from lotsenbot.core.errors import BadArguments, Conflict, NotFound
 from lotsenbot.core.feature import Feature
 from lotsenbot.core.markdown import escape
+from lotsenbot.core.outbox import replies_in_room
 from lotsenbot.core.router import fold
 from lotsenbot.core.types import OutMessage, Role
 from lotsenbot.faq import kb, store
@@ -484,18 +485,23 @@ class FaqFeature(Feature):
             ctx.conn, now=ctx.now, user_id=ctx.sender, room_id=ctx.room_id, decision="suggest",
             entry_id=None, score=best_score, suggestions=ids, answer_key=key,
         )  # fmt: skip
-        await ctx.remember_choice(
-            SUGGEST, {"question": question, "options": [list(o) for o in options]}, SUGGEST_TTL
-        )
+        suggestion = {"question": question, "options": [list(o) for o in options],
+                      "event": ctx.incoming.event_id}  # fmt: skip
+        await ctx.remember_choice(SUGGEST, suggestion, SUGGEST_TTL)
         ctx.reply("\n".join(lines), **self._meta("suggest", None, best_score, ids))
 
-    async def _no_answer(self, ctx: Context, question: str, result: SearchResult | None) -> None:
+    async def _no_answer(
+        self, ctx: Context, question: str, result: SearchResult | None,
+        question_event: str | None = None,
+    ) -> None:  # fmt: skip
         """``result`` None: the asker rejected every suggestion ("0"); the question is then
-        already in the log as a suggestion and is not counted a second time."""
+        already in the log as a suggestion and is not counted a second time.
+        ``question_event``: the message the question was asked in, if not the current one."""
         best = result.best if result is not None else None
         unanswered_id = await store.record_unanswered(
             ctx.conn, now=ctx.now, question=question, normalized=normalize(question),
             best_entry=best[0] if best else None, best_score=best[1] if best else 0.0,
+            question_event=question_event or ctx.incoming.event_id,
         )  # fmt: skip
         score = best[1] if best else 0.0
         if result is not None:
@@ -560,7 +566,7 @@ class FaqFeature(Feature):
                 return True
             if text in _NONE_OF_THEM or text in _NO:
                 await ctx.forget_choice(SUGGEST)
-                await self._no_answer(ctx, suggestion["question"], None)
+                await self._no_answer(ctx, suggestion["question"], None, suggestion.get("event"))
                 return True
         offer = await ctx.recall_choice(OFFER)
         if offer is not None and await ctx.said_nothing_since(offer):
@@ -718,10 +724,47 @@ class FaqFeature(Feature):
         return True
 
     async def _on_redaction(self, ctx: Context) -> bool:
-        """Taking back a 👍/👎 withdraws that verdict."""
-        if not ctx.incoming.relates_to:
+        """Taking back a 👍/👎 withdraws that verdict; deleting a question takes back what
+        the bot said and kept about it (:meth:`_question_redacted`)."""
+        redacted = ctx.incoming.relates_to
+        if not redacted:
             return False
-        return await store.withdraw_feedback(ctx.conn, ctx.incoming.relates_to, ctx.sender)
+        if await store.withdraw_feedback(ctx.conn, redacted, ctx.sender):
+            return True
+        return await self._question_redacted(ctx, redacted)
+
+    async def _question_redacted(self, ctx: Context, redacted: str) -> bool:
+        """A question the bot took up was deleted (redacted) in Matrix: its replies in the
+        room, which may repeat the question word for word (the offered ``!anfrage …``), are
+        redacted, and the open question for the coordinators and what is pending about it
+        (an offer, "Meinten Sie …?", the wording kept for 👎) are dropped.
+
+        The homeserver lets only the author or a moderator (someone with the power to
+        redact other people's messages) delete a message; both count. A moderator deletes a
+        message for what it says, and the bot's copy must not keep it in the room. A request
+        already passed on to a pilot stays: the asker is told how to withdraw it.
+        The redactions go through the outbox in this transaction, so they are sent once,
+        also across a crash; a reply not sent yet is not sent at all."""
+        asked = await store.questions_asked_in(ctx.conn, redacted, ctx.room_id)
+        dropped = await store.drop_unanswered(ctx.conn, redacted)
+        if not asked and not dropped:
+            return False  # not a question the bot took up (colleagues' chat, a command …)
+        asker = asked[0].user_id if asked else ctx.sender
+        questions = [row.question for row in dropped]
+        await store.forget_choices_about(
+            ctx.conn, asker, ctx.room_id, event_id=redacted,
+            question_ids=[row.id for row in asked], questions=questions,
+        )  # fmt: skip
+        reason = ctx.t("faq.redacted.reason")
+        for key in await replies_in_room(ctx.conn, redacted, ctx.room_id):
+            ctx.send_to_room(ctx.room_id, OutMessage(reason, redacts=key), purpose="redact")
+        hint = getattr(ctx.services.feature("tickets"), "source_deleted", None)
+        for row in dropped:
+            if row.ticket_id is not None and hint is not None:
+                await hint(ctx, row.ticket_id, "question")
+        log.info("FAQ: Frage %s wurde gelöscht; Antworten zurückgenommen, %d offene Frage(n)"
+                 " verworfen", redacted, len(dropped))  # fmt: skip
+        return True
 
     # -- browsing ---------------------------------------------------------------------------
 

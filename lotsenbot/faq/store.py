@@ -21,6 +21,7 @@ from lotsenbot.core.clock import iso
 from lotsenbot.faq.kb import FaqEntry
 
 __all__ = [
+    "Dropped",
     "ImportOutcome",
     "LoggedQuestion",
     "Unanswered",
@@ -29,8 +30,10 @@ __all__ = [
     "categories",
     "count_entries",
     "delete_entry",
+    "drop_unanswered",
     "entries_in_category",
     "entry_snapshot",
+    "forget_choices_about",
     "generation",
     "get_entry",
     "import_entries",
@@ -39,7 +42,9 @@ __all__ = [
     "log_question",
     "open_unanswered",
     "question_for_event",
+    "questions_asked_in",
     "record_unanswered",
+    "reply_key_range",
     "resolve_unanswered",
     "set_feedback",
     "set_unanswered_ticket",
@@ -380,11 +385,14 @@ async def record_unanswered(
     normalized: str,
     best_entry: str | None,
     best_score: float,
+    question_event: str | None = None,
 ) -> int:
+    """``question_event``: the Matrix event the question was asked in, so that redacting it
+    drops the question (:func:`drop_unanswered`)."""
     cursor = await conn.execute(
-        "INSERT INTO faq_unanswered (asked_at, question, normalized, best_entry, best_score)"
-        " VALUES (?, ?, ?, ?, ?)",
-        (iso(now), question, normalized, best_entry, best_score),
+        "INSERT INTO faq_unanswered (asked_at, question, normalized, best_entry, best_score,"
+        " question_event) VALUES (?, ?, ?, ?, ?, ?)",
+        (iso(now), question, normalized, best_entry, best_score, question_event),
     )
     row_id = cursor.lastrowid
     await cursor.close()
@@ -423,3 +431,81 @@ async def resolve_unanswered(
         count += cursor.rowcount
         await cursor.close()
     return count
+
+
+# -- a question deleted in Matrix ----------------------------------------------------------------
+
+
+def reply_key_range(event_id: str) -> tuple[str, str]:
+    """Bounds of the outbox keys of the bot's replies to ``event_id`` ("evt:<id>:<n>", see
+    the dispatcher): every key from the first bound up to, not including, the second (";"
+    follows ":"), so that an index on the key serves and "_" or "%" in ids mean nothing."""
+    return f"evt:{event_id}:", f"evt:{event_id};"
+
+
+async def questions_asked_in(
+    conn: aiosqlite.Connection, event_id: str, room_id: str
+) -> list[LoggedQuestion]:
+    """The question log rows of the bot's replies to the message ``event_id``: an answer,
+    "Meinten Sie …?" or "keine Antwort", once per question."""
+    low, high = reply_key_range(event_id)
+    async with conn.execute(
+        "SELECT * FROM faq_questions WHERE answer_key >= ? AND answer_key < ? AND room_id = ?"
+        " ORDER BY id",
+        (low, high, room_id),
+    ) as cursor:
+        return [_logged(row) for row in await cursor.fetchall()]
+
+
+@dataclass(frozen=True)
+class Dropped:
+    id: int
+    question: str
+    ticket_id: int | None
+
+
+async def drop_unanswered(conn: aiosqlite.Connection, question_event: str) -> list[Dropped]:
+    """Delete the unanswered questions asked in ``question_event`` (resolved ones too: the
+    wording is what goes); return what was deleted, with the request it became, if any."""
+    async with conn.execute(
+        "DELETE FROM faq_unanswered WHERE question_event = ? RETURNING id, question, ticket_id",
+        (question_event,),
+    ) as cursor:
+        rows = await cursor.fetchall()
+    return [Dropped(int(row[0]), str(row[1]), row[2]) for row in rows]
+
+
+async def forget_choices_about(
+    conn: aiosqlite.Connection,
+    user_id: str,
+    room_id: str,
+    *,
+    event_id: str,
+    question_ids: Sequence[int],
+    questions: Sequence[str],
+) -> None:
+    """Drop what ``user_id`` has pending in ``room_id`` about the question asked in
+    ``event_id``: the kept wording per answer ("faq.asked:<id>"), and an offer, a
+    "Meinten Sie …?" or a last answer that came from that message or carries its wording."""
+    kinds = [f"faq.asked:{question_id}" for question_id in question_ids]
+    questions = list(questions)
+    if kinds:
+        marks = ", ".join("?" for _ in kinds)
+        async with conn.execute(
+            "SELECT json_extract(payload, '$.question') FROM pending_choices WHERE user_id = ?"
+            f" AND room_id = ? AND kind IN ({marks}) AND json_valid(payload)",
+            (user_id, room_id, *kinds),
+        ) as cursor:
+            questions += [row[0] for row in await cursor.fetchall() if isinstance(row[0], str)]
+        await conn.execute(
+            f"DELETE FROM pending_choices WHERE user_id = ? AND room_id = ? AND kind IN ({marks})",
+            (user_id, room_id, *kinds),
+        )
+    marks = ", ".join("?" for _ in questions) or "NULL"
+    await conn.execute(
+        "DELETE FROM pending_choices WHERE user_id = ? AND room_id = ?"
+        " AND kind IN ('faq.offer', 'faq.suggest', 'faq.answered') AND json_valid(payload)"
+        " AND (json_extract(payload, '$.event') = ?"
+        f" OR json_extract(payload, '$.question') IN ({marks}))",
+        (user_id, room_id, event_id, *questions),
+    )

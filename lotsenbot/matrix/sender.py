@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import ClientConnectionError
-from nio import RoomSendError, RoomSendResponse, UploadResponse
+from nio import RoomRedactResponse, RoomSendError, RoomSendResponse, UploadResponse
 
 from lotsenbot.core.clock import iso
 from lotsenbot.core.outbox import Outbox, backoff, txn_id_for
@@ -52,6 +52,8 @@ HISTORY_ATTEMPTS = 3  # tries to read a left chat's history before sending anew 
 MAX_ATTEMPTS = 12
 NEW_ROOM_WAIT_SECONDS = 10.0  # how long a new direct chat may take to show up in the sync
 CONCURRENCY = 16  # different targets in parallel; one target always in order
+# What is left of a message taken back (see Sender._redact): nothing of its text.
+WITHDRAWN_CONTENT = OutMessage("").to_json()
 UNREACHABLE = "unreachable: "  # prefix of last_error for rows that failed on the connection
 
 
@@ -385,7 +387,7 @@ class Sender:
             (user_id, room_id, iso(self.now())),
         )
 
-    async def _send(self, row: Any, room_id: str) -> str:
+    async def _send(self, row: Any, room_id: str) -> str | None:
         to_user = row["target_kind"] == "user"
         if to_user and self.transport.declined(room_id):
             raise InviteDeclined(room_id)
@@ -405,6 +407,8 @@ class Sender:
                                     bytes(row["attachment"]))  # fmt: skip
         message = OutMessage.from_json(row["content"], attachment)
         txn = txn_id_for(row["dedup_key"])
+        if message.redacts is not None:
+            return await self._redact(message.redacts, message.markdown, txn)
         # The transaction id of the last event sent for the row is _final_txn's.
         if message.poll is not None:
             return await self._room_send(room_id, "org.matrix.msc3381.poll.start",
@@ -420,6 +424,37 @@ class Sender:
             file_content.update({k: v for k, v in message.meta.items()})
             return await self._room_send(room_id, "m.room.message", file_content, txn + "f")
         return await self._room_send(room_id, "m.room.message", content, txn)
+
+    async def _redact(self, key: str, reason: str, txn: str) -> str | None:
+        """Take back the bot's own message of the outbox row ``key``; the redaction's event
+        id, or None when there is nothing to take back.
+
+        The row's text goes first (it may repeat what its author has just deleted); its
+        event id and room stay, which is all a retry needs. A message not sent yet is not
+        sent at all: marked failed as withdrawn. It comes before the redaction in the same
+        room, so the sender has normally settled it already (one room's rows go in order).
+        A message that failed needs nothing. Only a text message is taken back whole; of a
+        message with a file, the file event (the one the row records)."""
+        target = await self.db.fetchone(
+            "SELECT id, status, event_id, room_id FROM outbox WHERE dedup_key = ?", (key,)
+        )
+        if target is None:
+            return None
+        await self.db.execute(
+            "UPDATE outbox SET content = ?, attachment = NULL,"
+            " status = CASE WHEN status = 'pending' THEN 'failed' ELSE status END,"
+            " last_error = CASE WHEN status = 'pending' THEN ? ELSE last_error END WHERE id = ?",
+            (WITHDRAWN_CONTENT, "withdrawn: the message it answered was deleted", target["id"]),
+        )
+        if target["status"] != "sent" or not target["event_id"] or not target["room_id"]:
+            return None
+        response = await self.transport.client.room_redact(
+            str(target["room_id"]), str(target["event_id"]), reason=reason or None, tx_id=txn
+        )
+        if isinstance(response, RoomRedactResponse):
+            return str(response.event_id)
+        self._raise_for(response)
+        raise AssertionError("unreachable")
 
     async def _upload(self, room_id: str, attachment: Attachment) -> dict[str, Any]:
         client = self.transport.client

@@ -95,6 +95,7 @@ class TicketsFeature(Feature):
         )(self._away)
         command("anwesend", aliases=("back",), roles=(Role.PILOT,))(self._back)
         self.router.on_message(priority=1)(self._on_reply)
+        self.router.on_redaction(self._on_redaction)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -176,6 +177,35 @@ class TicketsFeature(Feature):
         params["add_hint"] = ctx.t(f"tickets.created.{hint}", **params)
         ctx.reply(ctx.t(key, **params), **ticket_meta(ticket, "created", replyable=True))
         return ticket_id
+
+    async def source_deleted(self, ctx: Context, ticket_id: int, kind: str) -> bool:
+        """The message a request came from was deleted (redacted) in Matrix: tell the
+        requester in the direct chat that the request stays and how to withdraw it. A
+        request pilots may already work on is never dropped silently; a closed one needs no
+        word. ``kind``: "command" (``!anfrage …``, "ja") or "question" (the FAQ question
+        that was passed on). True if the requester is told."""
+        ticket = await store.get_ticket(ctx.conn, ticket_id)
+        if ticket is None or ticket.status in ("resolved", "withdrawn"):
+            return False
+        if ticket.requester == ERASED:
+            return False
+        params = await self._params(ctx, ticket)
+        text = ctx.t(f"tickets.source_deleted.{kind}", **params)
+        ctx.send_to_user(
+            ticket.requester, OutMessage(text, meta=ticket_meta(ticket, "source_deleted"))
+        )
+        return True
+
+    async def _on_redaction(self, ctx: Context) -> bool:
+        """``!anfrage …`` deleted by its author (or a moderator): the request stays."""
+        redacted = ctx.incoming.relates_to
+        if not redacted:
+            return False
+        ticket_id = await store.ticket_created_by(ctx.conn, redacted)
+        if ticket_id is None:
+            return False
+        await self.source_deleted(ctx, ticket_id, "command")
+        return True
 
     # -- placing a ticket -----------------------------------------------------------------
 

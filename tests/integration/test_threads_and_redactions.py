@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 
 from lotsenbot.devserver import Synapse
+from tests.integration.bot import open_dm
 from tests.integration.conftest import MakeUser, RegisterUser
 from tests.integration.helpers import MatrixUser, Received
-from tests.integration.test_faq import META, eventually, faq_meta, has, start_bot
+from tests.integration.test_faq import META, eventually, faq_meta, has, redact, say, start_bot
 
 TICKET = "de.lotsenbot.ticket"
 
@@ -105,6 +106,84 @@ async def test_a_question_in_a_thread_is_answered_in_the_thread(
         from_bot = [m.event_id for m in anna.messages(room) if m.sender == bot_id]
         assert from_bot == [suggestion.event_id, answer.event_id, offer.event_id,
                             created.event_id]  # fmt: skip
+    finally:
+        await runner.stop()
+
+
+def redaction_of(event_id: str) -> Any:
+    def matches(item: Received) -> bool:
+        redacts = item.source.get("redacts") or item.content.get("redacts")
+        return item.type == "m.room.redaction" and redacts == event_id
+
+    return matches
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_deleted_question_takes_the_bots_copy_and_the_open_question_with_it(
+    tmp_path: Path, synapse: Synapse, register_user: RegisterUser, make_user: MakeUser
+) -> None:
+    """The author deletes her question: the bot redacts its offer (which repeated the question
+    in the pre-filled ``!anfrage …``), the open question leaves ``!faq offen``, the offer
+    can no longer be accepted. A moderator deleting someone's question does the same. A
+    deleted ``!anfrage`` keeps its request, and the requester learns how to withdraw it."""
+    anna = await make_user("anna")
+    bert = await make_user("bert")
+    koord = await make_user("koord")
+    lotsin = await make_user("lotsin")
+    team = {"coordinators": [koord.user_id], "pilots": [lotsin.user_id]}
+    runner, app = await start_bot(tmp_path, synapse, register_user, **team)
+    bot_id = app.config.matrix.user_id
+    try:
+        room = await group_room(anna, bot_id, bert)  # Anna created it: she moderates it
+        text = "Unsere Kollegin Sabine Wolf hat Krebs, wie trage ich ihre Abwesenheit ein?"
+        question = await anna.send_text(room, f"!frage {text}")
+        offer = await anna.wait_for_message(room, sender=bot_id, predicate=has(META))
+        assert faq_meta(offer)["offer"] is True and "Sabine Wolf" in offer.body
+        stored = await app.db.fetchall("SELECT question FROM faq_unanswered")
+        assert [row[0] for row in stored] == [text]
+
+        anna.mark()
+        await redact(anna, room, question)
+        await anna.wait_for_event(redaction_of(offer.event_id), room_id=room, sender=bot_id,
+                                  timeout=30)  # fmt: skip
+        assert await app.db.fetchall("SELECT * FROM faq_unanswered") == []
+        assert await app.db.fetchall(
+            "SELECT kind FROM pending_choices WHERE kind LIKE 'faq.%' AND user_id = ?",
+            (anna.user_id,),
+        ) == []  # fmt: skip
+        copies = await app.db.fetchall(
+            "SELECT dedup_key FROM outbox WHERE instr(content, 'Sabine') > 0"
+        )
+        assert copies == []
+        dm = await open_dm(koord, bot_id)
+        listed = await say(koord, dm, bot_id, "!faq offen")
+        assert faq_meta(listed)["open"] == []
+
+        # Bert asks, Anna (room admin) deletes his message: his question goes the same way.
+        other = await bert.send_text(room, "!frage Wer hat den Schlüssel für Raum 3.12?")
+        offer = await anna.wait_for_message(room, sender=bot_id, predicate=has(META))
+        await redact(anna, room, other)
+        await anna.wait_for_event(redaction_of(offer.event_id), room_id=room, sender=bot_id,
+                                  timeout=30)  # fmt: skip
+        assert await app.db.fetchall("SELECT * FROM faq_unanswered") == []
+
+        # A request stays; its author is told in the direct chat how to withdraw it.
+        request = await bert.send_text(room, "!anfrage Bitte einen zweiten Monitor für Zimmer 12")
+        created = await bert.wait_for_message(room, sender=bot_id, predicate=has(TICKET))
+        number = created.content[TICKET]["id"]
+        bert.mark()
+        await redact(bert, room, request)
+        hint = await bert.wait_for_message(
+            sender=bot_id,
+            predicate=lambda m: m.content.get(TICKET, {}).get("event") == "source_deleted",
+            timeout=30,
+        )
+        assert hint.room_id != room and f"zurückziehen {number}" in hint.body
+        status = await app.db.fetchone("SELECT status FROM tickets WHERE id = ?", (number,))
+        assert status is not None and status[0] not in ("withdrawn", "resolved")
+        # The confirmation names no text of the request: it stays.
+        await asyncio.sleep(1.0)
+        assert not [e for e in anna.events if redaction_of(created.event_id)(e)]
     finally:
         await runner.stop()
 

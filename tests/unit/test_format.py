@@ -237,3 +237,12 @@ def test_a_reply_to_a_message_in_a_thread_stays_in_the_thread() -> None:
         "m.in_reply_to": {"event_id": "$wurzel"},
     }
     assert "m.relates_to" not in message_content(OutMessage("Später, ohne Bezug"))
+
+
+def test_thread_and_redaction_survive_the_outbox_row() -> None:
+    message = OutMessage("Grund", thread_root="$wurzel", reply_to="$frage", redacts="evt:$f:0")
+    again = OutMessage.from_json(message.to_json())
+    assert (again.thread_root, again.reply_to, again.redacts) == ("$wurzel", "$frage", "evt:$f:0")
+    # Rows written before: neither key.
+    old = OutMessage.from_json('{"markdown": "x", "meta": {}, "mentions": [], "reply_to": null}')
+    assert (old.thread_root, old.redacts) == (None, None)
