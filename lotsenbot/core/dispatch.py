@@ -17,8 +17,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from rapidfuzz import process
-from rapidfuzz.distance import Levenshtein
+from rapidfuzz.distance import OSA, Levenshtein
 
 from lotsenbot.core import names
 from lotsenbot.core.clock import iso
@@ -27,7 +26,7 @@ from lotsenbot.core.errors import PermissionDenied, UserError
 from lotsenbot.core.inbox import Inbox
 from lotsenbot.core.markdown import escape
 from lotsenbot.core.roles import Person
-from lotsenbot.core.router import CommandTable, Handler, Router, fold
+from lotsenbot.core.router import CommandTable, Handler, Router, fold, strip_end
 from lotsenbot.core.services import Services
 from lotsenbot.core.types import Incoming, Role
 
@@ -188,8 +187,7 @@ class Dispatcher:
         if len(incoming.body) > limit:
             raise UserError("core.error.too_long", limit=limit)
         if text is not None:
-            await self._command(ctx, text)
-            return True
+            return await self._command(ctx, text)
         for _, handler in self._message_handlers:
             if await handler(ctx):
                 return True
@@ -199,16 +197,33 @@ class Dispatcher:
         return False
 
     def _command_text(self, body: str) -> str | None:
-        """What follows the prefix if ``body`` (stripped) is a command, else None."""
-        if body.startswith(self.prefix) and len(body) > len(self.prefix):
-            return body[len(self.prefix) :]
-        return None
+        """What follows the prefix if ``body`` (stripped) is a command, else None.
 
-    async def _command(self, ctx: Context, text: str) -> None:
+        A command word has a letter or digit: "!!!", "!?" or "! …" are someone's emphasis,
+        not a command (in a direct chat they are read like any text)."""
+        if not body.startswith(self.prefix):
+            return None
+        text = body[len(self.prefix) :]
+        words = text.split(maxsplit=1)
+        if not words or not any(ch.isalnum() for ch in words[0]):
+            return None
+        return text
+
+    async def _command(self, ctx: Context, text: str) -> bool:
+        """Run the command in ``text``; False if it is ignored on purpose (see below)."""
         found = self.table.match(text)
         if found is None:
-            raise_unknown(ctx, text, self.table.names_for(ctx.person.roles), self.prefix)
-            return
+            names = self.table.names_for(ctx.person.roles)
+            incoming = ctx.incoming
+            if incoming.is_direct or incoming.mentions_bot:
+                raise_unknown(ctx, text, names, self.prefix)
+                return True
+            # In a group room "!wichtig: Besprechung um 10" is colleagues talking, not a
+            # command for the bot: only a near typo of a real command gets an answer.
+            if closest(command_word(text), names, strict=True) is None:
+                return False
+            raise_unknown(ctx, text, names, self.prefix, strict=True)
+            return True
         command, args = found
         if not command.allowed_for(ctx.person.roles):
             # A feature may say what the person can do instead ("tickets.restricted.erledigt":
@@ -216,6 +231,7 @@ class Dispatcher:
             hint = f"{command.feature}.restricted.{fold(command.name).replace(' ', '_')}"
             raise PermissionDenied(hint) if ctx.t.has(hint) else PermissionDenied()
         await command.handler(ctx, args)
+        return True
 
     def _error_reply(self, ctx: Context, code: str, key: str, params: dict[str, object]) -> None:
         text = ctx.t(key, prefix=self.prefix, **params)
@@ -225,9 +241,10 @@ class Dispatcher:
         roles = ctx.person.roles
         t = ctx.t
         if args.strip():
-            found = self.table.match(args.strip().removeprefix(self.prefix))
+            wanted = args.strip().removeprefix(self.prefix)
+            found = self.table.match(wanted)
             if found is None:
-                raise_unknown(ctx, args.strip(), self.table.names_for(roles), self.prefix)
+                raise_unknown(ctx, wanted, self.table.names_for(roles), self.prefix)
                 return
             if not found[0].allowed_for(roles):
                 # The command exists (the README lists it); say who may use it.
@@ -276,9 +293,18 @@ def core_router(help_handler: Handler) -> Router:
     return core
 
 
-def raise_unknown(ctx: Context, text: str, names: list[str], prefix: str) -> None:
-    word = fold(text.split()[0]) if text.split() else ""
-    suggestion = closest(word, names)
+def command_word(text: str) -> str:
+    """The first word of a command text (without prefix), folded and without the
+    punctuation a sentence puts after it."""
+    words = text.split(maxsplit=1)
+    return strip_end(fold(words[0])) if words else ""
+
+
+def raise_unknown(
+    ctx: Context, text: str, names: list[str], prefix: str, *, strict: bool = False
+) -> None:
+    word = command_word(text)
+    suggestion = closest(word, names, strict=strict)
     if suggestion:
         key, params = "core.error.unknown_command_suggest", {"suggestion": f"{prefix}{suggestion}"}
     else:
@@ -289,18 +315,43 @@ def raise_unknown(ctx: Context, text: str, names: list[str], prefix: str) -> Non
     )
 
 
-def closest(word: str, names: list[str]) -> str | None:
-    """The known command a mistyped word most likely meant, or None if nothing is close."""
+def closest(word: str, names: list[str], *, strict: bool = False) -> str | None:
+    """The known command a mistyped word most likely meant, or None if nothing is close.
+
+    Every name is a candidate as a whole: the first word of a multi-word name alone is no
+    command ("nicht" of "nicht hilfreich"), so suggesting it would only propose the word
+    just rejected; a word close to that first word suggests the whole name ("nicht" →
+    "nicht-hilfreich"). Spellings of one command that differ only by hyphen or space count
+    once, as the first listed (its German name). A name that begins with the word's first
+    four letters counts as close too.
+
+    ``strict`` (group rooms, where "!wichtig: …" is chat among colleagues) accepts only near
+    typos: at most one edit (two for names longer than five characters), a swap of two
+    neighbouring letters counting as one.
+    """
     if not word or not names:
         return None
-    single = {fold(n.split()[0]): n.split()[0] for n in names}
-    match = process.extractOne(word, list(single), scorer=Levenshtein.normalized_similarity)
-    if match is None:
-        return None
-    candidate, score, _ = match
-    if score >= 0.5 or (len(word) >= 4 and candidate.startswith(word[:4])):
-        return single[candidate]
-    return None
+    candidates: dict[str, str] = {}
+    for name in names:
+        candidates.setdefault(fold(name).replace("-", " "), name)
+    key = word.replace("-", " ")
+    best: tuple[float, str] | None = None
+    for candidate, name in candidates.items():
+        if candidate == key:
+            continue  # the word itself is no suggestion
+        score = Levenshtein.normalized_similarity(key, candidate)
+        first = candidate.split()[0]
+        if first != candidate:
+            # "nicht" for "nicht hilfreich": close, but less so than a one-word name as
+            # similar ("meetup": "meetups" rather than "meetup ics").
+            score = max(score, Levenshtein.normalized_similarity(key, first) - 0.2)
+        if strict:
+            close = OSA.distance(key, candidate) <= (1 if len(candidate) <= 5 else 2)
+        else:
+            close = score >= 0.5 or (len(key) >= 4 and candidate.startswith(key[:4]))
+        if close and (best is None or score > best[0]):
+            best = (score, name)
+    return best[1] if best is not None else None
 
 
 def _shorten(word: str, limit: int = 40) -> str:

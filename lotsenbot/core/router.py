@@ -42,6 +42,15 @@ def fold(name: str) -> str:
     return " ".join(name.split())
 
 
+END_PUNCTUATION = ".?!:"
+"""What a sentence may put right after a command word; never part of the word."""
+
+
+def strip_end(word: str) -> str:
+    """``word`` without the punctuation a sentence puts after it ("hilfe." → "hilfe")."""
+    return word.rstrip(END_PUNCTUATION)
+
+
 @dataclass(frozen=True)
 class Command:
     name: str  # German, as shown in help
@@ -141,12 +150,17 @@ class CommandTable:
         self._max_words = max((len(n.split()) for n in self._by_name), default=1)
 
     def match(self, text: str) -> tuple[Command, str] | None:
-        """Find the command at the start of ``text`` (without prefix); return it and its args."""
+        """Find the command at the start of ``text`` (without prefix); return it and its args.
+
+        Punctuation a sentence puts after the command word ("!Hilfe.", "!faq offen?",
+        "!ankündigung: …") is not part of it; a name that ends in such a character itself
+        ("ankündigung!") is found as written first. Arguments keep theirs.
+        """
         head, _, _ = text.partition("\n")
         words = head.split()
         for count in range(min(self._max_words, len(words)), 0, -1):
             candidate = fold(" ".join(words[:count]))
-            command = self._by_name.get(candidate)
+            command = self._by_name.get(candidate) or self._by_name.get(strip_end(candidate))
             if command is not None:
                 return command, _rest_after_words(text, count)
         return None
