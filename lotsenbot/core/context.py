@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+ANY_ROOM = "*"
+"""``pending_choices.room_id`` of a choice that holds in every room (no room ID looks so)."""
+
 
 @dataclass
 class Context:
@@ -101,24 +104,35 @@ class Context:
     async def audit(self, action: str, subject: str | None, details: dict[str, Any]) -> None:
         await audit(self.conn, self.now, self.sender, action, subject, details)
 
-    # Short-lived conversational state, e.g. the numbered choices of "Meinten Sie …?".
-    async def remember_choice(self, kind: str, payload: Any, ttl: timedelta) -> None:
+    # Short-lived conversational state, e.g. the numbered choices of "Meinten Sie …?". It
+    # belongs to the person in this room, or with ``anywhere`` to the person in every room:
+    # a list sent to the direct chat in answer to a command in a group room (``!faq
+    # offen``) is referred to from either.
+    async def remember_choice(
+        self, kind: str, payload: Any, ttl: timedelta, *, anywhere: bool = False
+    ) -> None:
         await self.conn.execute(
             "INSERT OR REPLACE INTO pending_choices (user_id, room_id, kind, payload, expires_at)"
             " VALUES (?, ?, ?, ?, ?)",
-            (self.sender, self.room_id, kind, json.dumps(payload), iso(self.now + ttl)),
-        )
+            (self.sender, self._choice_room(anywhere), kind, json.dumps(payload),
+             iso(self.now + ttl)),
+        )  # fmt: skip
 
-    async def recall_choice(self, kind: str, *, consume: bool = False) -> Any | None:
+    async def recall_choice(
+        self, kind: str, *, consume: bool = False, anywhere: bool = False
+    ) -> Any | None:
         async with self.conn.execute(
             "SELECT payload FROM pending_choices"
             " WHERE user_id = ? AND room_id = ? AND kind = ? AND expires_at > ?",
-            (self.sender, self.room_id, kind, iso(self.now)),
+            (self.sender, self._choice_room(anywhere), kind, iso(self.now)),
         ) as cursor:
             row = await cursor.fetchone()
         if row is not None and consume:
-            await self.forget_choice(kind)
+            await self.forget_choice(kind, anywhere=anywhere)
         return json.loads(row[0]) if row is not None else None
+
+    def _choice_room(self, anywhere: bool) -> str:
+        return ANY_ROOM if anywhere else self.room_id
 
     def here_and_now(self) -> dict[str, Any]:
         """The current event's place in the conversation, to keep in a choice's payload for
@@ -158,10 +172,10 @@ class Context:
         ) as cursor:  # fmt: skip
             return await cursor.fetchone() is None
 
-    async def forget_choice(self, kind: str) -> None:
+    async def forget_choice(self, kind: str, *, anywhere: bool = False) -> None:
         await self.conn.execute(
             "DELETE FROM pending_choices WHERE user_id = ? AND room_id = ? AND kind = ?",
-            (self.sender, self.room_id, kind),
+            (self.sender, self._choice_room(anywhere), kind),
         )
 
 

@@ -79,7 +79,8 @@ class Dispatcher:
                     except UserError as exc:
                         await conn.execute("ROLLBACK TO handler")
                         ctx.outgoing.clear()
-                        self._error_reply(ctx, exc.code, exc.text_key, exc.params)
+                        self._error_reply(ctx, exc.code, exc.text_key, exc.params,
+                                          private=exc.private)  # fmt: skip
                         status = "done"
                     except sqlite3.OperationalError:
                         raise
@@ -233,9 +234,15 @@ class Dispatcher:
         await command.handler(ctx, args)
         return True
 
-    def _error_reply(self, ctx: Context, code: str, key: str, params: dict[str, object]) -> None:
+    def _error_reply(
+        self, ctx: Context, code: str, key: str, params: dict[str, object], *,
+        private: bool = False,
+    ) -> None:  # fmt: skip
         text = ctx.t(key, prefix=self.prefix, **params)
-        ctx.reply(text, **{ERROR_META: {"code": code}})
+        if private:
+            ctx.reply_privately(text, **{ERROR_META: {"code": code}})
+        else:
+            ctx.reply(text, **{ERROR_META: {"code": code}})
 
     async def _help(self, ctx: Context, args: str) -> None:
         roles = ctx.person.roles

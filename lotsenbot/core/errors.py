@@ -10,12 +10,16 @@ from typing import Any
 
 
 class UserError(Exception):
+    """``private``: the text repeats personal content (an open question's wording), so in
+    a group room it goes to the person's direct chat, like ``Context.reply_privately``."""
+
     code = "user_error"
 
-    def __init__(self, text_key: str, /, **params: Any) -> None:
+    def __init__(self, text_key: str, /, *, private: bool = False, **params: Any) -> None:
         super().__init__(text_key)
         self.text_key = text_key
         self.params = params
+        self.private = private
 
 
 class BadArguments(UserError):

@@ -823,9 +823,12 @@ class FaqFeature(Feature):
     # -- coordinators: unanswered questions --------------------------------------------------
 
     async def _open(self, ctx: Context, args: str) -> None:
+        """The open questions, word for word: what people asked, also in direct chats, with
+        names and case details. Like every list with personal content, only in the direct
+        chat; ``!faq lernen`` refers to its numbers in any room."""
         groups = group_unanswered(await store.open_unanswered(ctx.conn))
         if not groups:
-            await ctx.forget_choice(OPEN_LIST)
+            await ctx.forget_choice(OPEN_LIST, anywhere=True)
             ctx.reply(ctx.t("faq.open.empty"), **{META: {"open": []}})
             return
         tz = ctx.services.config.bot.tz
@@ -841,8 +844,9 @@ class FaqFeature(Feature):
                 )
             )
         lines.append(ctx.t("faq.open.hint", prefix=self._prefix(ctx)))
-        await ctx.remember_choice(OPEN_LIST, [g.ids for g in groups], OPEN_LIST_TTL)
-        ctx.reply(
+        await ctx.remember_choice(OPEN_LIST, [g.ids for g in groups], OPEN_LIST_TTL,
+                                  anywhere=True)  # fmt: skip
+        ctx.reply_privately(
             "\n".join(lines),
             **{META: {"open": [{"number": n, "count": g.count, "ids": g.ids}
                                for n, g in enumerate(groups, start=1)]}},
@@ -863,7 +867,7 @@ class FaqFeature(Feature):
             raise BadArguments("faq.usage.lernen")
         number, entry_id = int(parts[0].lstrip("#")), parts[1].lower()
         given = _unquote(" ".join(parts[2].split())) if len(parts) == 3 else ""
-        listed: list[list[int]] | None = await ctx.recall_choice(OPEN_LIST)
+        listed: list[list[int]] | None = await ctx.recall_choice(OPEN_LIST, anywhere=True)
         rows = await store.open_unanswered(ctx.conn)
         by_id = {row.id: row for row in rows}
         if listed is None:
@@ -886,7 +890,7 @@ class FaqFeature(Feature):
             raise BadArguments(
                 "faq.learn.too_long", number=number, id=old.id,
                 question=escape(_excerpt(question, PREFILL_LIMIT)),
-                words=LEARN_MAX_WORDS, chars=LEARN_MAX_CHARS,
+                words=LEARN_MAX_WORDS, chars=LEARN_MAX_CHARS, private=True,
             )  # fmt: skip
         phrase = given or question
         known = {fold(text) for text in (old.question, *old.alternatives)}
@@ -912,7 +916,8 @@ class FaqFeature(Feature):
         ]  # fmt: skip
         learned = {"entry": old.id, "phrase": phrase, "resolved": resolved,
                    "added": new != old, "given": bool(given)}  # fmt: skip
-        ctx.reply(" ".join(lines), **{META: {"learned": learned}})
+        # The phrase may be an open question word for word: not for a group room.
+        ctx.reply_privately(" ".join(lines), **{META: {"learned": learned}})
 
     # -- coordinators: editing ----------------------------------------------------------------
 

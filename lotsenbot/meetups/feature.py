@@ -111,7 +111,9 @@ def reminder_interval(offsets: Iterable[timedelta]) -> float:
 
 def _bad(err: MeetupError) -> BadArguments:
     """A parse error as the core's user error; user text in the parameters is escaped."""
-    params = {k: escape(v) if isinstance(v, str) else v for k, v in err.params.items()}
+    params: dict[str, Any] = {
+        k: escape(v) if isinstance(v, str) else v for k, v in err.params.items()
+    }
     return BadArguments(err.code, **params)
 
 
@@ -644,19 +646,35 @@ class MeetupsFeature(Feature):
             "confirmed": len(roster.confirmed),
             "waitlisted": len(roster.waitlist),
         }
-        if ctx.person.is_coordinator:
-            await ctx.names.load([*roster.confirmed, *roster.waitlist])
-            people = await ctx.names.join(roster.confirmed) or "–"
-            lines += [
-                "",
-                t("meetups.show.participants", count=len(roster.confirmed), people=people),
-            ]
-            if roster.waitlist:
-                waiting = await ctx.names.join(roster.waitlist)
-                lines.append(t("meetups.show.waitlist", count=len(roster.waitlist), people=waiting))
-            extra["participants"] = list(roster.confirmed)
-            extra["waitlist"] = list(roster.waitlist)
-        ctx.reply("\n".join(lines), **self._meta(meetup.id, "details", occ.start, **extra))
+        if not ctx.person.is_coordinator:
+            ctx.reply("\n".join(lines), **self._meta(meetup.id, "details", occ.start, **extra))
+            return
+        await ctx.names.load([*roster.confirmed, *roster.waitlist])
+        people = await ctx.names.join(roster.confirmed) or "–"
+        roster_lines = [
+            "",
+            t("meetups.show.participants", count=len(roster.confirmed), people=people),
+        ]
+        if roster.waitlist:
+            waiting = await ctx.names.join(roster.waitlist)
+            roster_lines.append(
+                t("meetups.show.waitlist", count=len(roster.waitlist), people=waiting)
+            )
+        full = self._meta(meetup.id, "details", occ.start, **extra,
+                          participants=list(roster.confirmed),
+                          waitlist=list(roster.waitlist))  # fmt: skip
+        if ctx.incoming.is_direct:
+            ctx.reply("\n".join([*lines, *roster_lines]), **full)
+            return
+        # Who comes (names and Matrix IDs) is no business of the group room: the details
+        # stay here for everyone, the coordinator gets them with the lists in the direct chat.
+        ctx.reply(
+            "\n".join([*lines, "", t("meetups.show.participants_private")]),
+            **self._meta(meetup.id, "details", occ.start, **extra),
+        )
+        ctx.send_to_user(
+            ctx.sender, OutMessage("\n".join([*lines, *roster_lines]), meta=full), "reply"
+        )
 
     async def _ics(self, ctx: Context, args: str) -> None:
         meetup_id, _ = self._number(args, "meetups.usage.ics")

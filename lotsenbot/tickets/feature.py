@@ -646,7 +646,10 @@ class TicketsFeature(Feature):
                 meta=ticket_meta(ticket, "reply", replyable=True),
             ),
         )
-        ctx.reply(t("tickets.reply.sent_team", **params), **ticket_meta(ticket, "reply"))
+        ctx.reply(
+            t("tickets.reply.sent_team", **self._in_room(ctx, params)),
+            **ticket_meta(ticket, "reply"),
+        )
 
     async def _withdraw(self, ctx: Context, args: str) -> None:
         number, _ = self._number(ctx, args, "zurückziehen")
@@ -727,7 +730,7 @@ class TicketsFeature(Feature):
         ctx.send_to_user(
             ticket.requester, OutMessage(t("tickets.reopened.by_team", **params), meta=meta)
         )
-        ctx.reply(t("tickets.reopened.team", **params), **meta)
+        ctx.reply(t("tickets.reopened.team", **self._in_room(ctx, params)), **meta)
 
     async def _still_there(self, ctx: Context, ticket: Ticket) -> bool:
         """Whether the ticket's pilot can take it back: still a pilot of its department (or
@@ -913,7 +916,7 @@ class TicketsFeature(Feature):
             ctx.send_to_user(
                 ticket.assignee, OutMessage(t("tickets.resolved.assignee", **params), meta=meta)
             )
-        ctx.reply(t("tickets.resolved.team", **params), **meta)
+        ctx.reply(t("tickets.resolved.team", **self._in_room(ctx, params)), **meta)
 
     async def _transfer(self, ctx: Context, args: str) -> None:
         number, rest = self._number(ctx, args, "weiterleiten")
@@ -1091,6 +1094,15 @@ class TicketsFeature(Feature):
             "excerpt": escape(excerpt),
             "prefix": self._prefix(ctx),
         }
+
+    @staticmethod
+    def _in_room(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+        """``params`` for a confirmation to the team member who typed the command: in a
+        group room without the requester's name and Matrix ID, which would tell the room
+        who asked the pilots for help."""
+        if ctx.incoming.is_direct:
+            return params
+        return {**params, "requester": ctx.t("tickets.requester_unnamed")}
 
     @staticmethod
     def _number(ctx: Context, args: str, command: str) -> tuple[int, str]:

@@ -639,6 +639,44 @@ LONG_QUESTION = (
 )
 
 
+async def test_open_questions_asked_for_in_a_group_room_go_to_the_direct_chat(env: Env) -> None:
+    """Found by an exploratory test: "!faq offen" in a group room posted every open question
+    word for word there, also ones asked in direct chats with names and health details.
+    "!faq lernen" repeats an open question too (learnt, or refused as too long)."""
+    private_question = "Herr Beispiel ist nach seiner Knie-OP krank, wer vertritt ihn?"
+    assert (await env.one(ANNA, private_question)).faq["decision"] == "none"
+    assert (await env.one(ANNA, LONG_QUESTION)).faq["decision"] == "none"
+
+    async def in_group(body: str) -> list[Sent]:
+        """The messages in the room first, then those to the direct chat."""
+        sent = await env.say(KOORD, body, room=GROUP, is_direct=False)
+        return sorted(sent, key=lambda message: message.target != GROUP)
+
+    in_room, listing = await in_group("!faq offen")
+    assert in_room.target == GROUP and in_room.reply_to is not None
+    assert in_room.text == "Die Antwort steht aus Datenschutzgründen in unserem Direktchat."
+    assert listing.target == KOORD and "Knie-OP" in listing.text
+    assert [g["count"] for g in listing.faq["open"]] == [1, 1]
+    assert "Kassenzeichen" in listing.text.splitlines()[1]  # the newer one is no. 1
+
+    # "!faq lernen" refers to the numbers of that list, in the group room or the direct chat,
+    # and says what it learnt (or refused) only in the direct chat.
+    in_room, refused = await in_group("!faq lernen 1 it-service")
+    assert "Direktchat" in in_room.text and "Kassenzeichen" not in in_room.text
+    assert refused.target == KOORD and refused.error == "bad_arguments"
+    assert "dreimal die Kassenzeichen vertippt" in refused.text
+    in_room, learnt = await in_group("!faq lernen 2 it-service")
+    assert "Knie" not in in_room.text and learnt.target == KOORD
+    assert learnt.faq["learned"]["phrase"] == private_question
+    dm = await env.one(KOORD, "!faq lernen 1 it-service Kassenzeichen vertippt")
+    assert dm.faq["learned"]["phrase"] == "Kassenzeichen vertippt"
+    group_rows = await env.db.fetchall("SELECT content FROM outbox WHERE target = ?", (GROUP,))
+    assert all("Knie" not in row[0] and "Kassenzeichen" not in row[0] for row in group_rows)
+    # Nothing open any more: said in the room, it is no secret.
+    (empty,) = await in_group("!faq offen")
+    assert empty.target == GROUP and empty.faq == {"open": []}
+
+
 async def test_a_long_open_question_is_learnt_only_in_the_coordinators_words(env: Env) -> None:
     """A rambling question learnt word for word made unrelated questions match its entry and
     kept "Herrn Müller" in the knowledge base for good: it needs a phrasing."""

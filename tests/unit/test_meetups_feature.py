@@ -265,6 +265,33 @@ async def test_coordinators_see_participants_by_name(harness: Harness) -> None:
     assert (meta(detail[0])["participants"], meta(detail[0])["waitlist"]) == ([P1], [P2])
 
 
+async def test_participants_asked_for_in_a_group_room_go_to_the_direct_chat(
+    harness: Harness,
+) -> None:
+    """Found by an exploratory test: "!treffen <Nr>" of a coordinator in a group room listed
+    "Zusagen (1): Max Mitarbeiter (@mitarbeiter:…)" there for everyone to read."""
+    rows = await harness.say(
+        COORD,
+        "!treffen neu\nTitel: Lotsentreffen\nWann: 12.01.2027 14:00\nPlätze: 1\nZielgruppe: it",
+    )
+    meetup_id = meta(rows[0])["id"]
+    await harness.say(P1, f"!zusage {meetup_id}", sender_name="Paula Eins")
+    await harness.say(P2, f"!zusage {meetup_id}", sender_name="Peter Zwei")
+    group = {"room_id": "!gruppe:stadt.de", "is_direct": False}
+    in_room, private = await harness.say(COORD, f"!treffen {meetup_id}", **group)
+    assert (in_room["target_kind"], in_room["target"]) == ("room", "!gruppe:stadt.de")
+    assert "Lotsentreffen" in in_room["content"]["markdown"]  # the meetup itself stays
+    assert "Direktchat" in in_room["content"]["markdown"]
+    for leak in ("Paula", "Peter", "p1", "p2", "Zusagen ("):
+        assert leak not in json.dumps(in_room["content"], ensure_ascii=False), leak
+    assert (private["target_kind"], private["target"]) == ("user", COORD)
+    assert "**Zusagen (1):** Paula Eins" in private["content"]["markdown"]
+    assert (meta(private)["participants"], meta(private)["waitlist"]) == ([P1], [P2])
+    # Staff asking in a group room see what they saw before: the meetup, no list.
+    (staff,) = await harness.say(STAFF, f"!treffen {meetup_id}", **group)
+    assert "participants" not in meta(staff) and "Direktchat" not in staff["content"]["markdown"]
+
+
 async def test_change_capacity_moves_people_up_and_tells_them(harness: Harness) -> None:
     rows = await harness.say(COORD, "!treffen neu\nTitel: Klein\nWann: 12.01.2027 14:00\nPlätze: 1")
     meetup_id = meta(rows[0])["id"]

@@ -1156,3 +1156,19 @@ async def test_the_message_mapping_outlives_the_outbox_and_goes_with_the_request
     assert await conn.execute_fetchall("SELECT * FROM ticket_messages") == []
     out = await env.say(LOTSIN, "Noch etwas", reply_to=notice.event_id)
     assert only(out, target="!dm-lotsin:stadt.de").ticket == {}  # no request behind it now
+
+
+async def test_confirmations_in_a_group_room_do_not_name_the_requester(env: Env) -> None:
+    """A pilot answering, closing or reopening a request in a group room was told there
+    "… ist an Anna (@anna:stadt.de) weitergegeben": the room learnt who asked for help."""
+    await env.say(ANNA, f"!anfrage {IT_TEXT}", name="Anna Beispiel")
+    await env.say(LOTSIN, "!übernehmen 1")
+    for command in ("!antwort 1 Bitte neu starten.", "!erledigt 1", "!wiedereröffnen 1"):
+        out = await env.say(LOTSIN, command, GROUP, direct=False)
+        in_room = only(out, target=GROUP)
+        assert "fragende Person" in in_room.text, command
+        assert "Anna" not in in_room.text and "anna" not in in_room.text, command
+        assert only(out, target=ANNA).ticket["id"] == 1  # she is told as before
+    # In the direct chat the pilot reads who it was, as before.
+    out = await env.say(LOTSIN, "!antwort 1 Geht es wieder?")
+    assert "Anna Beispiel" in reply_to(out, LOTSIN).text
