@@ -136,9 +136,32 @@ class Context:
 
     def here_and_now(self) -> dict[str, Any]:
         """The current event's place in the conversation, to keep in a choice's payload for
-        `said_nothing_since`."""
+        `refers_to` and `said_nothing_since`."""
         return {"event": self.incoming.event_id, "ts": self.incoming.origin_ts,
                 "at": iso(self.now)}  # fmt: skip
+
+    async def refers_to(self, mark: Any) -> bool:
+        """True if the current message answers what the bot said in reply to the event of
+        ``mark`` (from `here_and_now`), e.g. "ja" to its offer.
+
+        Sent with the chat's reply function to a message of the bot, it refers to exactly
+        that message, whatever else was said since (in a group room that is how people
+        answer the bot). Without the reply function, or replying to something that is no
+        message of the bot known here, the rule of `said_nothing_since` applies.
+        """
+        if not isinstance(mark, dict) or "event" not in mark:
+            return False
+        replied = self.incoming.reply_to
+        if replied is not None:
+            # The replied-to message was sent to this room, or to the person's direct chat.
+            async with self.conn.execute(
+                "SELECT dedup_key FROM outbox WHERE target IN (?, ?) AND event_id = ?",
+                (self.room_id, self.sender, replied),
+            ) as cursor:
+                row = await cursor.fetchone()
+            if row is not None:
+                return str(row[0]).startswith(f"evt:{mark['event']}:")
+        return await self.said_nothing_since(mark)
 
     async def said_nothing_since(self, mark: Any) -> bool:
         """True if nothing else was said in this conversation between the event of ``mark``
@@ -147,8 +170,10 @@ class Context:
 
         "Something else" is a message of the person that the bot took up (also one that
         arrived late with an older time stamp, such as a message decrypted later; chat with
-        colleagues in a group room that the bot ignored does not count), or any other
-        message of the bot to this room or to the person.
+        colleagues in a group room that the bot ignored does not count), or another message
+        of the bot to the person: in a direct chat any, in a group room one that mentions
+        her or answers a message of hers (answers to colleagues do not count), and anything
+        sent to her direct chat.
         """
         if not isinstance(mark, dict) or "event" not in mark or "at" not in mark:
             return False
@@ -164,11 +189,17 @@ class Context:
             if await cursor.fetchone() is not None:
                 return False
         async with self.conn.execute(
-            "SELECT 1 FROM outbox WHERE ((target_kind = 'room' AND target = ?)"
-            " OR (target_kind = 'user' AND target = ?)) AND created_at > ?"
-            " AND substr(dedup_key, 1, ?) != ? LIMIT 1",
-            (self.room_id, self.sender, str(mark["at"]), len(mark_event) + 5,
-             f"evt:{mark_event}:"),
+            "SELECT 1 FROM outbox AS o WHERE o.created_at > ?"
+            " AND substr(o.dedup_key, 1, ?) != ?"
+            " AND ((o.target_kind = 'user' AND o.target = ?)"
+            "   OR (o.target_kind = 'room' AND o.target = ? AND (?"
+            "     OR EXISTS (SELECT 1 FROM json_each(o.content, '$.mentions') WHERE value = ?)"
+            "     OR EXISTS (SELECT 1 FROM inbox AS i WHERE i.room_id = o.target"
+            "       AND i.sender = ? AND substr(o.dedup_key, 1, length(i.event_id) + 5)"
+            "         = 'evt:' || i.event_id || ':'))))"
+            " LIMIT 1",
+            (str(mark["at"]), len(mark_event) + 5, f"evt:{mark_event}:", self.sender,
+             self.room_id, self.incoming.is_direct, self.sender, self.sender),
         ) as cursor:  # fmt: skip
             return await cursor.fetchone() is None
 

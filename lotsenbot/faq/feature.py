@@ -541,7 +541,7 @@ class FaqFeature(Feature):
             # Only emoji or punctuation: 👍/👎 typed after an answer is a verdict; anything
             # else has no words to search for (and would land in the open questions).
             verdict = True if _THUMBS_UP.match(raw) else False if _THUMBS_DOWN.match(raw) else None
-            if verdict is not None and await self._just_answered(ctx) is not None:
+            if verdict is not None and await self._answer_meant(ctx):
                 await self._feedback_command(ctx, helpful=verdict)
                 return True
             if not raw:
@@ -569,28 +569,40 @@ class FaqFeature(Feature):
                 await self._no_answer(ctx, suggestion["question"], None, suggestion.get("event"))
                 return True
         offer = await ctx.recall_choice(OFFER)
-        if offer is not None and await ctx.said_nothing_since(offer):
+        yes_or_no = text in _YES or text in _NO
+        if offer is not None and yes_or_no and await ctx.refers_to(offer):
+            await ctx.forget_choice(OFFER)
             if text in _YES:
-                await ctx.forget_choice(OFFER)
                 await self._pass_on(ctx, offer)
-                return True
-            if text in _NO:
-                await ctx.forget_choice(OFFER)
+            else:
                 ctx.reply(ctx.t("faq.offer.declined"), **{META: {"offer": "declined"}})
-                return True
-        if (text in _YES or text in _NO) and await self._just_answered(ctx) is not None:
+            return True
+        if yes_or_no and await self._answer_meant(ctx):
             # "ja" / "nein" to "War das hilfreich?"
             await self._feedback_command(ctx, helpful=text in _YES)
             return True
+        if yes_or_no and suggestion is not None:
+            # A "ja" to "Meinten Sie …?" (a "nein" means none of them, see above).
+            count = len(suggestion["options"])
+            hint = "faq.suggest.hint" if ctx.incoming.is_direct else "faq.suggest.hint_group"
+            which = " ".join([ctx.t("faq.suggest.which"), ctx.t(hint, count=count)])
+            ctx.reply(which, **{META: {"smalltalk": "pick_number"}})
+            return True
+        if yes_or_no and offer is not None:
+            # The offer still stands, but something else came in between: which is meant?
+            unclear = ctx.t("faq.offer.unclear", prefix=self._prefix(ctx))
+            ctx.reply(unclear, **{META: {"smalltalk": "offer_unclear"}})
+            return True
         return self._small_talk(ctx, text)
 
-    async def _just_answered(self, ctx: Context) -> dict[str, Any] | None:
-        """The answer a bare "ja", "nein" or 👍 refers to: the bot's reply to the person's
-        last message in this room, if that was an answer (not one further back)."""
+    async def _answer_meant(self, ctx: Context) -> bool:
+        """Whether a bare "ja", "nein" or 👍 rates an answer: one of this room's answers it
+        replies to with the chat's reply function, or else the bot's reply to the person's
+        last message here, if that was an answer (not one further back)."""
+        if ctx.incoming.reply_to is not None and await self._replied_answer(ctx) is not None:
+            return True
         answered = await ctx.recall_choice(ANSWERED)
-        if answered is None or not await ctx.said_nothing_since(answered):
-            return None
-        return dict(answered)
+        return answered is not None and await ctx.refers_to(answered)
 
     def _small_talk(self, ctx: Context, text: str) -> bool:
         """ "Danke", "Hallo", or a "ja"/"2" whose question has expired: a short friendly answer

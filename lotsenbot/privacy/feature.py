@@ -343,15 +343,15 @@ class PrivacyFeature(Feature):
 
     async def _on_erase_answer(self, ctx: Context) -> bool:
         """ "ja" / "nein" as the next message after the confirmation question, in the same
-        direct chat (with nothing said in between). "nein" cancels. "ja" does not erase:
-        a bare "ja" may be meant for another message of the bot that crossed the question
-        (an invitation, a pilot's answer), and an erasure cannot be undone, so it asks for
-        the explicit command."""
+        room (with nothing said in between), or sent as a reply to it. "nein" cancels.
+        "ja" does not erase: a bare "ja" may be meant for another message of the bot that
+        crossed the question (an invitation, a pilot's answer), and an erasure cannot be
+        undone, so it asks for the explicit command."""
         word = " ".join(re.sub(r"[^\w\s]", " ", fold(ctx.incoming.body)).split())
         if word not in ERASE_YES and word not in ERASE_NO:
             return False
         pending = await ctx.recall_choice(ERASE_CHOICE)
-        if pending is None or not await ctx.said_nothing_since(pending):
+        if pending is None or not await ctx.refers_to(pending):
             return False
         if word in ERASE_NO:
             await self._cancel_erase(ctx)

@@ -977,7 +977,8 @@ async def test_yes_after_another_message_of_the_bot_refers_to_nothing(env: Env) 
     """A notification that crossed the offer (a meetup invitation, a pilot's answer) may be
     what "ja" answers: the offer is not taken then. Colleagues' chat in a group room that
     the bot ignored does not count as something said in between."""
-    await env.one(ANNA, "wo bekomme ich einen neuen Tacker her")
+    offer = await env.one(ANNA, "wo bekomme ich einen neuen Tacker her")
+    await env.deliver(offer, "$offer")
     later = iso(datetime.now(UTC) + timedelta(seconds=1))
     await env.db.execute(
         "INSERT INTO outbox (dedup_key, target_kind, target, content, next_attempt_at,"
@@ -986,8 +987,14 @@ async def test_yes_after_another_message_of_the_bot_refers_to_nothing(env: Env) 
         (ANNA, later, later),
     )
     *_, reply = await env.say(ANNA, "ja")  # (the invitation is listed first)
-    assert reply.faq == {"smalltalk": "expired"}
+    # The offer still stands, so the bot asks which is meant (it said "nothing is waiting").
+    assert reply.faq == {"smalltalk": "offer_unclear"}
+    assert "Antwortfunktion" in reply.text and "`!anfrage`" in reply.text
     assert await env.db.fetchall("SELECT * FROM tickets") == []
+    # With the reply function on the offer, "ja" means the offer.
+    await env.say(ANNA, "ja", reply_to="$offer")
+    assert len(await env.db.fetchall("SELECT * FROM tickets")) == 1
+    await env.db.execute("DELETE FROM tickets")
 
     asked = await env.one(BERT, "!frage wo bekomme ich einen neuen Tacker her", room=GROUP,
                           is_direct=False)  # fmt: skip
@@ -995,3 +1002,62 @@ async def test_yes_after_another_message_of_the_bot_refers_to_nothing(env: Env) 
     assert await env.say(BERT, "Moment, ich frag mal den Bot", room=GROUP, is_direct=False) == []
     await env.say(BERT, "ja", room=GROUP, is_direct=False, mentions_bot=True)
     assert len(await env.db.fetchall("SELECT * FROM tickets")) == 1
+
+
+async def test_yes_as_a_reply_in_a_group_means_the_message_replied_to(env: Env) -> None:
+    """Found by an exploratory test: in a group room "ja" to the offer failed as soon as the
+    bot had said anything else in the room, even sent with the reply function, with
+    "Darauf kann ich mich nicht beziehen: Gerade wartet keine Auswahl …"."""
+    group = {"room": GROUP, "is_direct": False}
+    addressed = {**group, "mentions_bot": True}  # a reply mentions the replied-to sender
+    offer = await env.one(BERT, "!frage wo bekomme ich einen neuen Tacker her", **group)
+    assert offer.faq["offer"] is True
+    await env.deliver(offer, "$offer")
+    answer = await env.one(ANNA, "!frage Ich habe mein Passwort vergessen", **group)
+    await env.deliver(answer, "$anna-answer")
+    await env.one(BERT, "!faq", **group)  # and something for Bert himself
+    # A reply to another message of the bot is not the offer ("ja" to Anna's answer rates
+    # that answer, as "!hilfreich" sent as a reply does).
+    rated = await env.one(BERT, "ja", reply_to="$anna-answer", **addressed)
+    assert rated.faq["feedback"] == {"entry": "passwort-vergessen", "helpful": True}
+    assert await env.db.fetchall("SELECT * FROM tickets") == []
+    created = await env.say(BERT, "ja", reply_to="$offer", **addressed)
+    assert any("de.lotsenbot.ticket" in m.meta for m in created)
+    (ticket,) = await env.db.fetchall("SELECT body, requester FROM tickets")
+    assert tuple(ticket) == ("wo bekomme ich einen neuen Tacker her", BERT)
+
+
+async def test_without_the_reply_function_answers_to_colleagues_do_not_count(env: Env) -> None:
+    """Without the reply function a bare "ja" means the bot's last message to the person;
+    what the bot said to colleagues in the same room meanwhile is not in between."""
+    group = {"room": GROUP, "is_direct": False}
+    addressed = {**group, "mentions_bot": True}
+    assert (await env.one(BERT, "!frage wo gibt es Tacker", **group)).faq["offer"] is True
+    await env.one(ANNA, "!frage Ich habe mein Passwort vergessen", **group)
+    await env.one(ANNA, "!faq", **group)
+    await env.say(BERT, "ja", **addressed)
+    assert len(await env.db.fetchall("SELECT * FROM tickets")) == 1
+    # "War das hilfreich?" likewise: Bert's answer, then one for Anna, then Bert's "nein".
+    await env.one(BERT, "!frage Ich habe mein Passwort vergessen", **group)
+    await env.one(ANNA, "!frage Wie richte ich die Abwesenheitsnotiz ein?", **group)
+    rated = await env.one(BERT, "nein", **addressed)
+    assert rated.faq["feedback"] == {"entry": "passwort-vergessen", "helpful": False}
+    # But a message of the bot for Bert himself is in between.
+    await env.one(BERT, "!frage Ich habe mein Passwort vergessen", **group)
+    await env.one(BERT, "!faq", **group)
+    assert (await env.one(BERT, "ja", **addressed)).faq == {"smalltalk": "expired"}
+
+
+async def test_yes_to_a_numbered_suggestion_asks_for_the_number(env: Env) -> None:
+    """ "Ja" as a reply to "Meinten Sie …?" was told that no choice was waiting."""
+    suggested = await env.one(ANNA, "!frage passwort", room=GROUP, is_direct=False)
+    assert suggested.faq["decision"] == "suggest"
+    await env.deliver(suggested, "$suggested")
+    count = len(suggested.faq["suggestions"])
+    hint = await env.one(ANNA, "Ja", room=GROUP, is_direct=False, mentions_bot=True,
+                         reply_to="$suggested")  # fmt: skip
+    assert hint.faq == {"smalltalk": "pick_number"}
+    assert "Welchen Vorschlag meinen Sie?" in hint.text and f"1 bis {count}" in hint.text
+    picked = await env.one(ANNA, "2", room=GROUP, is_direct=False, mentions_bot=True,
+                           reply_to="$suggested")  # fmt: skip
+    assert picked.faq["decision"] == "picked"
