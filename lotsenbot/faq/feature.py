@@ -65,7 +65,14 @@ from lotsenbot.faq.editform import (
 from lotsenbot.faq.kb import FaqEntry, ImportIssue, render_issue
 from lotsenbot.faq.search import FaqIndex, SearchResult
 from lotsenbot.faq.synonyms import load_synonyms
-from lotsenbot.nlp import SynonymError, find_mythes_de, is_stopword, normalize, tokenize
+from lotsenbot.nlp import (
+    SynonymError,
+    find_mythes_de,
+    has_words,
+    is_stopword,
+    normalize,
+    tokenize,
+)
 from lotsenbot.nlp.thesaurus import DEFAULT_MYTHES_DIR
 from lotsenbot.tickets.hints import department_hints as faq_department_hints
 
@@ -426,6 +433,11 @@ class FaqFeature(Feature):
         return " ".join(text.split()).strip(" :,;-")
 
     async def _answer(self, ctx: Context, question: str) -> None:
+        if not has_words(question):
+            # "!frage 👍👍👍", "!frage ???": nothing to search for, and nothing for the open
+            # questions or a request either.
+            self._no_words(ctx)
+            return
         index = await self._current_index(ctx.conn)
         result = index.search(question, limit=MAX_SUGGESTIONS)
         await ctx.forget_choice(SUGGEST)
@@ -537,7 +549,7 @@ class FaqFeature(Feature):
     async def _on_choice(self, ctx: Context) -> bool:
         raw = self._question_text(ctx).strip()
         text = " ".join(re.sub(r"[^\w\s]", " ", fold(raw)).split())
-        if not text:
+        if not has_words(text):
             # Only emoji or punctuation: 👍/👎 typed after an answer is a verdict; anything
             # else has no words to search for (and would land in the open questions).
             verdict = True if _THUMBS_UP.match(raw) else False if _THUMBS_DOWN.match(raw) else None
@@ -546,8 +558,7 @@ class FaqFeature(Feature):
                 return True
             if not raw:
                 return False
-            key = "faq.smalltalk.no_words"
-            ctx.reply(ctx.t(key, prefix=self._prefix(ctx)), **{META: {"smalltalk": "no_words"}})
+            self._no_words(ctx)
             return True
         suggestion = await ctx.recall_choice(SUGGEST)
         if suggestion is not None:
@@ -618,6 +629,10 @@ class FaqFeature(Feature):
         kind = key.rsplit(".", 1)[1]
         ctx.reply(ctx.t(key, prefix=self._prefix(ctx)), **{META: {"smalltalk": kind}})
         return True
+
+    def _no_words(self, ctx: Context) -> None:
+        ctx.reply(ctx.t("faq.smalltalk.no_words", prefix=self._prefix(ctx)),
+                  **{META: {"smalltalk": "no_words"}})  # fmt: skip
 
     def _can_open_tickets(self, ctx: Context) -> bool:
         return getattr(ctx.services.feature("tickets"), "open_ticket", None) is not None

@@ -38,6 +38,7 @@ from lotsenbot.nlp.stopwords import STOPWORDS
 __all__ = [
     "degender",
     "derived_stem",
+    "has_words",
     "is_stopword",
     "normalize",
     "split_hyphenated",
@@ -197,3 +198,14 @@ def derived_stem(token: str) -> str | None:
             verb = _STEMMER.stemWord(base + ending)
             return verb if verb != stem(token) else None
     return None
+
+
+# Letters that show nothing: the Hangul fillers. A lone U+FFA0 or U+3164 looks like an empty
+# message (people send it for that), yet counts as a letter for ``str.isalnum``.
+_INVISIBLE_LETTERS = frozenset("\u115f\u1160\u3164\uffa0")
+
+
+def has_words(text: str) -> bool:
+    """Whether ``text`` has something to search for or pass on: a visible letter or digit.
+    Emoji, punctuation and blank characters alone ("👍👍", "???", "\u3164") have none."""
+    return any(ch.isalnum() and ch not in _INVISIBLE_LETTERS for ch in text)

@@ -23,6 +23,7 @@ from lotsenbot.core.markdown import escape, quote
 from lotsenbot.core.personal_data import ERASED
 from lotsenbot.core.router import fold
 from lotsenbot.core.types import OutMessage, Role
+from lotsenbot.nlp import has_words
 from lotsenbot.tickets import store
 from lotsenbot.tickets.assignment import choose_assignee, is_absent
 from lotsenbot.tickets.escalation import (
@@ -144,6 +145,8 @@ class TicketsFeature(Feature):
         text = text.strip("\n").rstrip()
         if not text.strip():
             raise BadArguments("tickets.usage.anfrage")
+        if not has_words(text):  # "???", "👍👍": nothing a pilot could work on
+            raise BadArguments("tickets.usage.anfrage_words")
         ticket_id = await store.create_ticket(
             ctx.conn,
             requester=ctx.sender,

@@ -1061,3 +1061,30 @@ async def test_yes_to_a_numbered_suggestion_asks_for_the_number(env: Env) -> Non
     picked = await env.one(ANNA, "2", room=GROUP, is_direct=False, mentions_bot=True,
                            reply_to="$suggested")  # fmt: skip
     assert picked.faq["decision"] == "picked"
+
+
+@pytest.mark.parametrize("symbols", ["👍👍👍", "???", "\uffa0", "\u3164", "🙂 🙂 !"])
+async def test_a_question_without_words_is_neither_kept_nor_passed_on(
+    env: Env, symbols: str
+) -> None:
+    """Found by an exploratory test: "!frage 👍👍👍", "!frage ???" or a lone U+FFA0 became
+    an open question with an offer, and a bare "!anfrage" then opened a request "???". In a
+    direct chat "🙂🙂" already got "Bitte … in Worten"; now every way of asking does."""
+    for body, extra in [
+        (f"!frage {symbols}", {"room": GROUP, "is_direct": False}),
+        (f"!frage {symbols}", {}),
+        (f"!faq {symbols}", {}),
+        (symbols, {}),
+        (f"{BOT} {symbols}", {"room": GROUP, "is_direct": False, "mentions_bot": True}),
+    ]:
+        reply = await env.one(ANNA, body, **extra)
+        assert reply.faq == {"smalltalk": "no_words"}, body
+        assert "in Worten" in reply.text
+    assert await env.db.fetchall("SELECT * FROM faq_unanswered") == []
+    assert await env.db.fetchall("SELECT * FROM faq_questions") == []
+    # No offer was made, so a bare "!anfrage" has nothing to pass on; written out with
+    # symbols only, a request is refused too.
+    assert (await env.one(ANNA, "!anfrage")).error == "bad_arguments"
+    refused = await env.one(ANNA, f"!anfrage {symbols}")
+    assert refused.error == "bad_arguments" and "in Worten" in refused.text
+    assert await env.db.fetchall("SELECT * FROM tickets") == []

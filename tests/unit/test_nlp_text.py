@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lotsenbot.nlp import STOPWORDS, degender, derived_stem, normalize, stem, tokenize
+from lotsenbot.nlp import STOPWORDS, degender, derived_stem, has_words, normalize, stem, tokenize
 
 
 def test_normalize_folds_case_umlauts_sharp_s_and_punctuation() -> None:
@@ -97,3 +97,22 @@ def test_no_derived_stem_where_it_adds_nothing_or_is_not_a_derivation(word: str)
     # "einrichtung" already stems like "einrichten"; "station"/"nation"/"lösung" have bases
     # too short to be a verb worth trusting; hyphenated words are split before this runs.
     assert derived_stem(normalize(word)) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Drucker?", True),
+        ("12", True),
+        ("Ä", True),
+        ("👍👍👍", False),
+        ("???", False),
+        ("🙂 🙂 !", False),
+        ("\uffa0", False),  # halfwidth Hangul filler: a letter for str.isalnum, shows nothing
+        ("\u3164 \u115f\u1160", False),
+        ("\u2800", False),  # braille blank
+        ("", False),
+    ],
+)
+def test_has_words(text: str, expected: bool) -> None:
+    assert has_words(text) is expected
