@@ -153,6 +153,11 @@ async def redact(person: MatrixUser, room_id: str, event_id: str) -> None:
     assert isinstance(response, RoomRedactResponse), response
 
 
+def to(person: MatrixUser) -> Callable[[Received], bool]:
+    """A message of the bot that mentions ``person`` (in a group room: one for her)."""
+    return lambda item: person.user_id in (item.content.get("m.mentions") or {}).get("user_ids", [])
+
+
 def replies_to(item: Received) -> str | None:
     relates = item.content.get("m.relates_to") or {}
     return (relates.get("m.in_reply_to") or {}).get("event_id")
@@ -290,5 +295,64 @@ async def test_a_long_open_question_is_learnt_in_the_coordinators_words(
 
         answer = await say(anna, anna_room, bot_id, "Kassenzeichen vertippt")
         assert faq_meta(answer)["entry"] == "it-service"
+    finally:
+        await runner.stop()
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_in_a_group_room_yes_replies_to_the_offer_and_chat_is_left_alone(
+    tmp_path: Path, synapse: Synapse, register_user: RegisterUser, make_user: MakeUser
+) -> None:
+    """Found by an exploratory test in a group room: "ja" sent with the reply function to
+    the offer failed once the bot had answered someone else there; "!wichtig: …" among
+    colleagues got an error; "!faq offen" posted the open questions word for word."""
+    anna = await make_user("anna")
+    bert = await make_user("bert")
+    koord = await make_user("koord")
+    runner, app = await start_bot(tmp_path, synapse, register_user,
+                                  coordinators=[koord.user_id])  # fmt: skip
+    bot_id = app.config.matrix.user_id
+    try:
+        koord_dm = await open_dm(koord, bot_id)
+        response = await anna.client.room_create(
+            name="Team", invite=[bot_id, bert.user_id, koord.user_id]
+        )
+        group = str(response.room_id)  # type: ignore[union-attr]
+        for user_id in (bot_id, bert.user_id, koord.user_id):
+            await anna.wait_for_join(group, user_id, timeout=20)
+        question = "wo bekomme ich einen neuen Tacker her"
+        offer = await say(anna, group, bot_id, f"!frage {question}")
+        assert faq_meta(offer)["offer"] is True
+        # (Each waits for the bot's message to them: a colleague's client may see an earlier
+        # one only after sending.)
+        bert.mark()
+        await bert.send_text(group, "!frage Ich habe mein Passwort vergessen")
+        answer = await bert.wait_for_message(group, sender=bot_id, predicate=to(bert), timeout=20)
+        assert faq_meta(answer)["entry"] == "passwort-vergessen"
+
+        mark = anna.mark()
+        chat = [await anna.send_text(group, "!wichtig: Besprechung um 10"),
+                await bert.send_text(group, "!!!")]  # fmt: skip
+        await anna.send_reply(offer, "ja")
+        created = await anna.wait_for_message(
+            group, sender=bot_id, predicate=has("de.lotsenbot.ticket"), timeout=20
+        )
+        assert created.content["de.lotsenbot.ticket"]["event"] == "created"
+        # The bot handles a room's events in order: an answer to the chat would be here now.
+        from_bot = [m for m in anna.messages(group, since=mark) if m.sender == bot_id]
+        assert not [
+            m for m in from_bot if replies_to(m) in chat or "de.lotsenbot.error" in m.content
+        ]
+        row = await app.db.fetchone("SELECT body, requester FROM tickets")
+        assert row is not None and tuple(row) == (question, anna.user_id)
+
+        koord.mark()
+        await koord.send_text(group, "!faq offen")
+        in_room = await koord.wait_for_message(group, sender=bot_id, predicate=to(koord),
+                                               timeout=20)  # fmt: skip
+        assert "Direktchat" in in_room.body and "Tacker" not in in_room.body
+        listing = await koord.wait_for_message(koord_dm, sender=bot_id, predicate=has(META),
+                                               timeout=20)  # fmt: skip
+        assert "Tacker" in listing.body and faq_meta(listing)["open"][0]["count"] == 1
     finally:
         await runner.stop()
