@@ -375,13 +375,18 @@ async def _first(results: Iterable[object]) -> bool:
 
 async def _continues_thread(ctx: Context) -> bool:
     """Whether a message in a thread answers the bot: written in the thread right below the
-    bot's message to this person (the client names the thread's latest event as the
-    fallback reply), as "1" or "ja" below "Meinten Sie …?" in the thread of the question.
+    bot's message to this person *in that thread* (the client names the thread's latest
+    event as the fallback reply), as "1" or "ja" below "Meinten Sie …?" in the thread of the
+    question.
+
     The main timeline's equivalent is the reply function, which mentions the bot; in a
-    thread one simply writes on. A colleague writing below the bot's answer to someone
-    else, or anyone after another message in the thread, is not talking to the bot."""
+    thread one simply writes on. Not talking to the bot: a colleague writing below the bot's
+    answer to someone else; anyone after another message in the thread; someone who opens a
+    thread on the bot's message in the main timeline (the client then names that message
+    as the fallback: a thread about the answer, among colleagues).
+    """
     incoming = ctx.incoming
-    if incoming.thread_latest is None:
+    if incoming.thread_latest is None or incoming.thread_root is None:
         return False
     async with ctx.conn.execute(
         "SELECT content FROM outbox WHERE event_id = ? AND room_id = ? AND target_kind = 'room'",
@@ -391,10 +396,12 @@ async def _continues_thread(ctx: Context) -> bool:
     if row is None:
         return False
     try:
-        mentions = json.loads(row[0]).get("mentions") or []
+        content = json.loads(row[0])
+        mentions = content.get("mentions") or []
+        thread_root = content.get("thread_root")
     except (ValueError, AttributeError):
         return False
-    return incoming.sender in mentions
+    return incoming.sender in mentions and thread_root == incoming.thread_root
 
 
 def _nobody(user_id: str) -> Person:

@@ -106,6 +106,19 @@ async def test_a_question_in_a_thread_is_answered_in_the_thread(
         from_bot = [m.event_id for m in anna.messages(room) if m.sender == bot_id]
         assert from_bot == [suggestion.event_id, answer.event_id, offer.event_id,
                             created.event_id]  # fmt: skip
+
+        # A thread opened on the bot's answer in the main timeline is colleagues talking about
+        # it, although the client names that answer as the fallback: not for the bot.
+        anna.mark()
+        await anna.send_text(room, "!frage Wie ändere ich mein Passwort?")
+        main = await anna.wait_for_message(room, sender=bot_id, predicate=has(META))
+        assert "rel_type" not in relation(main)
+        anna.mark()
+        await in_thread(anna, room, main.event_id, main.event_id,
+                        "Bert, kannst du mir heute Nachmittag dabei helfen?")  # fmt: skip
+        await anna.send_text(room, "!frage Wie richte ich einen Drucker ein?")
+        after = await anna.wait_for_message(room, sender=bot_id, predicate=has(META))
+        assert "rel_type" not in relation(after), "the remark in the thread was taken up"
     finally:
         await runner.stop()
 
