@@ -4,6 +4,12 @@ Registered with :mod:`lotsenbot.core.personal_data` on import. The FAQ stores no
 text next to a person: ``faq_questions`` ties the bot's answer to the asker (so feedback can
 be matched), ``faq_feedback`` holds verdicts, and ``faq_unanswered`` keeps the wording of
 unanswered questions without the asker. Anonymising the asker keeps the hit rate right.
+
+An unanswered question keeps the Matrix event it was asked in (``question_event``, so that
+deleting the message deletes the question, migration 0014). While the inbox still records
+who sent that event (``[privacy] handled_events_days``), the question can be tied to its
+asker: it is then in their export and goes with their erasure; after that the purge drops
+the event id and the question is anonymous as before.
 """
 
 from __future__ import annotations
@@ -65,8 +71,15 @@ class FaqData:
             conn, "SELECT id, updated_at FROM faq_entries WHERE updated_by = ? ORDER BY id",
             (user_id,),
         )  # fmt: skip
+        unanswered = await _rows(
+            conn,
+            "SELECT u.asked_at, u.question FROM faq_unanswered u JOIN inbox i"
+            " ON i.event_id = u.question_event WHERE i.sender = ? ORDER BY u.id",
+            (user_id,),
+        )
         return {
             "answers_given_to_you": [dict(q) for q in questions],
+            "your_unanswered_questions": [dict(u) for u in unanswered],
             "feedback": [_verdict(f) for f in feedback],
             "entries_last_edited_by_you": [dict(e) for e in edited],
         }
@@ -88,6 +101,17 @@ class FaqData:
         await conn.execute(
             "UPDATE faq_unanswered SET resolved_by = ? WHERE resolved_by = ?", (ERASED, user_id)
         )
+        # The person's own open questions, while the inbox still ties them to her (the core
+        # erasure, which anonymises the inbox, runs after the features'): open ones go, ones
+        # a coordinator has dealt with (learned, answered) lose the tie only.
+        mine = "SELECT event_id FROM inbox WHERE sender = ?"
+        report.count("unanswered_questions", await _changes(
+            conn, f"DELETE FROM faq_unanswered WHERE resolved_at IS NULL AND question_event IN"
+                  f" ({mine})", (user_id,)))  # fmt: skip
+        await conn.execute(
+            f"UPDATE faq_unanswered SET question_event = NULL WHERE question_event IN ({mine})",
+            (user_id,),
+        )
         return report
 
     async def purge(
@@ -96,6 +120,7 @@ class FaqData:
         if not await table_exists(conn, "faq_questions"):
             return {}
         unanswered_before = iso(now - timedelta(days=privacy.unanswered_questions_days))
+        events_before = iso(now - timedelta(days=privacy.handled_events_days))
         feedback_before = iso(now - timedelta(days=privacy.feedback_days))
         # After the feedback period an answer can no longer be rated: the asker is not
         # needed any more, the row stays for the hit rate.
@@ -104,6 +129,10 @@ class FaqData:
              "DELETE FROM faq_unanswered WHERE asked_at < ?", (unanswered_before,)),
             ("feedback", "FROM faq_feedback WHERE given_at < ?",
              "DELETE FROM faq_feedback WHERE given_at < ?", (feedback_before,)),
+            ("unanswered_question_events",
+             "FROM faq_unanswered WHERE asked_at < ? AND question_event IS NOT NULL",
+             "UPDATE faq_unanswered SET question_event = NULL WHERE asked_at < ?"
+             " AND question_event IS NOT NULL", (events_before,)),
             ("question_askers", "FROM faq_questions WHERE asked_at < ? AND user_id != ?",
              "UPDATE faq_questions SET user_id = ?, room_id = '' WHERE asked_at < ?"
              " AND user_id != ?", (feedback_before, ERASED)),
@@ -112,7 +141,7 @@ class FaqData:
         for category, where, action, params in steps:
             counts[category] = await _count(conn, f"SELECT COUNT(*) {where}", params)
             if not dry_run:
-                action_params = (ERASED, *params) if action.startswith("UPDATE") else params
+                action_params = (ERASED, *params) if action.count("?") > len(params) else params
                 await conn.execute(action, action_params)
         return counts
 

@@ -591,6 +591,44 @@ async def test_purge_applies_each_period_and_dry_run_changes_nothing(db: Databas
     assert later["tickets"]["ended_absences"] == 1
 
 
+async def test_unanswered_questions_belong_to_their_asker_while_the_inbox_knows_who_asked(
+    db: Database,
+) -> None:
+    """An open question keeps the event it was asked in (so deleting the message deletes
+    it). While the inbox records who sent that event, the question is the asker's: in her
+    export, gone with her erasure; after ``handled_events_days`` the purge cuts the tie."""
+    mine = await add_event(db, ANNA, handled=ago(days=1))
+    learned = await add_event(db, ANNA, handled=ago(days=2))
+    theirs = await add_event(db, BERT, handled=ago(days=1))
+    old = await add_event(db, ANNA, handled=ago(days=40))
+    rows = ((ago(days=1), "Meine Kollegin ist krank", mine, None),
+            (ago(days=2), "Drucker im Flur", learned, ago(days=1)),
+            (ago(days=1), "Wer gießt die Blumen?", theirs, None),
+            (ago(days=40), "Alte Frage", old, None))  # fmt: skip
+    for asked, question, event, resolved in rows:
+        await db.execute(
+            "INSERT INTO faq_unanswered (asked_at, question, normalized, question_event,"
+            " resolved_at) VALUES (?, ?, ?, ?, ?)",
+            (asked, question, question.lower(), event, resolved),
+        )
+    async with db.transaction() as conn:
+        sections = await export_person(conn, all_handlers({}), ANNA)
+    exported = [q["question"] for q in sections["faq"]["your_unanswered_questions"]]
+    assert exported == ["Meine Kollegin ist krank", "Drucker im Flur", "Alte Frage"]
+
+    async with db.transaction() as conn:
+        purged = await purge_all(conn, all_handlers({}), NOW, PrivacyConfig(), dry_run=False)
+    assert purged["faq"]["unanswered_question_events"] == 1
+    async with db.transaction() as conn:
+        result = await erase_person(conn, all_handlers({}), ANNA, NOW)
+    assert result.erased["faq.unanswered_questions"] == 1
+    left = {r[0]: r[1] for r in await db.fetchall(
+        "SELECT question, question_event FROM faq_unanswered")}  # fmt: skip
+    # Dealt with by a coordinator: stays, without the tie; someone else's: untouched; the
+    # old one was no longer tied to Anna, so it is no longer hers to erase.
+    assert left == {"Drucker im Flur": None, "Wer gießt die Blumen?": theirs, "Alte Frage": None}
+
+
 # -- statistics and report -----------------------------------------------------------------
 
 
