@@ -319,6 +319,12 @@ class PrivacyFeature(Feature):
                                                        "sections": sorted(sections)})  # fmt: skip
 
     async def _erase(self, ctx: Context, args: str) -> None:
+        if not ctx.incoming.is_direct:
+            # The question, the summary of what is erased and what is kept (with the numbers
+            # of open requests) belong in the direct chat, not before the colleagues.
+            ctx.reply(ctx.t("privacy.erase.direct_only", prefix=ctx.services.config.bot.prefix),
+                      **{META: {"action": "erase_direct_only"}})  # fmt: skip
+            return
         word = fold(args)
         if not word:
             expires = ctx.now + ERASE_CONFIRM_WITHIN

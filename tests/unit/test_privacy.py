@@ -763,6 +763,14 @@ async def test_commands_export_erase_protocol_and_roles(db: Database) -> None:
     assert (private["target_kind"], private["target"]) == ("user", ANNA)
     assert private["attachment_name"].endswith(".json")
 
+    # Erasure only in the direct chat: in a group room everyone would see the question and
+    # the summary (with the numbers of open requests). Nothing is asked or erased there.
+    for words in ("!daten-löschen", "!daten-löschen bestätigen"):
+        [elsewhere] = await h.say(ANNA, words, room="!gruppe:stadt.de", direct=False)
+        assert (elsewhere["target_kind"], meta(elsewhere)["action"]) == (
+            "room",
+            "erase_direct_only",
+        )
     [answer] = await h.say(ANNA, "!daten-löschen bestätigen")
     assert meta(answer, "de.lotsenbot.error")["code"] == "conflict"  # nothing to confirm yet
     [ask] = await h.say(ANNA, "!daten-löschen")
