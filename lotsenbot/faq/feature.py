@@ -47,7 +47,7 @@ from lotsenbot.core.context import Context, audit
 from lotsenbot.core.errors import BadArguments, Conflict, NotFound
 from lotsenbot.core.feature import Feature
 from lotsenbot.core.markdown import escape
-from lotsenbot.core.outbox import replies_in_room
+from lotsenbot.core.outbox import withdraw_replies
 from lotsenbot.core.router import fold
 from lotsenbot.core.types import OutMessage, Role
 from lotsenbot.faq import kb, store
@@ -782,8 +782,10 @@ class FaqFeature(Feature):
             ctx.conn, asker, ctx.room_id, event_id=redacted,
             question_ids=[row.id for row in asked], questions=questions,
         )  # fmt: skip
+        # Their text goes now, sent or not; the sender redacts what went out, and holds back
+        # what did not. Taken back once: deleting the question again finds nothing new.
         reason = ctx.t("faq.redacted.reason")
-        for key in await replies_in_room(ctx.conn, redacted, ctx.room_id):
+        for key in await withdraw_replies(ctx.conn, redacted, ctx.room_id):
             ctx.send_to_room(ctx.room_id, OutMessage(reason, redacts=key), purpose="redact")
         hint = getattr(ctx.services.feature("tickets"), "source_deleted", None)
         for row in dropped:
