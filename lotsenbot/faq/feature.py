@@ -812,10 +812,10 @@ class FaqFeature(Feature):
         The redactions go through the outbox in this transaction, so they are sent once,
         also across a crash; a reply not sent yet is not sent at all."""
         asked = await store.questions_asked_in(ctx.conn, redacted, ctx.room_id)
-        dropped = await store.drop_unanswered(ctx.conn, redacted)
-        if not asked and not dropped:
-            return False  # not a question the bot took up (colleagues' chat, a command …)
-        asker = asked[0].user_id if asked else ctx.sender
+        if not asked:
+            return False  # not a question the bot took up here (colleagues' chat, a command …)
+        dropped = await store.drop_unanswered(ctx.conn, redacted, ctx.room_id)
+        asker = asked[0].user_id
         questions = [row.question for row in dropped]
         await store.forget_choices_about(
             ctx.conn, asker, ctx.room_id, event_id=redacted,

@@ -466,12 +466,19 @@ class Dropped:
     ticket_id: int | None
 
 
-async def drop_unanswered(conn: aiosqlite.Connection, question_event: str) -> list[Dropped]:
-    """Delete the unanswered questions asked in ``question_event`` (resolved ones too: the
-    wording is what goes); return what was deleted, with the request it became, if any."""
+async def drop_unanswered(
+    conn: aiosqlite.Connection, question_event: str, room_id: str
+) -> list[Dropped]:
+    """Delete the unanswered questions asked in ``question_event`` in ``room_id`` (resolved
+    ones too: the wording is what goes); return what was deleted, with the request it
+    became, if any. The room is that of the bot's reply to the question in the log: a
+    redaction in one room never drops what was asked in another."""
+    low, high = reply_key_range(question_event)
     async with conn.execute(
-        "DELETE FROM faq_unanswered WHERE question_event = ? RETURNING id, question, ticket_id",
-        (question_event,),
+        "DELETE FROM faq_unanswered WHERE question_event = ? AND EXISTS (SELECT 1 FROM"
+        " faq_questions WHERE answer_key >= ? AND answer_key < ? AND room_id = ?)"
+        " RETURNING id, question, ticket_id",
+        (question_event, low, high, room_id),
     ) as cursor:
         rows = await cursor.fetchall()
     return [Dropped(int(row[0]), str(row[1]), row[2]) for row in rows]

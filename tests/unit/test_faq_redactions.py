@@ -126,3 +126,32 @@ async def test_the_thumbs_down_offer_stays_in_the_answers_thread(env: Env) -> No
     (offer,) = sent
     content = json.loads((await outbox(env, offer.dedup_key))["content"])
     assert content["thread_root"] == "$wurzel"
+
+
+async def test_a_redaction_in_another_room_leaves_the_question_alone(env: Env) -> None:
+    text = "Wie funktioniert die Kaffeemaschine im dritten Stock?"
+    none = await env.one(ANNA, text)
+    question = none.dedup_key.split(":")[1]
+    await delete(env, question, room=GROUP)
+    assert await redactions(env) == []
+    assert len(await copies(env, text)) == 3  # the offer, its pending choice, the open question
+    await delete(env, question)
+    assert await copies(env, text) == []
+
+
+async def test_a_deleted_request_counts_only_in_its_own_room(env: Env) -> None:
+    sent = await env.say(ANNA, "!anfrage Bitte einen zweiten Monitor für Zimmer 12")
+    request = sent[0].dedup_key.split(":")[1]
+    assert any(m.meta.get(TICKET, {}).get("event") == "created" for m in sent)
+
+    def hints(messages: list[Any]) -> list[Any]:
+        return [m for m in messages if m.meta.get(TICKET, {}).get("event") == "source_deleted"]
+
+    elsewhere = await env.event(Incoming(event_id="$del-other", room_id=GROUP, sender=ANNA,
+                                         kind="redaction", relates_to=request))  # fmt: skip
+    assert hints(elsewhere) == []
+    here = await env.event(
+        Incoming(event_id="$del-here", room_id=DM, sender=ANNA, kind="redaction",
+                 relates_to=request, is_direct=True)
+    )  # fmt: skip
+    assert len(hints(here)) == 1
