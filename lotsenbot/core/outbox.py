@@ -83,18 +83,55 @@ class Outbox:
         self._wake.clear()
 
 
-async def replies_in_room(conn: aiosqlite.Connection, event_id: str, room_id: str) -> list[str]:
-    """Dedup keys of the bot's messages into ``room_id`` that answered the event
-    ``event_id`` (the dispatcher keys them "evt:<event id>:<n>"), sent or still waiting,
-    for taking them back with a redaction (``OutMessage.redacts``). Messages to a person's
-    direct chat are not among them, nor redactions themselves."""
-    async with conn.execute(
-        "SELECT dedup_key, content FROM outbox WHERE dedup_key >= ? AND dedup_key < ?"
-        " AND target_kind = 'room' AND target = ? AND status != 'failed' ORDER BY id",
-        (f"evt:{event_id}:", f"evt:{event_id};", room_id),
-    ) as cursor:
+WITHDRAWN = "de.lotsenbot.withdrawn"
+"""Metadata key of an outbox row whose text was taken back (:func:`withdraw_replies`)."""
+WITHDRAWN_CONTENT = OutMessage("", meta={WITHDRAWN: True}).to_json()
+"""What is left of a message taken back: nothing of its text, only the mark."""
+
+
+def is_withdrawn(message: OutMessage) -> bool:
+    return bool(message.meta.get(WITHDRAWN))
+
+
+async def withdraw_replies(
+    conn: aiosqlite.Connection, event_id: str, room_id: str, *, meta_path: str | None = None
+) -> list[str]:
+    """Take back the bot's messages into ``room_id`` that answered the event ``event_id``
+    (the dispatcher keys them "evt:<event id>:<n>"), or whose content names it at the JSON
+    path ``meta_path`` (a message answering a later event that repeats what ``event_id``
+    said). Messages to a person's direct chat are not among them, nor redactions.
+
+    Their text goes at once, whatever their status (sent, waiting, failed); what the sender
+    needs to find the event (dedup key, event id, room) stays, and :data:`WITHDRAWN_CONTENT`
+    tells it that such a row still waiting must not go out as it was (see
+    :class:`lotsenbot.matrix.sender.Sender`). Returns the dedup keys of those not failed and
+    not taken back before, to be redacted (``OutMessage.redacts``) in this transaction."""
+    low, high = f"evt:{event_id}:", f"evt:{event_id};"
+    sql = (
+        "SELECT id, dedup_key, content, status FROM outbox WHERE target_kind = 'room'"
+        " AND target = ? AND dedup_key >= ? AND dedup_key < ?"
+    )
+    params: list[str] = [room_id, low, high]
+    if meta_path is not None:
+        sql += (
+            " UNION SELECT id, dedup_key, content, status FROM outbox WHERE target_kind = 'room'"
+            " AND target = ? AND json_valid(content) AND json_extract(content, ?) = ?"
+        )
+        params += [room_id, meta_path, event_id]
+    async with conn.execute(sql + " ORDER BY id", params) as cursor:
         rows = await cursor.fetchall()
-    return [str(row[0]) for row in rows if not OutMessage.from_json(row[1]).redacts]
+    keys: list[str] = []
+    for row_id, key, content, status in rows:
+        message = OutMessage.from_json(content)
+        if message.redacts is not None or is_withdrawn(message):
+            continue  # a redaction names no text; taken back before: not again
+        await conn.execute(
+            "UPDATE outbox SET content = ?, attachment = NULL WHERE id = ?",
+            (WITHDRAWN_CONTENT, row_id),
+        )
+        if status != "failed":
+            keys.append(str(key))
+    return keys
 
 
 def backoff(attempt: int, base: float = 1.0, cap: float = 300.0) -> timedelta:

@@ -47,7 +47,7 @@ from lotsenbot.core.context import Context, audit
 from lotsenbot.core.errors import BadArguments, Conflict, NotFound
 from lotsenbot.core.feature import Feature
 from lotsenbot.core.markdown import escape
-from lotsenbot.core.outbox import replies_in_room
+from lotsenbot.core.outbox import withdraw_replies
 from lotsenbot.core.router import fold
 from lotsenbot.core.types import OutMessage, Role
 from lotsenbot.faq import kb, store
@@ -93,6 +93,9 @@ __all__ = [
 ]
 
 META = "de.lotsenbot.faq"
+# The question an offer repeats, when the offer answers a later message ("0", 👎).
+QUESTION_EVENT = "question_event"
+QUESTION_EVENT_PATH = f'$.meta."{META}".{QUESTION_EVENT}'
 COORDINATOR = (Role.COORDINATOR,)
 
 SUGGEST = "faq.suggest"
@@ -173,6 +176,21 @@ def open_thesaurus(index: FaqIndex, config: Config) -> None:
         index.analyzer.thesaurus = find_mythes_de(THESAURUS_DIR)
     except (OSError, LookupError, UnicodeError, ValueError) as exc:  # unreadable: do without
         log.warning("OpenThesaurus in %s nicht lesbar, Suche ohne: %s", THESAURUS_DIR, exc)
+
+
+@dataclass(frozen=True)
+class _BadAnswerOffer:
+    """What "not helpful" offers (:meth:`FaqFeature._offer_after_bad_answer`)."""
+
+    text: str
+    kind: bool | str  # the metadata's "offer": True (the question is offered) or "command"
+    question_event: str | None  # the message the offered question was asked in
+
+    def meta(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {"offer": self.kind}
+        if self.kind is True and self.question_event is not None:
+            meta[QUESTION_EVENT] = self.question_event
+        return meta
 
 
 # -- unanswered questions, grouped -------------------------------------------------------------
@@ -453,17 +471,24 @@ class FaqFeature(Feature):
             await self._no_answer(ctx, question, result)
 
     async def _give_answer(
-        self, ctx: Context, entry: FaqEntry, score: float, decision: store.Decision, question: str
-    ) -> None:
+        self, ctx: Context, entry: FaqEntry, score: float, decision: store.Decision, question: str,
+        question_event: str | None = None,
+    ) -> None:  # fmt: skip
+        """``question_event``: the message the question was asked in, if not the current one
+        (a picked suggestion); kept with the question's wording so that deleting the
+        question drops it (:meth:`_question_redacted`)."""
         key = self._next_key(ctx)
+        question_event = question_event or ctx.incoming.event_id
         question_id = await store.log_question(
             ctx.conn, now=ctx.now, user_id=ctx.sender, room_id=ctx.room_id, decision=decision,
             entry_id=entry.id, score=score, answer_key=key,
         )  # fmt: skip
-        answered = {"question": question, "id": question_id, **ctx.here_and_now()}
+        answered = {"question": question, "id": question_id, "question_event": question_event,
+                    **ctx.here_and_now()}  # fmt: skip
         await ctx.remember_choice(ANSWERED, answered, ANSWERED_TTL)
         if self._can_open_tickets(ctx):  # kept only where it can be passed on
-            asked = {"question": question, "offered": False, "at": iso(ctx.now)}
+            asked = {"question": question, "offered": False, "at": iso(ctx.now),
+                     "question_event": question_event}  # fmt: skip
             await ctx.remember_choice(f"{ASKED}:{question_id}", asked, ASKED_TTL)
         text = "\n\n".join(
             [
@@ -510,10 +535,11 @@ class FaqFeature(Feature):
         already in the log as a suggestion and is not counted a second time.
         ``question_event``: the message the question was asked in, if not the current one."""
         best = result.best if result is not None else None
+        question_event = question_event or ctx.incoming.event_id
         unanswered_id = await store.record_unanswered(
             ctx.conn, now=ctx.now, question=question, normalized=normalize(question),
             best_entry=best[0] if best else None, best_score=best[1] if best else 0.0,
-            question_event=question_event or ctx.incoming.event_id,
+            question_event=question_event,
         )  # fmt: skip
         score = best[1] if best else 0.0
         if result is not None:
@@ -524,16 +550,18 @@ class FaqFeature(Feature):
         lines = [ctx.t("faq.none.text")]
         offered = self._can_open_tickets(ctx)
         if offered:
-            await ctx.remember_choice(
-                OFFER,
-                {"question": question, "unanswered": unanswered_id, **ctx.here_and_now()},
-                OFFER_TTL,
-            )
+            offer = {"question": question, "unanswered": unanswered_id,
+                     "question_event": question_event, **ctx.here_and_now()}  # fmt: skip
+            await ctx.remember_choice(OFFER, offer, OFFER_TTL)
             lines.append(self._offer_text(ctx, question))
         else:
             lines.append(ctx.t("faq.none.no_tickets", prefix=self._prefix(ctx)))
         meta = self._meta("none", None, score, [])
         meta[META]["offer"] = offered
+        if offered:
+            # The offer repeats the question: deleting it takes the offer back, also when
+            # the offer answers a later message ("0" to "Meinten Sie …?").
+            meta[META][QUESTION_EVENT] = question_event
         ctx.reply("\n\n".join(lines), **meta)
 
     def _offer_text(self, ctx: Context, question: str) -> str:
@@ -573,7 +601,8 @@ class FaqFeature(Feature):
                 entry = (await self._current_index(ctx.conn)).entry(entry_id)
                 if entry is None:
                     raise NotFound("faq.suggest.gone")
-                await self._give_answer(ctx, entry, score, "picked", suggestion["question"])
+                await self._give_answer(ctx, entry, score, "picked", suggestion["question"],
+                                        suggestion.get("event"))  # fmt: skip
                 return True
             if text in _NONE_OF_THEM or text in _NO:
                 await ctx.forget_choice(SUGGEST)
@@ -670,8 +699,8 @@ class FaqFeature(Feature):
         lines = [ctx.t("faq.feedback.sorry")]
         offer = await self._offer_after_bad_answer(ctx, answer)
         if offer is not None:
-            lines.append(offer[0])
-            meta[META]["offer"] = offer[1]
+            lines.append(offer.text)
+            meta[META].update(offer.meta())
         ctx.reply("\n\n".join(lines), **meta)
 
     async def _replied_answer(self, ctx: Context) -> store.LoggedQuestion | None:
@@ -684,11 +713,12 @@ class FaqFeature(Feature):
 
     async def _offer_after_bad_answer(
         self, ctx: Context, answer: store.LoggedQuestion
-    ) -> tuple[str, bool | str] | None:
+    ) -> _BadAnswerOffer | None:
         """After "not helpful" on one of the sender's own answers, the latest or an older
         one: the text offering to pass its question on, with the offer's metadata value
         (True: "ja" or the pre-filled ``!anfrage`` passes it on; "command": the question's
-        text is no longer kept, the person writes ``!anfrage`` herself).
+        text is no longer kept, the person writes ``!anfrage`` herself) and the message the
+        question was asked in (deleting it takes the offer back, :meth:`_question_redacted`).
 
         Once per answer: a second 👎, or 👎 taken back and given again, offers nothing new
         (the first offer still stands). Someone else's answer in a group room offers nothing.
@@ -700,23 +730,32 @@ class FaqFeature(Feature):
         if asked is not None and asked.get("offered"):
             return None
         question = asked.get("question") if asked is not None else None
+        question_event = asked.get("question_event") if asked is not None else None
         if question is None:
             # Answered before questions were kept per answer: the latest answer's is known.
             answered = await ctx.recall_choice(ANSWERED)
             if answered and answered.get("id") == answer.id:
                 question = answered["question"]
+                question_event = answered.get("question_event")
+        if question_event is None:
+            # Kept before the question's message was: the answer replied to it, unless the
+            # answer was a picked suggestion (it replied to the "1").
+            question_event = await store.question_event_of(ctx.conn, answer.id)
         # Remembered as offered (without the text, which the offer itself now holds) until
         # the question's text would have gone, or for a day.
         since = parse_iso(str(asked["at"])) if asked is not None else ctx.now
         await ctx.remember_choice(
-            kind, {"question": None, "offered": True, "at": iso(since)},
+            kind, {"question": None, "offered": True, "at": iso(since),
+                   "question_event": question_event},
             max(since + ASKED_TTL - ctx.now, timedelta(minutes=1)),
         )  # fmt: skip
         if not question:
-            return ctx.t("faq.offer.text_forgotten", prefix=self._prefix(ctx)), "command"
-        offer = {"question": str(question), "unanswered": None, **ctx.here_and_now()}
+            text = ctx.t("faq.offer.text_forgotten", prefix=self._prefix(ctx))
+            return _BadAnswerOffer(text, "command", None)
+        offer = {"question": str(question), "unanswered": None,
+                 "question_event": question_event, **ctx.here_and_now()}  # fmt: skip
         await ctx.remember_choice(OFFER, offer, OFFER_TTL)
-        return self._offer_text(ctx, str(question)), True
+        return _BadAnswerOffer(self._offer_text(ctx, str(question)), True, question_event)
 
     async def _on_reaction(self, ctx: Context) -> bool:
         """👍/👎 on an answer; other reactions and other messages are not ours."""
@@ -734,7 +773,7 @@ class FaqFeature(Feature):
             return True
         offer = await self._offer_after_bad_answer(ctx, answer)
         if offer is not None:
-            text = "\n\n".join([ctx.t("faq.feedback.sorry"), offer[0]])
+            text = "\n\n".join([ctx.t("faq.feedback.sorry"), offer.text])
             latest = await store.last_answer(ctx.conn, ctx.room_id, ctx.sender)
             # An offer about an older answer replies to it, so it is clear which question
             # it would pass on.
@@ -742,12 +781,12 @@ class FaqFeature(Feature):
                 None if latest is not None and latest.id == answer.id else incoming.relates_to
             )
             mentions = () if incoming.is_direct else (ctx.sender,)
-            meta = {META: {"offer": offer[1], "entry": answer.entry_id}}
-            ctx.send_to_room(
-                ctx.room_id,
-                OutMessage(text, meta=meta, mentions=mentions, reply_to=reply_to),
-                purpose="reply",
-            )
+            meta = {META: {**offer.meta(), "entry": answer.entry_id}}
+            # An answer in a thread gets the offer in that thread (a reaction names none).
+            thread_root = await store.answer_thread_root(ctx.conn, answer.id)
+            message = OutMessage(text, meta=meta, mentions=mentions, reply_to=reply_to,
+                                 thread_root=thread_root)  # fmt: skip
+            ctx.send_to_room(ctx.room_id, message, purpose="reply")
         return True
 
     async def _on_redaction(self, ctx: Context) -> bool:
@@ -773,17 +812,21 @@ class FaqFeature(Feature):
         The redactions go through the outbox in this transaction, so they are sent once,
         also across a crash; a reply not sent yet is not sent at all."""
         asked = await store.questions_asked_in(ctx.conn, redacted, ctx.room_id)
-        dropped = await store.drop_unanswered(ctx.conn, redacted)
-        if not asked and not dropped:
-            return False  # not a question the bot took up (colleagues' chat, a command …)
-        asker = asked[0].user_id if asked else ctx.sender
+        if not asked:
+            return False  # not a question the bot took up here (colleagues' chat, a command …)
+        dropped = await store.drop_unanswered(ctx.conn, redacted, ctx.room_id)
+        asker = asked[0].user_id
         questions = [row.question for row in dropped]
         await store.forget_choices_about(
             ctx.conn, asker, ctx.room_id, event_id=redacted,
             question_ids=[row.id for row in asked], questions=questions,
         )  # fmt: skip
+        # Their text goes now, sent or not; the sender redacts what went out, and holds back
+        # what did not. Taken back once: deleting the question again finds nothing new.
         reason = ctx.t("faq.redacted.reason")
-        for key in await replies_in_room(ctx.conn, redacted, ctx.room_id):
+        taken_back = await withdraw_replies(ctx.conn, redacted, ctx.room_id,
+                                            meta_path=QUESTION_EVENT_PATH)  # fmt: skip
+        for key in taken_back:
             ctx.send_to_room(ctx.room_id, OutMessage(reason, redacts=key), purpose="redact")
         hint = getattr(ctx.services.feature("tickets"), "source_deleted", None)
         for row in dropped:

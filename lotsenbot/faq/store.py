@@ -26,6 +26,7 @@ __all__ = [
     "LoggedQuestion",
     "Unanswered",
     "all_entries",
+    "answer_thread_root",
     "bump_generation",
     "categories",
     "count_entries",
@@ -41,6 +42,7 @@ __all__ = [
     "last_answer",
     "log_question",
     "open_unanswered",
+    "question_event_of",
     "question_for_event",
     "questions_asked_in",
     "record_unanswered",
@@ -464,12 +466,19 @@ class Dropped:
     ticket_id: int | None
 
 
-async def drop_unanswered(conn: aiosqlite.Connection, question_event: str) -> list[Dropped]:
-    """Delete the unanswered questions asked in ``question_event`` (resolved ones too: the
-    wording is what goes); return what was deleted, with the request it became, if any."""
+async def drop_unanswered(
+    conn: aiosqlite.Connection, question_event: str, room_id: str
+) -> list[Dropped]:
+    """Delete the unanswered questions asked in ``question_event`` in ``room_id`` (resolved
+    ones too: the wording is what goes); return what was deleted, with the request it
+    became, if any. The room is that of the bot's reply to the question in the log: a
+    redaction in one room never drops what was asked in another."""
+    low, high = reply_key_range(question_event)
     async with conn.execute(
-        "DELETE FROM faq_unanswered WHERE question_event = ? RETURNING id, question, ticket_id",
-        (question_event,),
+        "DELETE FROM faq_unanswered WHERE question_event = ? AND EXISTS (SELECT 1 FROM"
+        " faq_questions WHERE answer_key >= ? AND answer_key < ? AND room_id = ?)"
+        " RETURNING id, question, ticket_id",
+        (question_event, low, high, room_id),
     ) as cursor:
         rows = await cursor.fetchall()
     return [Dropped(int(row[0]), str(row[1]), row[2]) for row in rows]
@@ -509,3 +518,35 @@ async def forget_choices_about(
         f" OR json_extract(payload, '$.question') IN ({marks}))",
         (user_id, room_id, event_id, *questions),
     )
+    # What names the question's message: an offer after "0" or 👎 (its "$.event" is that
+    # later message), the wording kept for a picked suggestion.
+    await conn.execute(
+        "DELETE FROM pending_choices WHERE user_id = ? AND room_id = ? AND kind LIKE 'faq.%'"
+        " AND json_valid(payload) AND json_extract(payload, '$.question_event') = ?",
+        (user_id, room_id, event_id),
+    )
+
+
+async def question_event_of(conn: aiosqlite.Connection, question_id: int) -> str | None:
+    """The message the logged question ``question_id`` was asked in, read from the key of
+    the bot's reply to it ("evt:<event id>:<n>"); None for a picked suggestion, whose
+    reply answered the "1"."""
+    async with conn.execute(
+        "SELECT answer_key, decision FROM faq_questions WHERE id = ?", (question_id,)
+    ) as cursor:
+        row = await cursor.fetchone()
+    if row is None or row[1] == "picked" or not str(row[0] or "").startswith("evt:"):
+        return None
+    event_id, _, position = str(row[0])[4:].rpartition(":")
+    return event_id if event_id and position.isdigit() else None
+
+
+async def answer_thread_root(conn: aiosqlite.Connection, question_id: int) -> str | None:
+    """The thread the bot's answer to the logged question ``question_id`` went to, if any."""
+    async with conn.execute(
+        "SELECT json_extract(o.content, '$.thread_root') FROM faq_questions AS q"
+        " JOIN outbox AS o ON o.dedup_key = q.answer_key WHERE q.id = ? AND json_valid(o.content)",
+        (question_id,),
+    ) as cursor:
+        row = await cursor.fetchone()
+    return str(row[0]) if row is not None and row[0] else None

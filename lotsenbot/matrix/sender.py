@@ -27,7 +27,7 @@ from aiohttp import ClientConnectionError
 from nio import RoomRedactResponse, RoomSendError, RoomSendResponse, UploadResponse
 
 from lotsenbot.core.clock import iso
-from lotsenbot.core.outbox import Outbox, backoff, txn_id_for
+from lotsenbot.core.outbox import WITHDRAWN_CONTENT, Outbox, backoff, is_withdrawn, txn_id_for
 from lotsenbot.core.types import Attachment, OutMessage
 from lotsenbot.matrix.format import message_content, poll_content, poll_end_content
 from lotsenbot.matrix.transport import HistoryUnavailable, MatrixTransport, RoomCreationFailed
@@ -52,8 +52,7 @@ HISTORY_ATTEMPTS = 3  # tries to read a left chat's history before sending anew 
 MAX_ATTEMPTS = 12
 NEW_ROOM_WAIT_SECONDS = 10.0  # how long a new direct chat may take to show up in the sync
 CONCURRENCY = 16  # different targets in parallel; one target always in order
-# What is left of a message taken back (see Sender._redact): nothing of its text.
-WITHDRAWN_CONTENT = OutMessage("").to_json()
+WITHDRAWN_ERROR = "withdrawn: the message it answered was deleted"
 UNREACHABLE = "unreachable: "  # prefix of last_error for rows that failed on the connection
 
 
@@ -141,6 +140,11 @@ class Sender:
         self._unreachable = False  # a send failed because the homeserver could not be reached
         self._reachable_again = False
         self._db_failures = 0
+        # Whether a waiting row may have gone out already (see _may_have_been_sent): rows
+        # this sender began to send and whose outcome is not recorded, and the time before
+        # which another run of the bot may have sent rows without recording it (a crash).
+        self._in_flight: set[int] = set()
+        self._started = iso(now())
 
     def stop(self) -> None:
         self._stopping.set()
@@ -252,6 +256,44 @@ class Sender:
 
     async def _deliver(self, row: Any) -> bool:
         """Try one row; True when it is settled (sent or permanently failed)."""
+        if self._never_to_send(row):
+            await self._withdraw_unsent(row["id"])
+            return True
+        self._in_flight.add(row["id"])
+        settled = await self._deliver_now(row)
+        # Only once the outcome is recorded: a database error above keeps the mark.
+        self._in_flight.discard(row["id"])
+        return settled
+
+    def _may_have_been_sent(self, row: Any) -> bool:
+        """Whether a waiting row may have reached the homeserver with only its "sent" mark
+        lost: it was tried before (``attempts``), its sending began in this run without an
+        outcome recorded (a locked database), or it is older than this run (a crash)."""
+        return (
+            row["attempts"] > 0
+            or row["id"] in self._in_flight
+            or str(row["created_at"]) < self._started
+        )
+
+    def _never_to_send(self, row: Any) -> bool:
+        """A message taken back before it went out (:func:`lotsenbot.core.outbox.withdraw_replies`)
+        and that surely did not go out: it is not sent at all. One that may have gone out
+        is sent again as the empty text of :data:`WITHDRAWN_CONTENT` under the same
+        transaction id, which tells its event id (the homeserver answers a resend with the
+        first event), so that the redaction that follows it can take it back."""
+        message = OutMessage.from_json(row["content"])
+        return (
+            message.redacts is None and is_withdrawn(message) and not self._may_have_been_sent(row)
+        )
+
+    async def _withdraw_unsent(self, row_id: int) -> None:
+        await self.db.execute(
+            "UPDATE outbox SET status = 'failed', last_error = ?, attachment = NULL"
+            " WHERE id = ? AND status = 'pending'",
+            (WITHDRAWN_ERROR, row_id),
+        )
+
+    async def _deliver_now(self, row: Any) -> bool:
         started = asyncio.get_running_loop().time()
         try:
             room_id = await self._room_for(row)
@@ -429,27 +471,48 @@ class Sender:
         """Take back the bot's own message of the outbox row ``key``; the redaction's event
         id, or None when there is nothing to take back.
 
-        The row's text goes first (it may repeat what its author has just deleted); its
-        event id and room stay, which is all a retry needs. A message not sent yet is not
-        sent at all: marked failed as withdrawn. It comes before the redaction in the same
-        room, so the sender has normally settled it already (one room's rows go in order).
-        A message that failed needs nothing. Only a text message is taken back whole; of a
-        message with a file, the file event (the one the row records)."""
+        The row's text has normally gone already, when the redaction was enqueued
+        (:func:`lotsenbot.core.outbox.withdraw_replies`); it goes here at the latest. Its
+        event id and room stay, which is all a retry needs. The message comes before the
+        redaction in the same room, so the sender has normally settled it already (one
+        room's rows go in order, and one waiting for a retry holds the redaction back). One
+        still waiting (not due yet) that surely did not go out is not sent at all; one that
+        may have gone out is sent again, empty, with its own transaction id to learn its
+        event id, and then redacted. A message that failed needs nothing. Only a text
+        message is taken back whole; of a message with a file, the file event (the one the
+        row records)."""
         target = await self.db.fetchone(
-            "SELECT id, status, event_id, room_id FROM outbox WHERE dedup_key = ?", (key,)
+            "SELECT id, status, event_id, room_id, target, attempts, created_at, dedup_key,"
+            " attachment, content FROM outbox WHERE dedup_key = ?",
+            (key,),
         )
         if target is None:
             return None
         await self.db.execute(
-            "UPDATE outbox SET content = ?, attachment = NULL,"
-            " status = CASE WHEN status = 'pending' THEN 'failed' ELSE status END,"
-            " last_error = CASE WHEN status = 'pending' THEN ? ELSE last_error END WHERE id = ?",
-            (WITHDRAWN_CONTENT, "withdrawn: the message it answered was deleted", target["id"]),
+            "UPDATE outbox SET content = ?, attachment = NULL WHERE id = ?",
+            (WITHDRAWN_CONTENT, target["id"]),
         )
-        if target["status"] != "sent" or not target["event_id"] or not target["room_id"]:
+        room_id, event_id = target["room_id"], target["event_id"]
+        if target["status"] == "pending":
+            if not self._may_have_been_sent(target):
+                await self._withdraw_unsent(target["id"])
+                return None
+            room_id = str(target["target"])
+            blank = message_content(OutMessage.from_json(WITHDRAWN_CONTENT))
+            self._in_flight.add(target["id"])
+            event_id = await self._room_send(room_id, "m.room.message", blank, _final_txn(target))
+            await self.db.execute(
+                "UPDATE outbox SET status = 'sent', event_id = ?, sent_at = ?, room_id = ?"
+                " WHERE id = ?",
+                (event_id, iso(self.now()), room_id, target["id"]),
+            )
+            self._in_flight.discard(target["id"])
+        elif target["status"] != "sent":
+            return None
+        if not event_id or not room_id:
             return None
         response = await self.transport.client.room_redact(
-            str(target["room_id"]), str(target["event_id"]), reason=reason or None, tx_id=txn
+            str(room_id), str(event_id), reason=reason or None, tx_id=txn
         )
         if isinstance(response, RoomRedactResponse):
             return str(response.event_id)

@@ -204,7 +204,7 @@ class TicketsFeature(Feature):
         redacted = ctx.incoming.relates_to
         if not redacted:
             return False
-        ticket_id = await store.ticket_created_by(ctx.conn, redacted)
+        ticket_id = await store.ticket_created_by(ctx.conn, redacted, ctx.room_id)
         if ticket_id is None:
             return False
         await self.source_deleted(ctx, ticket_id, "command")

@@ -175,18 +175,21 @@ async def create_ticket(
     return int(ticket_id)
 
 
-async def ticket_created_by(conn: aiosqlite.Connection, event_id: str) -> int | None:
-    """The request that the message ``event_id`` opened (``!anfrage …``, or "ja" to the FAQ's
-    offer), found by the bot's confirmation of it while the outbox keeps that (the
-    dispatcher keys replies "evt:<event id>:<n>")."""
+async def ticket_created_by(conn: aiosqlite.Connection, event_id: str, room_id: str) -> int | None:
+    """The request that the message ``event_id`` in ``room_id`` opened (``!anfrage …``, or
+    "ja" to the FAQ's offer), found by the bot's confirmation of it while the outbox keeps
+    that (the dispatcher keys replies "evt:<event id>:<n>"). Only a request made in that
+    room: a redaction in one room never concerns another room's requests."""
     async with conn.execute(
-        "SELECT json_extract(content, '$.meta.\"de.lotsenbot.ticket\".id') FROM outbox"
-        " WHERE dedup_key >= ? AND dedup_key < ? AND json_valid(content)"
-        " AND json_extract(content, '$.meta.\"de.lotsenbot.ticket\".event') = 'created'",
-        (f"evt:{event_id}:", f"evt:{event_id};"),
+        "SELECT t.id FROM outbox AS o JOIN tickets AS t"
+        " ON t.id = json_extract(o.content, '$.meta.\"de.lotsenbot.ticket\".id')"
+        " WHERE o.dedup_key >= ? AND o.dedup_key < ? AND json_valid(o.content)"
+        " AND json_extract(o.content, '$.meta.\"de.lotsenbot.ticket\".event') = 'created'"
+        " AND t.room_id = ?",
+        (f"evt:{event_id}:", f"evt:{event_id};", room_id),
     ) as cursor:
         row = await cursor.fetchone()
-    return int(row[0]) if row is not None and row[0] is not None else None
+    return int(row[0]) if row is not None else None
 
 
 async def get_ticket(conn: aiosqlite.Connection, ticket_id: int) -> Ticket | None:

@@ -202,6 +202,69 @@ async def test_a_deleted_question_takes_the_bots_copy_and_the_open_question_with
 
 
 @pytest.mark.asyncio(loop_scope="session")
+async def test_a_deleted_question_takes_back_the_offers_that_answered_later_messages(
+    tmp_path: Path, synapse: Synapse, register_user: RegisterUser, make_user: MakeUser
+) -> None:
+    """The offer to pass a question on repeats it, also when it answers a later message: "0"
+    to "Meinten Sie …?", or 👎 on an answer. Deleting the question takes those back too,
+    with what was kept for them."""
+    anna = await make_user("anna")
+    koord = await make_user("koord")
+    lotsin = await make_user("lotsin")
+    team = {"coordinators": [koord.user_id], "pilots": [lotsin.user_id]}
+    runner, app = await start_bot(tmp_path, synapse, register_user, **team)
+    bot_id = app.config.matrix.user_id
+
+    async def kept(text: str) -> list[Any]:
+        rows = await app.db.fetchall(
+            "SELECT dedup_key FROM outbox WHERE instr(content, ?) > 0"
+            " UNION ALL SELECT kind FROM pending_choices WHERE instr(payload, ?) > 0"
+            " UNION ALL SELECT id FROM faq_unanswered WHERE instr(question, ?) > 0",
+            (text, text, text),
+        )
+        return [row[0] for row in rows]
+
+    try:
+        room = await group_room(anna, bot_id)
+        anna.mark()
+        question = await anna.send_text(room, "!frage Passwort")
+        suggestion = await anna.wait_for_message(room, sender=bot_id, predicate=has(META))
+        assert faq_meta(suggestion)["decision"] == "suggest"
+        anna.mark()
+        await anna.send_reply(suggestion, "0", fallback=False)
+        offer = await anna.wait_for_message(room, sender=bot_id, predicate=has(META))
+        assert faq_meta(offer)["offer"] is True and "!anfrage Passwort" in offer.body
+        assert faq_meta(offer)["question_event"] == question
+
+        await redact(anna, room, question)
+        for reply in (suggestion, offer):
+            await anna.wait_for_event(redaction_of(reply.event_id), room_id=room,
+                                      sender=bot_id, timeout=30)  # fmt: skip
+        assert await kept("!anfrage Passwort") == []
+        assert await kept("Passwort") == []
+
+        text = "Ich habe mein Passwort vergessen"
+        anna.mark()
+        question = await anna.send_text(room, f"!frage {text}")
+        answer = await anna.wait_for_message(room, sender=bot_id, predicate=has(META))
+        assert faq_meta(answer)["decision"] == "answer"
+        anna.mark()
+        await anna.react(room, answer.event_id, "👎")
+        offer = await anna.wait_for_message(room, sender=bot_id, predicate=has(META))
+        assert faq_meta(offer)["offer"] is True and f"!anfrage {text}" in offer.body
+        assert "faq.offer" in await kept(text)
+
+        await redact(anna, room, question)
+        for reply in (answer, offer):
+            await anna.wait_for_event(redaction_of(reply.event_id), room_id=room,
+                                      sender=bot_id, timeout=30)  # fmt: skip
+        assert await kept(f"!anfrage {text}") == []
+        assert await kept(text) == []
+    finally:
+        await runner.stop()
+
+
+@pytest.mark.asyncio(loop_scope="session")
 async def test_addressing_the_bot_by_name_counts_despite_an_empty_m_mentions(
     tmp_path: Path, synapse: Synapse, register_user: RegisterUser, make_user: MakeUser
 ) -> None:

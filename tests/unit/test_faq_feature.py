@@ -305,7 +305,8 @@ async def test_feedback_by_reaction_one_per_person_latest_wins(env: Env) -> None
 
     second, sent = await env.react(ANNA, "$answer1", "👎️")
     assert len(sent) == 1  # the asker is offered to pass it on
-    assert sent[0].faq == {"offer": True, "entry": "passwort-vergessen"}
+    assert sent[0].faq == {"offer": True, "entry": "passwort-vergessen",
+                           "question_event": "$e1"}  # fmt: skip
     await env.react(BERT, "$answer1", "👍🏽")  # someone else's verdict is separate
     rows = await env.db.fetchall("SELECT user_id, helpful, reaction_event FROM faq_feedback"
                                  " ORDER BY user_id")  # fmt: skip
@@ -340,7 +341,7 @@ async def test_thumbs_down_on_an_older_answer_offers_its_question_once(env: Env)
     thumbs, sent = await env.react(ANNA, "$older", "👎")
     assert len(sent) == 1
     offer = sent[0]
-    assert offer.faq == {"offer": True, "entry": "passwort-vergessen"}
+    assert offer.faq == {"offer": True, "entry": "passwort-vergessen", "question_event": "$e1"}
     assert offer.reply_to == "$older" and f"!anfrage {first_question}" in offer.text
     # Again with another skin tone, and taken back and given again: no second offer.
     assert (await env.react(ANNA, "$older", "👎🏽"))[1] == []

@@ -11,9 +11,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from nio import RoomRedactError, RoomRedactResponse
+from nio import RoomRedactError, RoomRedactResponse, RoomSendError, RoomSendResponse
 
-from lotsenbot.core.outbox import Envelope, Outbox, txn_id_for
+from lotsenbot.core.outbox import WITHDRAWN_CONTENT, Envelope, Outbox, txn_id_for, withdraw_replies
 from lotsenbot.core.types import OutMessage
 from lotsenbot.matrix.sender import Sender
 from lotsenbot.storage.db import Database
@@ -28,6 +28,15 @@ class RedactingClient(FakeClient):
         super().__init__()
         self.redactions: list[tuple[str, str, str | None, str | None]] = []
         self.redact_answers: list[Any] = []
+        self.txns: list[str | None] = []  # of every message sent
+
+    async def room_send(
+        self, room_id: str, event_type: str, content: dict[str, Any], **kwargs: Any
+    ) -> Any:
+        answer = await super().room_send(room_id, event_type, content, **kwargs)
+        if isinstance(answer, RoomSendResponse):
+            self.txns.append(kwargs.get("tx_id"))
+        return answer
 
     async def room_redact(self, room_id: str, event_id: str, reason: str | None = None,
                           tx_id: str | None = None) -> Any:  # fmt: skip
@@ -37,12 +46,16 @@ class RedactingClient(FakeClient):
         return RoomRedactResponse(f"$r{len(self.redactions)}", room_id)
 
 
-async def setup(db: Database) -> tuple[Sender, FakeTransport, Outbox]:
+async def setup(
+    db: Database, *, started: timedelta = timedelta(0)
+) -> tuple[Sender, FakeTransport, Outbox]:
+    """``started``: how long after the rows were enqueued this sender began (a restart)."""
     transport = FakeTransport()
     transport.client = RedactingClient()
     transport.add_room(ROOM, ANNA)
     outbox = Outbox(lambda: NOW)
-    return Sender(db, outbox, transport, lambda: NOW), transport, outbox  # type: ignore[arg-type]
+    sender = Sender(db, outbox, transport, lambda: NOW + started)  # type: ignore[arg-type]
+    return sender, transport, outbox
 
 
 async def enqueue(db: Database, outbox: Outbox, key: str, message: OutMessage,
@@ -116,3 +129,85 @@ async def test_a_failed_redaction_is_tried_again_with_the_same_transaction_id(
                      (pending["created_at"], pending["id"]))  # fmt: skip
     assert await sender.drain_once() == 1
     assert [r[3] for r in client.redactions] == [txn_id_for("evt:$loeschung:0")]
+
+
+async def take_back(db: Database, outbox: Outbox, question: str = "$frage") -> list[str]:
+    """What the FAQ does when the question is deleted, in the dispatcher's transaction."""
+    async with db.transaction() as conn:
+        keys = await withdraw_replies(conn, question, ROOM)
+        for n, key in enumerate(keys):
+            redaction = Envelope("room", ROOM, OutMessage("weg", redacts=key))
+            await outbox.enqueue(conn, f"evt:$loeschung:{n}", redaction)
+    return keys
+
+
+async def test_the_text_goes_when_the_question_is_deleted_whatever_the_row_status(
+    db: Database,
+) -> None:
+    """Sent, waiting or failed: no copy of the question waits for the sender. A failed
+    message needs no redaction; one taken back before is not taken back again."""
+    _, _, outbox = await setup(db)
+    await enqueue(db, outbox, "evt:$frage:0", OutMessage(QUESTION))
+    await enqueue(db, outbox, "evt:$frage:1", OutMessage(QUESTION), delay=timedelta(minutes=5))
+    await enqueue(db, outbox, "evt:$frage:2", OutMessage(QUESTION))
+    await db.execute("UPDATE outbox SET status = 'failed' WHERE dedup_key = 'evt:$frage:2'")
+    assert await take_back(db, outbox) == ["evt:$frage:0", "evt:$frage:1"]
+    rows = await db.fetchall(
+        "SELECT content, status FROM outbox WHERE dedup_key LIKE 'evt:$frage:%'"
+    )
+    assert [tuple(r) for r in rows] == [
+        (WITHDRAWN_CONTENT, "pending"), (WITHDRAWN_CONTENT, "pending"),
+        (WITHDRAWN_CONTENT, "failed"),
+    ]  # fmt: skip
+    async with db.transaction() as conn:
+        assert await withdraw_replies(conn, "$frage", ROOM) == []
+
+
+async def test_a_withdrawn_reply_never_tried_is_not_sent(db: Database) -> None:
+    sender, transport, outbox = await setup(db)
+    await enqueue(db, outbox, "evt:$frage:0", OutMessage(QUESTION))
+    await take_back(db, outbox)
+    assert await sender.drain_once() == 2
+    client = transport.client
+    assert isinstance(client, RedactingClient)
+    assert client.sent == [] and client.redactions == []
+    reply = await row(db, "evt:$frage:0")
+    assert reply["status"] == "failed" and reply["last_error"].startswith("withdrawn")
+
+
+async def test_a_withdrawn_reply_that_failed_to_send_is_resent_empty_and_redacted(
+    db: Database,
+) -> None:
+    """It may have reached the homeserver (a time-out after it arrived): sent again with its
+    own transaction id, it tells its event id, empty, and is then redacted."""
+    sender, transport, outbox = await setup(db)
+    client = transport.client
+    assert isinstance(client, RedactingClient)
+    await enqueue(db, outbox, "evt:$frage:0", OutMessage(QUESTION))
+    client.answers.append(RoomSendError("Internal", "M_UNKNOWN"))
+    assert await sender.drain_once() == 0
+    assert (await row(db, "evt:$frage:0"))["attempts"] == 1
+    await take_back(db, outbox)
+    await db.execute("UPDATE outbox SET next_attempt_at = created_at")
+    assert await sender.drain_once() == 2
+    assert client.txns == [txn_id_for("evt:$frage:0")] and client.bodies == [""]
+    reply = await row(db, "evt:$frage:0")
+    assert (reply["status"], reply["content"]) == ("sent", WITHDRAWN_CONTENT)
+    assert client.redactions == [(ROOM, reply["event_id"], "weg", txn_id_for("evt:$loeschung:0"))]
+
+
+async def test_a_waiting_reply_from_before_a_restart_may_have_gone_out(db: Database) -> None:
+    """Sent, then the crash before its "sent" mark: after the restart it is still waiting,
+    with no attempt counted. Taken back, it is not assumed unsent: resent empty with the
+    same transaction id (the homeserver answers with the first event), then redacted."""
+    await enqueue(db, outbox=Outbox(lambda: NOW), key="evt:$frage:0",
+                  message=OutMessage(QUESTION), delay=timedelta(minutes=5))  # fmt: skip
+    sender, transport, outbox = await setup(db, started=timedelta(seconds=1))
+    await take_back(db, outbox)
+    assert await sender.drain_once() == 1  # the redaction; the reply is not due
+    client = transport.client
+    assert isinstance(client, RedactingClient)
+    assert client.txns == [txn_id_for("evt:$frage:0")] and client.bodies == [""]
+    reply = await row(db, "evt:$frage:0")
+    assert reply["status"] == "sent"
+    assert [r[1] for r in client.redactions] == [reply["event_id"]]
