@@ -28,6 +28,9 @@ KINDS: tuple[AudienceKind, ...] = get_args(AudienceKind)
 # Audiences whose recipients the announcements work out (people who used the bot, group
 # rooms, the coordination team), as :func:`lotsenbot.announcements.audience.expand` does.
 SHARED_WITH_ANNOUNCEMENTS = frozenset(("alle", "koordination", "raeume"))
+# Audiences beyond the network (staff, group rooms): the invitation waits for
+# "!treffen senden" after a preview, as an announcement to everyone does.
+PREVIEW_AUDIENCES = frozenset(("alle", "raeume"))
 
 DEFAULT_AUDIENCE: AudienceKind = "lotsen"
 

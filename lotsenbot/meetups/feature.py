@@ -51,7 +51,12 @@ from lotsenbot.core.outbox import Envelope
 from lotsenbot.core.personal_data import ErasureReport
 from lotsenbot.core.types import Attachment, OutMessage, Poll, Role
 from lotsenbot.meetups import store
-from lotsenbot.meetups.audience import SHARED_WITH_ANNOUNCEMENTS, Audience, parse_audience
+from lotsenbot.meetups.audience import (
+    PREVIEW_AUDIENCES,
+    SHARED_WITH_ANNOUNCEMENTS,
+    Audience,
+    parse_audience,
+)
 from lotsenbot.meetups.capacity import change_capacity, sign_up, withdraw
 from lotsenbot.meetups.dates import (
     MAX_DURATION,
@@ -162,6 +167,9 @@ class MeetupsFeature(Feature):
             roles=COORDINATORS,
             args="<Nr> [am <TT.MM.JJJJ>] [Grund]",
         )(self._cancel)
+        command("treffen senden", aliases=("meetup send",), roles=COORDINATORS, args="<Nr>")(
+            self._send
+        )
         command("treffen ics", aliases=("meetup ics",), args="<Nr>")(self._ics)
         command(
             "treffen umfrage",
@@ -334,10 +342,16 @@ class MeetupsFeature(Feature):
         except MeetupError as err:
             raise _bad(err) from None
         await self._check_audience(ctx.conn, audience)
-        meetup_id = await self.create(ctx.conn, draft, audience, ctx.sender, ctx.now)
+        preview = audience.kind in PREVIEW_AUDIENCES
+        meetup_id = await self.create(
+            ctx.conn, draft, audience, ctx.sender, ctx.now, send_pending=preview
+        )
         meetup = await self._load(ctx.conn, meetup_id)
         occ = meetup.next_occurrence(ctx.now)
         assert occ is not None  # parse_meetup only accepts future starts
+        if preview:
+            await self._preview(ctx, meetup, audience, occ)
+            return
         count = await self.announce(ctx.conn, meetup, ctx.now)
         invited = await store.invitations(ctx.conn, meetup_id)
         rooms = sum(kind == "room" for kind, _ in invited)
@@ -359,11 +373,62 @@ class MeetupsFeature(Feature):
         audience: Audience,
         created_by: str,
         now: datetime,
+        *,
+        send_pending: bool = False,
     ) -> int:
         """Store a meetup (without announcing it); for the commands and for tests."""
         return await store.create_meetup(
-            conn, draft, audience=audience.key, created_by=created_by, now=now
+            conn, draft, audience=audience.key, created_by=created_by, now=now,
+            send_pending=send_pending,
+        )  # fmt: skip
+
+    async def _preview(
+        self, ctx: Context, meetup: store.Meetup, audience: Audience, occ: Occurrence
+    ) -> None:
+        """A meetup for everyone or for all group rooms waits for ``!treffen senden``: the
+        coordinator first sees the invitation and whom it would reach, as with an
+        announcement to everyone."""
+        recipients = await self._recipients(ctx.conn, audience)
+        rooms = sum(kind == "room" for kind, _ in recipients)
+        await ctx.audit("meetup.create", str(meetup.id), {"title": meetup.title})
+        t = ctx.t
+        lines = [
+            t("meetups.preview.created", id=meetup.id),
+            "",
+            *self._details(t, meetup, occ),
+            "",
+            t("meetups.preview.reach"),
+            f"- {t('meetups.preview.people', count=len(recipients) - rooms)}",
+            f"- {t('meetups.preview.rooms', count=rooms)}",
+            "",
+            t("meetups.preview.send", id=meetup.id, prefix=self._prefix()),
+        ]
+        ctx.reply(
+            "\n".join(lines),
+            **self._meta(meetup.id, "preview", occ.start, recipients=len(recipients)),
         )
+
+    async def _send(self, ctx: Context, args: str) -> None:
+        """``!treffen senden <Nr>``: send the invitation a wide audience waited for."""
+        meetup_id, _ = self._number(args, "meetups.usage.send")
+        meetup = await self._load(ctx.conn, meetup_id)
+        if meetup.cancelled:
+            raise Conflict("meetups.change.cancelled", id=meetup.id)
+        occ = meetup.next_occurrence(ctx.now)
+        if occ is None:
+            raise Conflict("meetups.send.over", id=meetup.id)
+        if not await store.mark_sent(ctx.conn, meetup.id, ctx.now):
+            raise Conflict("meetups.send.already", id=meetup.id)
+        audience = Audience.from_key(meetup.audience)
+        count = await self.announce(ctx.conn, meetup, ctx.now)
+        invited = await store.invitations(ctx.conn, meetup.id)
+        rooms = sum(kind == "room" for kind, _ in invited)
+        await ctx.audit("meetup.send", str(meetup.id), {"recipients": count})
+        text = "\n".join([
+            ctx.t("meetups.send.done", id=meetup.id, title=escape(meetup.title)),
+            self._audience_line(ctx.t, audience, count, rooms, meetup.id),
+        ])  # fmt: skip
+        ctx.reply(text, **self._meta(meetup.id, "created", occ.start, recipients=count))
 
     async def _check_audience(self, conn: aiosqlite.Connection, audience: Audience) -> None:
         if audience.kind != "raum":

@@ -66,6 +66,7 @@ class Meetup:
     created_at: datetime
     updated_at: datetime
     reasons: Mapping[str, str] = field(default_factory=dict)  # occurrence key → reason
+    send_pending: bool = False  # created for a wide audience, waiting for "!treffen senden"
 
     @property
     def cancelled(self) -> bool:
@@ -115,14 +116,16 @@ async def create_meetup(
     audience: str,
     created_by: str,
     now: datetime,
+    send_pending: bool = False,
 ) -> int:
-    """Store a new meetup; returns its number."""
+    """Store a new meetup; returns its number. ``send_pending``: not announced until
+    :func:`mark_sent` (a wide audience is confirmed first)."""
     series = draft.series()
     end = last_end(series)
     cursor = await conn.execute(
         "INSERT INTO meetups (title, start_local, tzid, duration_s, rrule, location, link,"
         " description, capacity, audience, first_start, ends_at, created_by, created_at,"
-        " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " updated_at, send_pending) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             draft.title,
             series.start.strftime(_WALL_FORMAT),
@@ -139,6 +142,7 @@ async def create_meetup(
             created_by,
             iso(now),
             iso(now),
+            int(send_pending),
         ),
     )
     meetup_id = cursor.lastrowid
@@ -358,7 +362,20 @@ def _meetup(row: aiosqlite.Row, exceptions: Iterable[aiosqlite.Row]) -> Meetup:
         created_at=parse_iso(row["created_at"]),
         updated_at=parse_iso(row["updated_at"]),
         reasons=reasons,
+        send_pending=bool(row["send_pending"]),
     )
+
+
+async def mark_sent(conn: aiosqlite.Connection, meetup_id: int, now: datetime) -> bool:
+    """Take a meetup out of "waiting to be sent"; False if it was not waiting (sent
+    already, or by a second confirmation handled meanwhile)."""
+    cursor = await conn.execute(
+        "UPDATE meetups SET send_pending = 0, updated_at = ? WHERE id = ? AND send_pending = 1",
+        (iso(now), meetup_id),
+    )
+    changed = cursor.rowcount > 0
+    await cursor.close()
+    return changed
 
 
 # --- sign-ups ------------------------------------------------------------------------------

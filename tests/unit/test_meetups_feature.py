@@ -964,9 +964,19 @@ async def test_a_meetup_for_everyone_reaches_whom_an_announcement_to_everyone_do
     await harness.db.execute("INSERT INTO announcement_optouts VALUES ('@weg:stadt.de', ?)", (now,))
     await harness.db.execute("INSERT INTO rooms (room_id, joined_at) VALUES ('!flur:stadt.de', ?)",
                              (now,))  # fmt: skip
-    rows = await harness.say(
+    preview = await harness.say(
         COORD, "!treffen neu\nTitel: Sommerfest\nWann: 12.01.2027 14:00\nZielgruppe: alle"
     )
+    # Like an announcement to everyone, it waits for a confirmation after a preview.
+    number = meta(preview[0])["id"]
+    assert (meta(preview[0])["event"], meta(preview[0])["recipients"]) == ("preview", 4)
+    shown = preview[0]["content"]["markdown"]
+    assert "noch nicht verschickt" in shown and f"!treffen senden {number}" in shown
+    assert "- 3 Personen" in shown and "- 1 Gruppenraum" in shown
+    assert await harness.rows(f"meetup:{number}:ann:%") == []
+    assert error(await harness.say(STAFF, f"!treffen senden {number}")) == "permission_denied"
+    rows = await harness.say(COORD, f"!treffen senden {number}")
+    assert error(await harness.say(COORD, f"!treffen senden {number}")) == "conflict"
     created = meta(rows[0])
     invited = {
         (r["target_kind"], r["target"]) for r in await harness.rows(f"meetup:{created['id']}:ann:%")
@@ -988,15 +998,15 @@ async def test_a_meetup_for_everyone_reaches_whom_an_announcement_to_everyone_do
     assert [(r["target_kind"], r["target"]) for r in invited] == [("user", COORD)]
     assert "!abmelden" not in invited[0]["content"]["markdown"]
     # Rooms only: said so; nobody at all: a warning with what to do.
-    rooms = await harness.say(
+    aushang = await harness.say(
         COORD, "!treffen neu\nTitel: Aushang\nWann: 14.01.2027 14:00\nZielgruppe: räume"
     )
+    rooms = await harness.say(COORD, f"!treffen senden {meta(aushang[0])['id']}")
     assert "Die Ankündigung geht in 1 Gruppenraum." in rooms[0]["content"]["markdown"]
     await harness.db.execute("UPDATE rooms SET left_at = ?", (now,))
-    nobody = await harness.say(
+    leer = await harness.say(
         COORD, "!treffen neu\nTitel: Leer\nWann: 15.01.2027 14:00\nZielgruppe: räume"
     )
+    nobody = await harness.say(COORD, f"!treffen senden {meta(leer[0])['id']}")
     warning = nobody[0]["content"]["markdown"]
-    assert (
-        "niemanden erreicht" in warning and f"!treffen streichen {meta(nobody[0])['id']}" in warning
-    )
+    assert "niemanden erreicht" in warning and f"streichen {meta(leer[0])['id']}" in warning
