@@ -27,7 +27,14 @@ from aiohttp import ClientConnectionError
 from nio import RoomRedactResponse, RoomSendError, RoomSendResponse, UploadResponse
 
 from lotsenbot.core.clock import iso
-from lotsenbot.core.outbox import WITHDRAWN_CONTENT, Outbox, backoff, is_withdrawn, txn_id_for
+from lotsenbot.core.outbox import (
+    WITHDRAWN,
+    WITHDRAWN_CONTENT,
+    Outbox,
+    backoff,
+    is_withdrawn,
+    txn_id_for,
+)
 from lotsenbot.core.types import Attachment, OutMessage
 from lotsenbot.matrix.format import message_content, poll_content, poll_end_content
 from lotsenbot.matrix.transport import HistoryUnavailable, MatrixTransport, RoomCreationFailed
@@ -188,6 +195,13 @@ class Sender:
                 log.warning("Postausgang: Datenbank nicht verfügbar (%s), neuer Versuch in %.1f s",
                             exc, delay)  # fmt: skip
                 await self._pause(delay)
+            except Exception:
+                # A bug must not end delivery for every message: logged, then tried again
+                # after a pause (a row that keeps failing is failed by its own retries).
+                self._db_failures += 1
+                delay = backoff(self._db_failures, base=0.5, cap=30).total_seconds()
+                log.exception("Postausgang: unerwarteter Fehler, neuer Versuch in %.1f s", delay)
+                await self._pause(delay)
 
     async def _seconds_to_next_due(self) -> float:
         # Rows held back wait for their blocker, whose own time counts; counting theirs
@@ -256,6 +270,12 @@ class Sender:
 
     async def _deliver(self, row: Any) -> bool:
         """Try one row; True when it is settled (sent or permanently failed)."""
+        # The pass read its rows at the start; a reply taken back meanwhile (its question
+        # deleted, :func:`lotsenbot.core.outbox.withdraw_replies`) must not go out with the
+        # text it had then. One small read; the write lock orders it after that transaction.
+        current = await self.db.fetchone("SELECT content FROM outbox WHERE id = ?", (row["id"],))
+        if current is not None and current["content"] != row["content"]:
+            row = {**dict(row), "content": current["content"]}
         if self._never_to_send(row):
             await self._withdraw_unsent(row["id"])
             return True
@@ -281,7 +301,13 @@ class Sender:
         is sent again as the empty text of :data:`WITHDRAWN_CONTENT` under the same
         transaction id, which tells its event id (the homeserver answers a resend with the
         first event), so that the redaction that follows it can take it back."""
-        message = OutMessage.from_json(row["content"])
+        content = str(row["content"])
+        if WITHDRAWN not in content:  # ordinary messages: no parsing here
+            return False
+        try:
+            message = OutMessage.from_json(content)
+        except (ValueError, KeyError, TypeError):
+            return False  # unreadable: the ordinary path retries it and fails it in the end
         return (
             message.redacts is None and is_withdrawn(message) and not self._may_have_been_sent(row)
         )

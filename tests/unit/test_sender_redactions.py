@@ -211,3 +211,48 @@ async def test_a_waiting_reply_from_before_a_restart_may_have_gone_out(db: Datab
     reply = await row(db, "evt:$frage:0")
     assert reply["status"] == "sent"
     assert [r[1] for r in client.redactions] == [reply["event_id"]]
+
+
+async def test_an_unreadable_row_does_not_stop_the_other_messages(db: Database) -> None:
+    """The check for withdrawn rows must not turn one unreadable row (a hand-made fix, a
+    partial write) into an exception that ends delivery: it fails by its own retries, as it
+    did before, and the other messages go out."""
+    sender, transport, outbox = await setup(db)
+    await enqueue(db, outbox, "evt:$kaputt:0", OutMessage("wird gleich unlesbar"))
+    await db.execute(
+        "UPDATE outbox SET content = '{\"text\": 1}' WHERE dedup_key = 'evt:$kaputt:0'"
+    )
+    other = "!anderer:stadt.de"
+    transport.add_room(other, ANNA)
+    async with db.transaction() as conn:
+        await outbox.enqueue(conn, "evt:$gut:0", Envelope("room", other, OutMessage("Antwort")))
+    await sender.drain_once()  # raised KeyError, which ended the sender task
+    assert (await row(db, "evt:$gut:0"))["status"] == "sent"
+    broken = await row(db, "evt:$kaputt:0")
+    assert broken["status"] == "pending" and broken["attempts"] == 1
+
+
+async def test_a_reply_taken_back_while_the_pass_runs_is_not_sent_with_its_text(
+    db: Database,
+) -> None:
+    """The pass reads its rows first; the question is deleted while an earlier message of
+    the room is on its way. The reply must not go out with the text read before."""
+    sender, transport, outbox = await setup(db)
+    await enqueue(db, outbox, "evt:$vorher:0", OutMessage("Etwas anderes"))
+    await enqueue(db, outbox, "evt:$frage:0", OutMessage(f"Angebot: `{QUESTION}`"))
+    client = transport.client
+    plain_send = client.room_send
+
+    async def send_then_delete(room_id: str, event_type: str, content: dict[str, Any],
+                               **kwargs: Any) -> Any:  # fmt: skip
+        answer = await plain_send(room_id, event_type, content, **kwargs)
+        if "Etwas anderes" in str(content):
+            async with db.transaction() as conn:
+                await withdraw_replies(conn, "$frage", ROOM)
+        return answer
+
+    client.room_send = send_then_delete  # type: ignore[method-assign]
+    await sender.drain_once()
+    assert client.bodies[0] == "Etwas anderes"
+    assert not any("Sabine" in body for body in client.bodies), client.bodies
+    assert (await row(db, "evt:$frage:0"))["status"] == "failed"  # never sent at all
